@@ -1,0 +1,34 @@
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "cli/command.h"
+
+namespace dt {
+
+int run_inspect(int argc, char** argv);
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"inspect", "Show the tensors, parameter count and metadata of a checkpoint or LoRA", run_inspect},
+  };
+  return table;
+}
+
+bool parse_args(CLI::App& app, int argc, char** argv, int& exit_code) {
+  try {
+    app.parse(argc, argv);
+    return true;
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    exit_code = 0;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app.help("", CLI::AppFormatMode::All);
+    exit_code = 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << app.get_name() << ": error: " << e.what() << " (see --help)\n";
+    exit_code = 2;
+  }
+  return false;
+}
+
+}  // namespace dt

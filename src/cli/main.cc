@@ -1,0 +1,61 @@
+#include <c10/util/Exception.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "core/runtime.h"
+
+namespace {
+
+void print_usage(std::ostream& out) {
+  out << "deltatrain " DT_VERSION " - LoRA training and delta transfer for flow-matching transformers\n\n"
+      << "usage: deltatrain <command> [options]   (deltatrain <command> --help for its options)\n\ncommands:\n";
+  for (const auto& c : dt::commands()) {
+    std::string name = c.name;
+    name.resize(std::max<size_t>(name.size() + 2, 14), ' ');
+    out << "  " << name << c.summary << "\n";
+  }
+}
+
+// The first line of a LibTorch error, without its C++ backtrace.
+std::string first_line(const char* what) {
+  std::string s(what);
+  auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    print_usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::cout << "deltatrain " DT_VERSION "\n";
+    return 0;
+  }
+  for (const auto& c : dt::commands()) {
+    if (std::strcmp(argv[1], c.name) != 0) continue;
+    std::string name = std::string("deltatrain ") + c.name;
+    argv[1] = name.data();
+    try {
+      dt::init_runtime();
+      return c.run(argc - 1, argv + 1);
+    } catch (const dt::Error& e) {
+      std::cerr << "deltatrain " << c.name << ": error: " << e.what() << "\n";
+    } catch (const c10::Error& e) {
+      std::cerr << "deltatrain " << c.name << ": error: " << first_line(e.what_without_backtrace()) << "\n";
+    } catch (const std::bad_alloc&) {
+      std::cerr << "deltatrain " << c.name << ": error: out of memory\n";
+    } catch (const std::exception& e) {
+      std::cerr << "deltatrain " << c.name << ": error: " << first_line(e.what()) << "\n";
+    }
+    return 1;
+  }
+  std::cerr << "deltatrain: error: unknown command '" << argv[1] << "' (see deltatrain --help)\n";
+  return 2;
+}

@@ -1,0 +1,71 @@
+// The safetensors format: an 8-byte little-endian header length, a JSON header, then the data.
+// https://github.com/huggingface/safetensors (format section). Reading memory-maps the file and
+// hands tensors to LibTorch without a copy where dtype and alignment allow.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+namespace dt {
+
+struct TensorInfo {
+  std::string name;
+  std::string dtype;  // as in the file: "F32", "BF16", ...
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // byte range within the data region
+};
+
+class SafetensorsFile {
+ public:
+  // Maps and validates the whole header; throws dt::Error naming the file (and tensor).
+  static std::shared_ptr<SafetensorsFile> open(const std::string& path);
+  // Same validation over bytes already in memory (the buffer must outlive the returned tensors'
+  // use of it only if tensors are taken zero-copy; get() copies for in-memory files).
+  static std::shared_ptr<SafetensorsFile> from_bytes(std::string bytes, const std::string& name);
+  ~SafetensorsFile();
+
+  const std::string& path() const { return path_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }  // in data order
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const TensorInfo* find(const std::string& name) const;
+  bool contains(const std::string& name) const { return find(name) != nullptr; }
+
+  // The tensor, on the CPU, in its file dtype (F8 types upcast to float32 when this LibTorch has
+  // no float8). Zero-copy into the mapping when aligned; the mapping stays alive while any
+  // returned tensor does. Writes to a returned tensor never reach the file.
+  at::Tensor get(const std::string& name) const;
+
+ private:
+  SafetensorsFile() = default;
+  void parse();
+
+  std::string path_;
+  std::shared_ptr<void> mapping_;  // owns the bytes
+  const uint8_t* bytes_ = nullptr;
+  uint64_t size_ = 0;
+  uint64_t data_start_ = 0;
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
+
+// Writes tensors (any device, any layout; stored contiguous from the CPU) with string metadata,
+// atomically. Names must be unique. Throws dt::Error naming the file.
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// The serialized bytes write_safetensors would write.
+std::string serialize_safetensors(const NamedTensors& tensors,
+                                  const std::map<std::string, std::string>& metadata = {});
+
+// Convenience: every tensor of a file, copied out of the mapping.
+std::map<std::string, at::Tensor> load_safetensors(const std::string& path);
+
+}  // namespace dt
