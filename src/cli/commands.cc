@@ -6,10 +6,12 @@
 namespace dt {
 
 int run_inspect(int argc, char** argv);
+int run_forward(int argc, char** argv);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"inspect", "Show the tensors, parameter count and metadata of a checkpoint or LoRA", run_inspect},
+      {"forward", "Run one model component on golden-style inputs (see shared/golden/README.md)", run_forward},
   };
   return table;
 }
