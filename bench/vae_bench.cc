@@ -7,8 +7,9 @@
 // 512) encodes a size² image; its time is set against a single 3×3 convolution of the same
 // arithmetic shape as its heaviest layers, so the ratio says how close the whole encoder runs to
 // the bare convolution rate.
-// Part 2: the real shape (random weights, fp32) encodes each --peak-sizes image once; the growth of
-// the process's peak resident memory (VmHWM, reset through /proc/self/clear_refs) is reported.
+// Part 2: the real shape (random weights, fp32) encodes and decodes each --peak-sizes image once;
+// the growth of the process's peak resident memory (VmHWM, reset through /proc/self/clear_refs)
+// is reported.
 #include <malloc.h>
 #include <torch/torch.h>
 
@@ -139,22 +140,26 @@ int main(int argc, char** argv) {
                 conv_rate, encode_rate / conv_rate);
   }
 
-  // Part 2: peak memory of one fp32 encode with the real block widths.
+  // Part 2: peak memory of one fp32 encode and decode with the real block widths.
   dt::VaeConfig real = mid;
   real.block_out_channels = real.decoder_block_out_channels = {128, 256, 512, 512};
   auto vae = random_vae(real, at::kFloat, dir + "/real");
-  std::printf("real-shape fp32 encode: peak resident memory above the loaded model\n");
+  std::printf("real-shape fp32: peak resident memory above the loaded model (one map = 128 channels at full size)\n");
   for (int64_t s : peak_sizes) {
+    const double map_mib = 128.0 * s * s * 4 / (1 << 20);
     const at::Tensor image = torch::rand({1, 3, s, s}) * 2 - 1;
-    const int64_t base = current_rss_kib();
-    reset_peak_rss();
-    auto t0 = Clock::now();
-    vae->encode(image);
-    const double t = seconds_since(t0);
-    const double peak_mib = (peak_rss_kib() - base) / 1024.0;
-    const double map_mib = 128.0 * s * s * 4 / (1 << 20);  // one 128-channel fp32 map at full size
-    std::printf("  %5lld²: %8.0f MiB = %.2f × one full-size 128-channel map (%.0f MiB); %.1f s\n", (long long)s,
-                peak_mib, peak_mib / map_mib, map_mib, t);
+    const at::Tensor z = torch::randn({1, real.latent_channels, s / 8, s / 8});
+    for (const char* what : {"encode", "decode"}) {
+      const int64_t base = current_rss_kib();
+      reset_peak_rss();
+      auto t0 = Clock::now();
+      if (what[0] == 'e') vae->encode(image);
+      else vae->decode(z);
+      const double t = seconds_since(t0);
+      const double peak_mib = (peak_rss_kib() - base) / 1024.0;
+      std::printf("  %s %5lld²: %8.0f MiB = %.2f maps of %.0f MiB; %.1f s\n", what, (long long)s, peak_mib, peak_mib / map_mib,
+                  map_mib, t);
+    }
   }
   std::filesystem::remove_all(dir);
   return 0;
