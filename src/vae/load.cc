@@ -117,13 +117,14 @@ AutoencoderKL load_autoencoder(const std::string& path_in, const LoadOptions& op
   const Layout layout = find_layout(ck);
   auto shape_of = [&](const std::string& name) { return layout.shape_of(name); };
 
+  const bool bn_in_weights = shape_of("bn.running_mean").has_value();
   const bool config_file = !ck.config().empty();
-  VaeConfig config = config_file ? VaeConfig::from_json(ck.config(), path + "/config.json")
-                                 : VaeConfig::from_weights(shape_of, path);
+  nlohmann::json json = ck.config();
+  if (config_file && !json.contains("_class_name")) json["_class_name"] = bn_in_weights ? "AutoencoderKLFlux2" : "AutoencoderKL";
+  VaeConfig config = config_file ? VaeConfig::from_json(json, path + "/config.json") : VaeConfig::from_weights(shape_of, path);
   if (layout.original && layout.levels != config.levels())
     throw file_error(path, "the weights have " + std::to_string(layout.levels) + " encoder levels, the config " +
                                std::to_string(config.levels()));
-  const bool bn_in_weights = shape_of("bn.running_mean").has_value();
   if (bn_in_weights != (config.kind == VaeKind::kFlux2))
     throw file_error(path, std::string("config.json names ") + config.class_name() + " but the weights " +
                                (bn_in_weights ? "hold" : "lack") + " the BatchNorm statistics bn.running_mean of AutoencoderKLFlux2");
