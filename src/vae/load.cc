@@ -25,8 +25,6 @@ std::string join(const std::vector<std::string>& parts, size_t from) {
   return s;
 }
 
-std::string shape_string(at::IntArrayRef shape) { return c10::str(shape); }
-
 // Where the VAE's tensors live inside a checkpoint and under which names.
 struct Layout {
   const Checkpoint* ck = nullptr;
@@ -143,7 +141,7 @@ AutoencoderKL load_autoencoder(const std::string& path_in, const LoadOptions& op
     // The original mid-block attention stores its projections as 1×1 convolutions.
     if (t.dim() == 4 && target.dim() == 2 && t.size(2) == 1 && t.size(3) == 1) t = t.flatten(1);
     if (t.sizes() != target.sizes())
-      throw file_error(path, "tensor '" + key + "' has shape " + shape_string(t.sizes()) + ", expected " + shape_string(target.sizes()));
+      throw file_error(path, "tensor '" + key + "' has shape " + c10::str(t.sizes()) + ", expected " + c10::str(target.sizes()));
     if (!at::isFloatingType(t.scalar_type()) && at::isFloatingType(target.scalar_type()))
       throw file_error(path, "tensor '" + key + "' has dtype " + std::string(c10::toString(t.scalar_type())) + ", expected a float type");
     const auto dtype = !at::isFloatingType(target.scalar_type()) ? target.scalar_type() : keep_float ? at::kFloat : options.compute_dtype;

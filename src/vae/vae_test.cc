@@ -150,13 +150,20 @@ TEST(VaeGolden, Bfloat16WithinBound) {
   }
 }
 
-TEST(VaeLoad, PipelineFolderAndAttentionBlocks) {
+TEST(VaeLoad, PipelineFolderConfigWithoutClassAndAttentionBlocks) {
   // A pipeline folder's vae/ is found; blocked attention equals the one-block result.
   const std::string dir = temp_dir("pipeline");
   fs::create_directories(dir + "/vae");
   fs::copy(golden("flux_vae/weights"), dir + "/vae");
   AutoencoderKL vae = load_autoencoder(dir);
   EXPECT_EQ(vae->config().latent_channels, 16);
+  // A config.json without _class_name: the kind comes from the weights.
+  fs::create_directories(dir + "/noclass");
+  auto config = nlohmann::json::parse(std::ifstream(golden("flux2_vae/weights/config.json")));
+  config.erase("_class_name");
+  std::ofstream(dir + "/noclass/config.json") << config.dump();
+  fs::copy_file(golden("flux2_vae/weights/diffusion_pytorch_model.safetensors"), dir + "/noclass/diffusion_pytorch_model.safetensors");
+  EXPECT_EQ(load_autoencoder(dir + "/noclass")->config().kind, VaeKind::kFlux2);
   const at::Tensor q = torch::randn({2, 40, 8}), k = torch::randn({2, 40, 8}), v = torch::randn({2, 40, 8});
   expect_close(attention(q, k, v, 2 * 40 * 3), attention(q, k, v), "blocked attention", 1e-6, 1e-6);
   fs::remove_all(dir);
