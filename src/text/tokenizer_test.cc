@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -64,6 +65,31 @@ TEST(Qwen3Tokenizer, ReproducesGoldenChatPrompts) {
     EXPECT_EQ(row(p.attention_mask, 0), c["attention_mask"].get<std::vector<int64_t>>()) << c["pipeline"];
     EXPECT_EQ(row(plain.input_ids, 0), c["short_input_ids"].get<std::vector<int64_t>>()) << c["pipeline"];
   }
+}
+
+// The package's own JavaScript tokenizer (an independent implementation) on a corpus of ~3000
+// texts in many scripts, with emoji, whitespace runs, digits, code and special tokens.
+TEST(Qwen3Tokenizer, AgreesWithJavaScriptTokenizerOnCorpus) {
+  qwen3();  // fails first, with the install hint, when the package is missing
+  const std::string command = "node '" + std::string(DT_SOURCE_DIR) + "/tests/tokenizer/js_reference.js' '" +
+                              std::string(DT_SOURCE_DIR) + "/third_party/npm' 3000";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  ASSERT_TRUE(pipe) << command;
+  std::string output;
+  char buffer[1 << 16];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe.get())) > 0;) output.append(buffer, n);
+  ASSERT_EQ(pclose(pipe.release()), 0) << "failed: " << command;
+  const auto corpus = nlohmann::json::parse(output);
+  ASSERT_GT(corpus.size(), 3000u);
+  int mismatches = 0;
+  for (const auto& c : corpus) {
+    const std::string text = c["text"];
+    const auto expected = c["ids"].get<std::vector<int32_t>>();
+    const auto ids = qwen3().encode(text);
+    if (ids != expected && ++mismatches <= 5) ADD_FAILURE() << "differs from the JavaScript tokenizer on " << nlohmann::json(text).dump();
+    EXPECT_EQ(qwen3().decode(ids), nfc(text));
+  }
+  EXPECT_EQ(mismatches, 0);
 }
 
 TEST(Qwen3Tokenizer, TruncatesToMaxLength) {
