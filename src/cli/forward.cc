@@ -10,6 +10,7 @@ namespace dt {
 const std::vector<ForwardComponent>& forward_components() {
   static const std::vector<ForwardComponent> table = {
       {"zimage-transformer", forward_zimage_transformer},
+      {"qwen3", forward_qwen3},
   };
   return table;
 }

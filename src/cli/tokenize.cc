@@ -26,7 +26,7 @@ int run_tokenize(int argc, char** argv) {
 
   Tokenizer tokenizer = Tokenizer::load(path);
   ChatTemplate t = parse_chat_template(template_name);
-  nlohmann::json out;
+  nlohmann::ordered_json out;  // keys in the documented order: input_ids, attention_mask
   if (t == ChatTemplate::none) {
     std::vector<int32_t> ids = tokenizer.encode(text);
     if (max_length > 0 && static_cast<int64_t>(ids.size()) > max_length) ids.resize(max_length);
