@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config clang libclang-rt-14-dev
   libtorch-dev libopenblas0-pthread
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libpcre2-dev
+  libicu-dev
   libpng-dev libjpeg-dev libwebp-dev libexif-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-protobuf nodejs
@@ -35,3 +36,4 @@ for lib in libblas.so.3 liblapack.so.3; do
     $SUDO update-alternatives --set "$lib-$arch" "$openblas" >/dev/null
   fi
 done
+bash "$(dirname "$0")/npm_deps.sh"
