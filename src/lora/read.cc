@@ -227,7 +227,8 @@ Parsed parse(const SafetensorsFile& file, const KeyMap& keys, const std::set<std
       parsed.unknown.push_back(g.keys[0]);
       continue;
     }
-    at::Tensor down = file.get(g.keys[0]).to(torch::kFloat), up = file.get(g.keys[1]).to(torch::kFloat);
+    // Copies: the weights outlive the mapping and may be modified in place.
+    at::Tensor down = file.get(g.keys[0]).to(torch::kFloat, false, true), up = file.get(g.keys[1]).to(torch::kFloat, false, true);
     if (down.dim() != 2 || up.dim() != 2 || down.size(0) == 0 || up.size(1) != down.size(0)) {
       bad.push_back(stem + " (down " + c10::str(down.sizes()) + ", up " + c10::str(up.sizes()) + ")");
       continue;
