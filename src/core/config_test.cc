@@ -1,0 +1,76 @@
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+
+namespace dt {
+namespace {
+
+struct Inner {
+  std::string path;
+  int64_t repeats = 1;
+  template <class V>
+  void fields(V& v) {
+    v("path", path, "folder of images");
+    v("repeats", repeats, "times per epoch");
+  }
+};
+
+struct Outer {
+  double lr = 1e-4;
+  bool flag = false;
+  int steps = 10;
+  std::vector<int64_t> sizes{512};
+  Inner inner;
+  std::vector<Inner> items;
+  template <class V>
+  void fields(V& v) {
+    v("lr", lr, "learning rate");
+    v("flag", flag, "a switch");
+    v("steps", steps, "steps");
+    v("sizes", sizes, "sizes");
+    v("inner", inner, "inner table");
+    v("items", items, "items");
+  }
+};
+
+TEST(Config, DefaultsOverridesAndArrays) {
+  Outer c;
+  read_config_text("lr = 0.5\n[inner]\npath = 'a'\n[[items]]\npath = 'x'\n[[items]]\npath = 'y'\nrepeats = 3\n",
+                   "c.toml", {"steps=7", "inner.repeats=4", "sizes=[256, 768]", "inner.path=bare"}, c);
+  EXPECT_EQ(c.lr, 0.5);
+  EXPECT_FALSE(c.flag);
+  EXPECT_EQ(c.steps, 7);
+  EXPECT_EQ(c.sizes, (std::vector<int64_t>{256, 768}));
+  EXPECT_EQ(c.inner.path, "bare");
+  EXPECT_EQ(c.inner.repeats, 4);
+  ASSERT_EQ(c.items.size(), 2u);
+  EXPECT_EQ(c.items[1].path, "y");
+  EXPECT_EQ(c.items[1].repeats, 3);
+}
+
+TEST(Config, PrintedDefaultsReadBackIdentically) {
+  Outer c;
+  c.items.push_back(Inner{"p", 2});
+  Outer back;
+  read_config_text(config_to_toml(c), "printed.toml", {}, back);
+  EXPECT_EQ(config_to_toml(back), config_to_toml(c));
+  EXPECT_EQ(back.items.at(0).repeats, 2);
+}
+
+TEST(Config, ErrorsNameFileAndKey) {
+  Outer c;
+  auto message = [&](const std::string& text) {
+    try {
+      read_config_text(text, "bad.toml", {}, c);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(message("lrr = 1"), "bad.toml: unknown setting 'lrr'");
+  EXPECT_EQ(message("[inner]\nrepeats = 'x'"), "bad.toml: setting 'inner.repeats' must be an integer");
+  EXPECT_NE(message("lr = [").find("bad.toml: line 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dt
