@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "io/checkpoint.h"
+#include "lora/file.h"
 
 namespace dt {
 
@@ -17,6 +18,7 @@ struct InspectProbe {
 
 const std::vector<InspectProbe>& inspect_probes() {
   static const std::vector<InspectProbe> table = {
+      {"lora", lora::describe_lora},
   };
   return table;
 }
