@@ -33,9 +33,9 @@ struct Batch {
   const Plan* plan = nullptr;
   int64_t index = 0;            // position in plan->batches
   std::vector<PlanItem> items;  // B items
-  at::Tensor x0;                // [B, C, h, w] compute dtype
-  at::Tensor noise;             // ε, [B, C, h, w] compute dtype (generated on the CPU, then moved)
-  at::Tensor x_t;               // (1 − σ)·x0 + σ·ε, computed in float32, then compute dtype
+  at::Tensor x0;                // [B, C, h, w] float32
+  at::Tensor noise;             // ε, [B, C, h, w] float32 (generated on the CPU, then moved)
+  at::Tensor x_t;               // (1 − σ)·x0 + σ·ε computed in float32 on the CPU, then compute dtype
   at::Tensor sigma;             // [B] float32
   at::Tensor loss_weight;       // [B] float32, the samples' concept weights
   std::vector<TextFeatures> text;  // B features, compute dtype, on the device

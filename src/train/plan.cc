@@ -3,11 +3,13 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <utility>
 
 #include "core/error.h"
 #include "core/hash.h"
+#include "data/dataset.h"
 
 namespace dt {
 namespace {
@@ -77,14 +79,42 @@ void validate(const std::vector<PlanSample>& samples, const PlanOptions& o) {
   if (t.dynamic_shift && !o.family_shift) throw Error("train.dynamic_shift needs a model family with a shift rule");
   for (const auto& s : samples) {
     if (s.captions < 1) throw Error("sample '" + s.key + "' has no caption");
-    if (s.repeats < 0) throw Error("sample '" + s.key + "' has negative repeats");
+    if (s.repeats < 0 || (!o.epoch_samples && s.repeats != std::floor(s.repeats)))
+      throw Error("sample '" + s.key + "' has repeats that are not a whole number >= 0");
     if (s.width <= 0 || s.height <= 0) throw Error("sample '" + s.key + "' has no bucket size");
   }
 }
 
-void hash_common(Hash64& h, const Plan& p) {
+// Feeds values to SHA-256 in a fixed little-endian form; strings carry their length.
+class Digest {
+ public:
+  Digest& u64(uint64_t v) {
+    uint8_t b[8];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+    sha_.update(b, 8);
+    return *this;
+  }
+  Digest& i64(int64_t v) { return u64(static_cast<uint64_t>(v)); }
+  Digest& f64(double v) {
+    uint64_t bits;
+    std::memcpy(&bits, &v, 8);
+    return u64(bits);
+  }
+  Digest& str(const std::string& s) {
+    u64(s.size());
+    sha_.update(s);
+    return *this;
+  }
+  std::string hex() { return sha_.hex(); }
+
+ private:
+  Sha256 sha_;
+};
+
+void hash_common(Digest& h, const Plan& p) {
   h.str("deltatrain-plan-1").str(p.manifest_hash).f64(p.noise.offset).f64(p.noise.perturbation).u64(p.samples.size());
-  for (const auto& s : p.samples) h.str(s.key).i64(s.captions).i64(s.repeats).i64(s.width).i64(s.height).f64(s.loss_weight);
+  for (const auto& s : p.samples) 
+    h.str(s.key).i64(s.captions).f64(s.repeats).i64(s.width).i64(s.height).f64(s.loss_weight).f64(s.caption_dropout);
   h.u64(p.batches.size());
   for (const auto& b : p.batches) {
     h.i64(b.epoch).u64(b.items.size());
@@ -93,6 +123,21 @@ void hash_common(Hash64& h, const Plan& p) {
 }
 
 }  // namespace
+
+std::vector<PlanSample> plan_samples(const Manifest& manifest) {
+  std::vector<PlanSample> out;
+  for (const Sample& s : manifest.samples) {
+    const Concept& c = manifest.concept_of(s);
+    out.push_back({s.key, static_cast<int64_t>(s.captions.size()), c.repeats, s.bucket.width,
+                   s.bucket.height, c.loss_weight, c.caption_dropout});
+  }
+  return out;
+}
+
+void use_manifest_epochs(const Manifest& manifest, PlanOptions& options) {
+  const uint64_t seed = options.seed;
+  options.epoch_samples = [&manifest, seed](int64_t epoch) { return epoch_samples(manifest, seed, epoch); };
+}
 
 int64_t Plan::item_count() const {
   int64_t n = 0;
@@ -113,8 +158,15 @@ Plan make_plan(const std::vector<PlanSample>& samples, const std::string& manife
   for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
     Rng rng(mix64(o.seed ^ mix64(static_cast<uint64_t>(epoch) + 1)));
     std::vector<int32_t> order;
-    for (size_t i = 0; i < samples.size(); ++i)
-      for (int64_t r = 0; r < samples[i].repeats; ++r) order.push_back(static_cast<int32_t>(i));
+    if (o.epoch_samples) {
+      for (int64_t i : o.epoch_samples(epoch)) {
+        if (i < 0 || i >= static_cast<int64_t>(samples.size())) throw Error("epoch sample index out of range");
+        order.push_back(static_cast<int32_t>(i));
+      }
+    } else {
+      for (size_t i = 0; i < samples.size(); ++i)
+        for (int64_t r = 0; r < samples[i].repeats; ++r) order.push_back(static_cast<int32_t>(i));
+    }
     for (int64_t i = static_cast<int64_t>(order.size()) - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
 
     // Fill one pending batch per bucket in shuffled order; leftovers close the epoch in the
@@ -129,6 +181,7 @@ Plan make_plan(const std::vector<PlanSample>& samples, const std::string& manife
       PlanItem item;
       item.sample = index;
       item.caption = static_cast<int32_t>(rng.below(s.captions));
+      if (rng.uniform() < s.caption_dropout) item.caption = kEmptyCaption;
       item.sigma = static_cast<float>(shifted(draw_t(rng, o.timesteps), bucket_shift.at(bucket)));
       item.noise_seed = rng.next();
       auto& batch = pending[slot].second;
@@ -142,7 +195,7 @@ Plan make_plan(const std::vector<PlanSample>& samples, const std::string& manife
   }
   if (plan.batches.empty()) throw Error("the plan is empty (every sample has repeats = 0)");
 
-  Hash64 h;
+  Digest h;
   hash_common(h, plan);
   const auto& t = o.timesteps;
   h.u64(o.seed).i64(o.epochs).i64(o.batch_size).str(t.distribution).f64(t.logit_mean).f64(t.logit_std);
@@ -162,9 +215,9 @@ Plan plan_from_batches(std::vector<PlanSample> samples, std::string manifest_has
   for (const auto& b : plan.batches)
     for (const auto& it : b.items)
       if (it.sample < 0 || it.sample >= static_cast<int32_t>(plan.samples.size()) ||
-          it.caption < 0 || it.caption >= plan.samples[it.sample].captions)
+          it.caption < kEmptyCaption || it.caption >= plan.samples[it.sample].captions)
         throw Error("plan item refers to a sample or caption that does not exist");
-  Hash64 h;
+  Digest h;
   hash_common(h, plan);
   plan.hash = h.hex();
   return plan;

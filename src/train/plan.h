@@ -19,15 +19,18 @@ namespace dt {
 struct PlanSample {
   std::string key;          // stable sample key (concept + relative path)
   int64_t captions = 1;     // how many captions it has; an item picks one by index
-  int64_t repeats = 1;      // times per epoch
+  double repeats = 1;       // times per epoch (whole numbers unless PlanOptions::epoch_samples is given)
   int64_t width = 0;        // bucket size in pixels
   int64_t height = 0;
-  double loss_weight = 1.0;  // the concept's loss weight
+  double loss_weight = 1.0;      // the concept's loss weight
+  double caption_dropout = 0.0;  // probability that an item uses the empty caption
 };
+
+constexpr int32_t kEmptyCaption = -1;
 
 struct PlanItem {
   int32_t sample = 0;       // index into Plan::samples
-  int32_t caption = 0;      // index into that sample's captions
+  int32_t caption = 0;      // index into that sample's captions; kEmptyCaption = the empty caption
   float sigma = 0;          // noise level in (0, 1): x_σ = (1 − σ)·x0 + σ·ε, model time input σ
   uint64_t noise_seed = 0;  // ε = plan_noise(noise_seed, ...) on the CPU
 };
@@ -66,6 +69,10 @@ struct PlanOptions {
   NoiseOptions noise;
   // The family's shift at a bucket (width, height) in pixels; needed when dynamic_shift is set.
   std::function<double(int64_t width, int64_t height)> family_shift;
+  // The sample indices of one epoch (repeats applied, any order; the plan shuffles them). Unset:
+  // each sample PlanSample::repeats times. The data pipeline's epoch_samples() handles
+  // fractional repeats and samples_per_epoch.
+  std::function<std::vector<int64_t>(int64_t epoch)> epoch_samples;
 };
 
 struct Plan {
@@ -73,10 +80,15 @@ struct Plan {
   std::vector<PlanBatch> batches;
   NoiseOptions noise;
   std::string manifest_hash;  // of the dataset manifest the samples came from
-  std::string hash;           // 16 hex digits over every input and every item
+  std::string hash;           // SHA-256 over every input and every item
 
   int64_t item_count() const;
 };
+
+struct Manifest;
+// The plan's view of a scanned dataset (repeats via epoch_samples(manifest, seed, epoch)).
+std::vector<PlanSample> plan_samples(const Manifest& manifest);
+void use_manifest_epochs(const Manifest& manifest, PlanOptions& options);
 
 // The plan of a run. `manifest_hash` identifies the dataset content (images, captions) beyond
 // what `samples` says. Throws dt::Error on settings that cannot give a plan.

@@ -2,7 +2,6 @@
 // schedule with warm-up, gradient accumulation and clipping, atomic LoRA saves, rolling
 // checkpoints (LoRA, optimizer, plan position, RNG) and bitwise resume, metrics, progress.
 #pragma once
-#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -10,6 +9,7 @@
 
 #include <ATen/Tensor.h>
 
+#include "lora/adapters.h"
 #include "models/family.h"
 #include "train/objective.h"
 #include "train/plan.h"
@@ -17,17 +17,11 @@
 
 namespace dt {
 
-// The trainable LoRA tensors of a model, in a stable order, and how to write them as a LoRA file.
-struct Adapters {
-  std::vector<std::pair<std::string, at::Tensor>> named;  // fp32 leaves; checkpoint and optimizer order
-  std::function<void(const std::string& path)> save;      // writes the LoRA file (format from [output])
-};
-
 // A model loaded per a [model] section with adapters per a [lora] section.
 struct LoadedModel {
-  const Family* family = nullptr;
+  std::string family;  // Family::name(), also the LoRA key map's name
   std::unique_ptr<Denoiser> denoiser;
-  Adapters adapters;
+  std::unique_ptr<lora::Adapters> adapters;
 };
 LoadedModel load_model(const RunConfig& run, const ModelConfig& model, const LoraConfig& lora);
 
@@ -41,8 +35,11 @@ struct LoopResult {
 // run.output.run_dir (or the objective's own progress). Writes run.output.lora at the end when the
 // objective trains. Throws dt::Error on NaN/inf (naming the step), unwritable outputs (before the
 // first step) and out-of-memory (naming the setting to change).
-LoopResult run_loop(const RunConfig& run, Denoiser& model, Adapters& adapters, const Plan& plan, SampleSource& source,
+LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, SampleSource& source,
                     Objective& objective, bool resume);
+
+// The LoRA file of the adapters in the format and dtype of run.output.
+void save_lora(const RunConfig& run, const LoadedModel& model, const std::string& path);
 
 // `deltatrain train`: loads everything per the config and runs the flow objective.
 LoopResult train(const RunConfig& run, bool resume);
