@@ -202,7 +202,7 @@ std::string serialize(const DeltaRecord& r, const std::string& dtype, bool exact
   put<uint64_t>(out, r.noise_seed);
   put<double>(out, r.sigma);
   put<uint32_t>(out, r.latent_checksum);
-  put<uint32_t>(out, r.caption_index);
+  put<int32_t>(out, r.caption_index);
   put<uint16_t>(out, static_cast<uint16_t>(r.sample_key.size()));
   put<uint8_t>(out, static_cast<uint8_t>(dtype_code(dtype)));
   put<uint8_t>(out, exact ? 2 : 1);
@@ -235,6 +235,8 @@ std::string StoreManifest::to_json() const {
   j["latent_space"] = latent_space;
   j["dtype"] = dtype;
   j["form"] = exact ? "exact" : "approximate";
+  j["noise_offset"] = noise_offset;
+  j["noise_perturbation"] = noise_perturbation;
   return j.dump(2) + "\n";
 }
 
@@ -258,6 +260,8 @@ StoreManifest StoreManifest::from_json(const std::string& text, const std::strin
     const std::string form = j.at("form").get<std::string>();
     if (form != "exact" && form != "approximate") throw file_error(path, "form must be \"exact\" or \"approximate\"");
     m.exact = form == "exact";
+    m.noise_offset = j.at("noise_offset").get<double>();
+    m.noise_perturbation = j.at("noise_perturbation").get<double>();
   } catch (const json::exception& e) {
     throw file_error(path, std::string("malformed manifest: ") + e.what());
   }
@@ -424,9 +428,20 @@ DeltaStore::~DeltaStore() {
 
 DeltaRecord DeltaStore::read(uint64_t item) const {
   if (item >= size()) throw Error("delta store: no record " + std::to_string(item) + " (the store has " + std::to_string(size()) + ")");
-  const std::string what = path_ + ": record " + std::to_string(item);
   const std::string bytes = read_record_bytes(fd_, offsets_[item], offsets_[item + 1], path_);
-  if (!crc_ok(bytes)) throw Error(what + " is corrupt (CRC mismatch)");
+  if (!crc_ok(bytes)) throw Error(path_ + ": record " + std::to_string(item) + " is corrupt (CRC mismatch)");
+  return parse(item, bytes, true);
+}
+
+DeltaRecord DeltaStore::read_info(uint64_t item) const {
+  if (item >= size()) throw Error("delta store: no record " + std::to_string(item) + " (the store has " + std::to_string(size()) + ")");
+  const uint64_t prefix = kRecordFixedBytes + 8 * kMaxRank + std::numeric_limits<uint16_t>::max();
+  const uint64_t end = std::min(offsets_[item + 1], offsets_[item] + prefix);
+  return parse(item, read_record_bytes(fd_, offsets_[item], end, path_), false);
+}
+
+DeltaRecord DeltaStore::parse(uint64_t item, const std::string& bytes, bool tensors) const {
+  const std::string what = path_ + ": record " + std::to_string(item);
   Cursor c(bytes, what);
   c.take(12);  // magic and length, checked by the walk
   DeltaRecord r;
@@ -434,11 +449,11 @@ DeltaRecord DeltaStore::read(uint64_t item) const {
   r.noise_seed = c.get<uint64_t>();
   r.sigma = c.get<double>();
   r.latent_checksum = c.get<uint32_t>();
-  r.caption_index = c.get<uint32_t>();
+  r.caption_index = c.get<int32_t>();
   const uint16_t key_bytes = c.get<uint16_t>();
-  const uint8_t dtype = c.get<uint8_t>(), tensors = c.get<uint8_t>(), rank = c.get<uint8_t>();
+  const uint8_t dtype = c.get<uint8_t>(), count = c.get<uint8_t>(), rank = c.get<uint8_t>();
   if (r.item != item) throw Error(what + " is out of place (it holds item " + std::to_string(r.item) + ")");
-  if (dtype != dtype_code(manifest_.dtype) || tensors != (manifest_.exact ? 2 : 1) || rank > kMaxRank)
+  if (dtype != dtype_code(manifest_.dtype) || count != (manifest_.exact ? 2 : 1) || rank > kMaxRank)
     throw Error(what + " does not match the manifest (dtype, form or rank)");
   std::vector<int64_t> shape(rank);
   uint64_t numel = 1;
@@ -449,10 +464,11 @@ DeltaRecord DeltaStore::read(uint64_t item) const {
     numel *= static_cast<uint64_t>(d);
   }
   r.sample_key.assign(c.take(key_bytes), key_bytes);
+  if (!tensors) return r;
   const at::ScalarType type = dtype_type(dtype);
   const uint64_t tensor_bytes = numel * static_cast<uint64_t>(c10::elementSize(type));
-  if (c.left() != tensor_bytes * tensors + 4) throw Error(what + " is malformed (its length does not fit its shape)");
-  for (int i = 0; i < tensors; ++i) {
+  if (c.left() != tensor_bytes * count + 4) throw Error(what + " is malformed (its length does not fit its shape)");
+  for (int i = 0; i < count; ++i) {
     const char* p = c.take(tensor_bytes);
     at::Tensor t = torch::empty(shape, at::TensorOptions().dtype(type));
     std::memcpy(t.data_ptr(), p, tensor_bytes);

@@ -6,7 +6,7 @@
 // A record is self-describing and self-checking (little-endian):
 //
 //   u32 magic "DREC" | u64 record bytes (all of it, CRC included) | u64 item | u64 noise seed
-//   f64 σ | u32 latent checksum | u32 caption index | u16 key bytes | u8 dtype | u8 tensor count
+//   f64 σ | u32 latent checksum | i32 caption index | u16 key bytes | u8 dtype | u8 tensor count
 //   u8 rank | i64 shape[rank] | key | δc | [δu] | u32 CRC-32 of every byte before it
 //
 // Appending is crash-safe: a record is written with one write() at the end of the file, and a
@@ -35,6 +35,8 @@ struct StoreManifest {
   std::string latent_space;    // VAE identity + latent normalization
   std::string dtype = "bf16";  // "bf16" or "fp32"
   bool exact = false;          // records hold δu as well as δc
+  double noise_offset = 0;        // the plan's extra noise: part of ε, so learn must use the same
+  double noise_perturbation = 0;
 
   std::string to_json() const;  // canonical text: the same manifest always gives the same bytes
   // Throws dt::Error naming `path` for malformed text or an unsupported version.
@@ -44,7 +46,7 @@ struct StoreManifest {
 struct DeltaRecord {
   uint64_t item = 0;            // index in the plan
   std::string sample_key;       // the sample in the dataset cache
-  uint32_t caption_index = 0;   // which of the sample's captions was the condition c
+  int32_t caption_index = 0;    // which of the sample's captions was c (−1: the empty caption)
   double sigma = 0;             // noise level of x_σ
   uint64_t noise_seed = 0;      // ε = the CPU generator's randn with this seed
   uint32_t latent_checksum = 0; // of the cached latent x0 (see latent_checksum())
@@ -97,11 +99,14 @@ class DeltaStore {
   uint64_t size() const { return offsets_.empty() ? 0 : offsets_.size() - 1; }
   // The record of plan item `item`, tensors on the CPU in float32; its CRC is checked first.
   DeltaRecord read(uint64_t item) const;
+  // Only the fields before the tensors (no tensors, no CRC check: read() checks it later).
+  DeltaRecord read_info(uint64_t item) const;
   // Refuses a store recorded in another latent space than the student's.
   void check_latent_space(const std::string& student_latent_space) const;
 
  private:
   DeltaStore() = default;
+  DeltaRecord parse(uint64_t item, const std::string& bytes, bool tensors) const;
   std::string dir_, path_;
   StoreManifest manifest_;
   int fd_ = -1;

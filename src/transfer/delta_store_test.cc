@@ -42,7 +42,7 @@ class DeltaStoreTest : public ::testing::Test {
     DeltaRecord r;
     r.item = item;
     r.sample_key = "images/sample_" + std::to_string(item * 37) + ".png";
-    r.caption_index = static_cast<uint32_t>(item % 3);
+    r.caption_index = static_cast<int32_t>(item % 3) - 1;
     r.sigma = 0.05 + 0.1 * static_cast<double>(item);
     r.noise_seed = 0x9e3779b97f4a7c15ull * (item + 1);
     r.latent_checksum = static_cast<uint32_t>(1000 + item);
