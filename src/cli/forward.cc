@@ -9,6 +9,7 @@ namespace dt {
 
 const std::vector<ForwardComponent>& forward_components() {
   static const std::vector<ForwardComponent> table = {
+      {"zimage-transformer", forward_zimage_transformer},
   };
   return table;
 }

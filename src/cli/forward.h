@@ -27,4 +27,7 @@ struct ForwardComponent {
 
 const std::vector<ForwardComponent>& forward_components();
 
+// Component entry points, one file each.
+void forward_zimage_transformer(const ForwardArgs& args);
+
 }  // namespace dt

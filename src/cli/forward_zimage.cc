@@ -1,0 +1,43 @@
+// `deltatrain forward --component zimage-transformer`: golden contract of
+// shared/golden/README.md (zimage_transformer). Also writes the intermediates under the golden's
+// `X.mid.*` names, so `compare.py --all` can localise a mismatch.
+#include <torch/torch.h>
+
+#include "cli/forward.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "models/zimage/weights.h"
+#include "nn/attention.h"
+
+namespace dt {
+
+void forward_zimage_transformer(const ForwardArgs& args) {
+  nn::set_explicit_attention(args.explicit_attention);
+  zimage::ZImageTransformer model = zimage::load_transformer(args.model, LoadOptions{});
+  // LoRA files (--lora FILE[:STRENGTH]) are applied to `model` here.
+  if (!args.loras.empty()) throw Error("--lora is not supported for zimage-transformer in this build");
+
+  auto io = SafetensorsFile::open(args.inputs);
+  auto input = [&](const std::string& name) {
+    if (!io->contains(args.in(name))) throw file_error(args.inputs, "no input tensor '" + args.in(name) + "'");
+    return io->get(args.in(name)).to(at::kFloat);
+  };
+  std::vector<at::Tensor> x, caps;
+  for (int i = 0; io->contains(args.in("x." + std::to_string(i))); ++i) {
+    x.push_back(input("x." + std::to_string(i)));
+    caps.push_back(input("cap_feats." + std::to_string(i)));
+  }
+  if (x.empty()) throw file_error(args.inputs, "no input tensor '" + args.in("x.0") + "'");
+  at::Tensor t = input("t");
+
+  torch::NoGradGuard no_grad;
+  NamedTensors mid;
+  std::vector<at::Tensor> out = model->forward(x, t, caps, 0, &mid);
+  NamedTensors results;
+  for (size_t i = 0; i < out.size(); ++i) results.emplace_back(args.out(std::to_string(i)), out[i]);
+  const std::string mid_prefix = (args.case_name.empty() ? "" : args.case_name + ".") + "mid.";
+  for (auto& [name, value] : mid) results.emplace_back(mid_prefix + name, value);
+  write_safetensors(args.output, results);
+}
+
+}  // namespace dt

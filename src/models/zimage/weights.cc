@@ -1,0 +1,116 @@
+#include "models/zimage/weights.h"
+
+#include <filesystem>
+#include <regex>
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+#include "nn/load_state.h"
+
+namespace dt::zimage {
+namespace {
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
+
+std::string strip_prefix(const std::string& name) {
+  for (const char* prefix : {"model.diffusion_model.", "diffusion_model."})
+    if (starts_with(name, prefix)) return name.substr(std::strlen(prefix));
+  return name;
+}
+
+}  // namespace
+
+std::string diffusers_name(const std::string& raw) {
+  std::string name = strip_prefix(raw);
+  for (const auto& [from, to] : {std::pair{"x_embedder", "all_x_embedder.2-1"}, {"final_layer", "all_final_layer.2-1"}})
+    if (name == from || starts_with(name, std::string(from) + ".")) return to + name.substr(std::strlen(from));
+  static const std::regex attention(R"(^((?:layers|noise_refiner|context_refiner)\.\d+\.attention)\.(q_norm|k_norm|out)(\..*)?$)");
+  std::smatch m;
+  if (std::regex_match(name, m, attention)) {
+    const std::string part = m[2] == "q_norm" ? "norm_q" : m[2] == "k_norm" ? "norm_k" : "to_out.0";
+    return m[1].str() + "." + part + m[3].str();
+  }
+  return name;
+}
+
+bool is_zimage_checkpoint(const Checkpoint& ck) {
+  bool modulated_layer = false, caption_norm = false, siglip = false;
+  for (const auto& raw : ck.names()) {
+    const std::string name = strip_prefix(raw);
+    modulated_layer |= name == "layers.0.adaLN_modulation.0.weight";
+    caption_norm |= name == "cap_embedder.0.weight";
+    siglip |= starts_with(name, "siglip_embedder.");
+  }
+  return modulated_layer && caption_norm && !siglip;
+}
+
+std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {
+  std::map<std::string, at::Tensor> out;
+  auto put = [&](const std::string& name, at::Tensor t, const std::string& from) {
+    if (!out.emplace(name, std::move(t)).second)
+      throw file_error(ck.path(), "tensor '" + from + "' maps to '" + name + "', which another tensor already gave");
+  };
+  for (const auto& raw : ck.names()) {
+    std::string name = diffusers_name(raw);
+    if (starts_with(name, "siglip_embedder.") || starts_with(name, "siglip_refiner."))
+      throw file_error(ck.path(), "this is the Z-Image Omni variant (SigLIP branch), which is not supported");
+    if (name == "norm_final.weight") continue;  // the final LayerNorm has no parameters
+    const std::string qkv = ".attention.qkv.weight";
+    if (name.size() > qkv.size() && name.compare(name.size() - qkv.size(), qkv.size(), qkv) == 0) {
+      at::Tensor fused = ck.get(raw);  // [3·dim, dim]: rows of q, then k, then v
+      if (fused.dim() != 2 || fused.size(0) % 3)
+        throw file_error(ck.path(), "fused '" + raw + "' must be [3·dim, dim]");
+      const int64_t rows = fused.size(0) / 3;
+      const std::string block = name.substr(0, name.size() - std::strlen("qkv.weight"));
+      put(block + "to_q.weight", fused.narrow(0, 0, rows), raw);
+      put(block + "to_k.weight", fused.narrow(0, rows, rows), raw);
+      put(block + "to_v.weight", fused.narrow(0, 2 * rows, rows), raw);
+      continue;
+    }
+    put(name, ck.get(raw), raw);
+  }
+  return out;
+}
+
+ZImageTransformer load_transformer(const std::string& path, const LoadOptions& options,
+                                   const std::optional<ZImageConfig>& config) {
+  Checkpoint ck = Checkpoint::open(path);
+  std::map<std::string, at::Tensor> tensors = diffusers_tensors(ck);
+  ZImageConfig c;
+  if (config) c = *config;
+  else if (!ck.config().empty()) c = ZImageConfig::from_json(ck.config(), (std::filesystem::path(path) / "config.json").string());
+  else {
+    std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+    for (const auto& [name, t] : tensors) shapes.emplace_back(name, t.sizes().vec());
+    c = infer_zimage_config(shapes, path);
+  }
+  ZImageTransformer model(c);
+  nn::load_state(*model, tensors, path, options.device, options.compute_dtype);
+  return model;
+}
+
+void write_random_checkpoint(const std::string& dir, const ZImageConfig& config, uint64_t seed, c10::ScalarType dtype) {
+  ZImageTransformer model(config);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::map<std::string, at::Tensor> sorted;
+  for (const auto& item : model->named_parameters()) sorted.emplace(item.key(), item.value());
+  NamedTensors tensors;
+  for (const auto& [name, param] : sorted) {
+    at::Tensor noise = at::normal(0.0, 1.0, param.sizes(), generator);
+    at::Tensor value;
+    if (name == "x_pad_token" || name == "cap_pad_token") value = noise;
+    else if (param.dim() == 2) value = noise / std::sqrt(static_cast<double>(param.size(1)));
+    else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) value = 0.1 * noise;
+    else value = 1.0 + 0.1 * noise;  // RMSNorm weights
+    tensors.emplace_back(name, value.to(dtype));
+  }
+  std::filesystem::create_directories(dir);
+  write_safetensors((std::filesystem::path(dir) / "diffusion_pytorch_model.safetensors").string(), tensors);
+  write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config.to_json().dump(2) + "\n");
+}
+
+}  // namespace dt::zimage

@@ -1,0 +1,39 @@
+#include "nn/rope.h"
+
+#include <torch/torch.h>
+
+namespace dt::nn {
+
+at::Tensor rope_angles(const at::Tensor& positions, const std::vector<int64_t>& axes_dims, double theta) {
+  TORCH_CHECK(positions.size(-1) == static_cast<int64_t>(axes_dims.size()), "one position per RoPE axis");
+  auto f64 = torch::TensorOptions().dtype(at::kDouble).device(positions.device());
+  std::vector<at::Tensor> per_axis;
+  for (size_t a = 0; a < axes_dims.size(); ++a) {
+    const int64_t d = axes_dims[a];
+    TORCH_CHECK(d % 2 == 0, "RoPE axis dims must be even");
+    at::Tensor omega = 1.0 / torch::pow(theta, torch::arange(0, d, 2, f64) / static_cast<double>(d));  // [d/2]
+    at::Tensor pos = positions.select(-1, static_cast<int64_t>(a)).to(at::kDouble).unsqueeze(-1);
+    per_axis.push_back(pos * omega);
+  }
+  return torch::cat(per_axis, -1);
+}
+
+at::Tensor apply_rope_interleaved(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  auto shape = x.sizes().vec();
+  shape.back() /= 2;
+  shape.push_back(2);
+  at::Tensor pairs = x.to(at::kFloat).reshape(shape);
+  at::Tensor re = pairs.select(-1, 0), im = pairs.select(-1, 1);
+  at::Tensor c = cos.to(at::kFloat), s = sin.to(at::kFloat);
+  at::Tensor out = torch::stack({re * c - im * s, re * s + im * c}, -1);
+  return out.flatten(-2).to(x.scalar_type());
+}
+
+at::Tensor apply_rope_rotate_half(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  at::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  at::Tensor c = cos.to(x.scalar_type()), s = sin.to(x.scalar_type());
+  return torch::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
+}
+
+}  // namespace dt::nn
