@@ -15,8 +15,9 @@ struct Bucket {
   bool operator==(const Bucket&) const = default;
 };
 
-// For each target resolution, one bucket per aspect ratio r (r and 1/r), deduplicated, sorted
-// by resolution then width / height. Throws dt::Error for non-positive settings.
+// One bucket per aspect ratio r ≥ 1, landscape and portrait, with about resolution² pixels and
+// sides rounded to multiples of `multiple`; deduplicated, sorted by width / height. Throws
+// dt::Error for non-positive settings or ratios below 1.
 std::vector<Bucket> make_buckets(int64_t resolution, const std::vector<double>& aspect_ratios, int64_t multiple);
 
 // The bucket whose aspect ratio is nearest (in log scale) to width / height; ties go to the

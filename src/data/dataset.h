@@ -26,7 +26,7 @@ struct Sample {
                              // when the config lists several resolutions; unique and stable
   std::string path;          // the image file
   std::string content_hash;  // SHA-256 of the file's bytes
-  int concept = 0;           // index into Manifest::concepts
+  int concept_index = 0;     // into Manifest::concepts
   std::vector<std::string> captions;  // at least one (possibly ""); a plan item picks one by index
   int64_t width = 0, height = 0;      // upright source size
   Bucket bucket;                      // training size
@@ -43,7 +43,7 @@ struct Manifest {
   std::string hash;             // SHA-256 over everything above: equal hash ⇔ same training data
   std::vector<BadFile> skipped;        // bad files left out (bad_files = "skip")
   std::vector<std::string> warnings;   // e.g. missing captions taken as empty
-  const Concept& concept_of(const Sample& s) const { return concepts.at(s.concept); }
+  const Concept& concept_of(const Sample& s) const { return concepts.at(s.concept_index); }
   const Sample* find(const std::string& key) const;  // binary search; null when absent
 };
 

@@ -25,14 +25,9 @@ using Rgb = std::array<uint8_t, 3>;
 // "#rrggbb", "white", "black" or "gray"; throws dt::Error otherwise.
 Rgb parse_color(const std::string& text);
 
-// What a file holds, read from its header only: format ("jpeg", "png", "webp") and the size
-// after the EXIF orientation. Throws dt::Error naming `name` for unknown formats and bad headers.
-struct ImageInfo {
-  std::string format;
-  int64_t width = 0, height = 0;
-  int orientation = 1;  // EXIF orientation 1..8
-};
-ImageInfo probe_image(const std::string& bytes, const std::string& name);
+// "jpeg", "png" or "webp" from the leading bytes; throws dt::Error naming `name` for anything
+// else (naming the format when it is a known one: GIF, BMP, TIFF, HEIF/AVIF, ...).
+std::string image_format(const std::string& bytes, const std::string& name);
 
 // Decodes fully, upright (EXIF orientation applied), as RGB or RGBA (16-bit PNG is rounded to
 // 8 bits, grayscale and palette expanded). Corrupt, truncated or empty data throws dt::Error
