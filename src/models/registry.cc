@@ -3,11 +3,13 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "models/family.h"
+#include "models/zimage/family.h"
 
 namespace dt {
 
 const std::vector<const Family*>& families() {
   static const std::vector<const Family*> all = {
+      &zimage_family(),
   };
   return all;
 }
