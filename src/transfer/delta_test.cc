@@ -17,8 +17,12 @@ class TinyDenoiser : public Denoiser {
     first_ = module_.register_module("first", nn::Linear(4, 8, true));
     second_ = module_.register_module("second", nn::Linear(8, 4, true));
     for (auto& p : module_.parameters()) p.data().normal_(0, 0.5);
-    first_->lora = std::make_shared<nn::LoraAdapter>(
-        nn::LoraAdapter{torch::randn({2, 4}), torch::randn({8, 2}), 2.0, 0.0, state_});
+    auto lora = std::make_shared<nn::LoraAdapter>();
+    lora->down = torch::randn({2, 4});
+    lora->up = torch::randn({8, 2});
+    lora->alpha = 2.0;
+    lora->state = state_;
+    first_->lora = lora;
   }
   at::Tensor velocity(const at::Tensor& x, const at::Tensor& sigma, const std::vector<TextFeatures>& text) override {
     std::vector<at::Tensor> cond;
