@@ -5,6 +5,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config clang libclang-rt-14-dev
   libtorch-dev libopenblas0-pthread
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libpcre2-dev
+  libicu-dev
   libpng-dev libjpeg-dev libwebp-dev libexif-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-protobuf nodejs npm
@@ -19,3 +20,4 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+bash "$(dirname "$0")/npm_deps.sh"

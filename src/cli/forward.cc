@@ -7,9 +7,15 @@
 
 namespace dt {
 
+void forward_vae_encode(const ForwardArgs& args);  // forward_vae.cc
+void forward_vae_decode(const ForwardArgs& args);
+
 const std::vector<ForwardComponent>& forward_components() {
   static const std::vector<ForwardComponent> table = {
       {"zimage-transformer", forward_zimage_transformer},
+      {"qwen3", forward_qwen3},
+      {"vae-encode", forward_vae_encode},
+      {"vae-decode", forward_vae_decode},
   };
   return table;
 }

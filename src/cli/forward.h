@@ -29,5 +29,6 @@ const std::vector<ForwardComponent>& forward_components();
 
 // Component entry points, one file each.
 void forward_zimage_transformer(const ForwardArgs& args);
+void forward_qwen3(const ForwardArgs& args);
 
 }  // namespace dt

@@ -13,43 +13,51 @@ using torch::autograd::variable_list;
 struct BlockHolder : torch::CustomClassHolder {
   BlockFn fn;
   size_t num_inputs = 0;
+  std::vector<size_t> slots;  // block-input index of each defined input, in order
   std::vector<at::Tensor> trainable;
   at::Generator generator;
   at::Tensor generator_state;
+
+  std::vector<at::Tensor> inputs_from(const std::vector<at::Tensor>& defined) const {
+    std::vector<at::Tensor> inputs(num_inputs);
+    for (size_t i = 0; i < slots.size(); ++i) inputs[slots[i]] = defined[i];
+    return inputs;
+  }
 };
 
-// Inputs and trainable tensors are passed as one TensorList so autograd links the output to all of
-// them; the first `num_inputs` are the block inputs.
+// The defined inputs and the trainable tensors are passed as one TensorList so autograd links the
+// output to all of them; `slots` says where each of the first tensors goes among the block inputs
+// (undefined inputs cannot enter autograd and are rebuilt as undefined).
 struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
   static variable_list forward(AutogradContext* ctx, at::TensorList tensors, c10::intrusive_ptr<BlockHolder> holder) {
-    std::vector<at::Tensor> inputs(tensors.begin(), tensors.begin() + static_cast<int64_t>(holder->num_inputs));
-    ctx->save_for_backward(inputs);
+    std::vector<at::Tensor> defined(tensors.begin(), tensors.begin() + static_cast<int64_t>(holder->slots.size()));
+    ctx->save_for_backward(defined);
     ctx->saved_data["holder"] = c10::IValue::make_capsule(holder);
     ctx->saved_data["num_tensors"] = static_cast<int64_t>(tensors.size());
     torch::NoGradGuard no_grad;
-    return {holder->fn(inputs)};
+    return {holder->fn(holder->inputs_from(defined))};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     auto holder = c10::static_intrusive_pointer_cast<BlockHolder>(ctx->saved_data["holder"].toCapsule());
     const auto num_tensors = static_cast<size_t>(ctx->saved_data["num_tensors"].toInt());
     variable_list saved = ctx->get_saved_variables();
-    std::vector<at::Tensor> inputs;
+    std::vector<at::Tensor> defined;
     std::vector<at::Tensor> wrt;  // tensors whose gradient is returned
     std::vector<size_t> wrt_slot;
     for (size_t i = 0; i < saved.size(); ++i) {
-      at::Tensor x = saved[i].defined() ? saved[i].detach().requires_grad_(saved[i].requires_grad()) : at::Tensor();
-      if (x.defined() && x.requires_grad()) {
+      at::Tensor x = saved[i].detach().requires_grad_(saved[i].requires_grad());
+      if (x.requires_grad()) {
         wrt.push_back(x);
         wrt_slot.push_back(i);
       }
-      inputs.push_back(x);
+      defined.push_back(x);
     }
     const std::vector<at::Tensor>& trainable = holder->trainable;
     for (size_t i = 0; i < trainable.size(); ++i)
       if (trainable[i].requires_grad()) {
         wrt.push_back(trainable[i]);
-        wrt_slot.push_back(holder->num_inputs + i);
+        wrt_slot.push_back(saved.size() + i);
       }
     at::Tensor output;
     {
@@ -60,7 +68,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
         holder->generator.set_state(holder->generator_state);
       }
       torch::AutoGradMode grad_on(true);
-      output = holder->fn(inputs);
+      output = holder->fn(holder->inputs_from(defined));
       if (holder->generator.defined()) holder->generator.set_state(now);
     }
     variable_list grads(num_tensors + 1);  // + the holder argument
@@ -84,13 +92,16 @@ at::Tensor checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs, 
   holder->fn = fn;
   holder->num_inputs = inputs.size();
   holder->trainable = trainable;
-  for (const auto& t : inputs)
-    if (t.defined()) {
-      holder->generator = at::globalContext().defaultGenerator(t.device());
-      holder->generator_state = holder->generator.get_state();
-      break;
+  std::vector<at::Tensor> all;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined()) {
+      holder->slots.push_back(i);
+      all.push_back(inputs[i]);
     }
-  std::vector<at::Tensor> all = inputs;
+  if (!all.empty()) {
+    holder->generator = at::globalContext().defaultGenerator(all.front().device());
+    holder->generator_state = holder->generator.get_state();
+  }
   all.insert(all.end(), trainable.begin(), trainable.end());
   return CheckpointFunction::apply(at::TensorList(all), holder)[0];
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "data/data_config.h"
 #include "train/plan.h"
 
 namespace dt {
@@ -15,7 +16,6 @@ struct ModelConfig {
   std::string family;  // "" = detect from the transformer's keys
   std::string base;    // pipeline folder (transformer/, text_encoder/, tokenizer/, vae/) or transformer checkpoint
   std::string text_encoder;
-  std::string tokenizer;
   std::string vae;
   std::string dtype = "bf16";
   std::string device = "cpu";
@@ -24,9 +24,8 @@ struct ModelConfig {
   void fields(V& v) {
     v("family", family, "model family (zimage, ...); empty = detected from the transformer's weights");
     v("base", base, "pipeline folder (transformer/, text_encoder/, tokenizer/, vae/) or a transformer checkpoint");
-    v("text_encoder", text_encoder, "text encoder checkpoint; empty = <base>/text_encoder");
-    v("tokenizer", tokenizer, "tokenizer folder; empty = <base>/tokenizer");
-    v("vae", vae, "VAE checkpoint; empty = <base>/vae");
+    v("text_encoder", text_encoder, "pipeline folder (or text_encoder/ + tokenizer/ parent) to take the text encoder from; empty = base");
+    v("vae", vae, "pipeline folder or VAE checkpoint to take the VAE from; empty = base");
     v("dtype", dtype, "compute dtype of the frozen weights and activations: bf16 or fp32 (LoRA weights and optimizer states are always fp32)");
     v("device", device, "cpu, cuda or cuda:N");
     v("gradient_checkpointing", gradient_checkpointing, "recompute each block in the backward pass instead of keeping its activations (less memory, ~30% slower)");
@@ -37,8 +36,8 @@ struct LoraConfig {
   int64_t rank = 16;
   double alpha = 1.0;
   std::string preset = "attn-mlp";
-  std::string include;
-  std::string exclude;
+  std::vector<std::string> include;
+  std::vector<std::string> exclude;
   double dropout = 0.0;
   std::string init;
   template <class V>
@@ -46,8 +45,8 @@ struct LoraConfig {
     v("rank", rank, "LoRA rank");
     v("alpha", alpha, "LoRA alpha; the adapter output is scaled by alpha / rank");
     v("preset", preset, "layer preset of the family (zimage: full, blocks, attn-mlp, attn-only); empty = only `include`");
-    v("include", include, "regex over module names; when set, modules it matches are added to the preset");
-    v("exclude", exclude, "regex over module names removed from the selection");
+    v("include", include, "regexes over module names (diffusers paths, searched anywhere) added to the preset's choice");
+    v("exclude", exclude, "regexes over module names removed from the choice");
     v("dropout", dropout, "dropout on the rank-space activation during training");
     v("init", init, "LoRA file to start from (its alpha overrides `alpha`); empty = fresh (down Kaiming-uniform, up zero)");
   }
@@ -141,6 +140,7 @@ struct OutputConfig {
 
 struct RunConfig {
   ModelConfig model;
+  DataConfig data;
   LoraConfig lora;
   TrainConfig train;
   OutputConfig output;
@@ -148,6 +148,7 @@ struct RunConfig {
   template <class V>
   void fields(V& v) {
     v("model", model, "the model to train");
+    v("data", data, "the dataset and its caches");
     v("lora", lora, "the LoRA adapters");
     v("train", train, "the training loop");
     v("output", output, "what the run writes");

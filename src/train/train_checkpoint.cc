@@ -25,6 +25,13 @@ std::vector<fs::path> checkpoint_files(const std::string& run_dir) {
   return out;
 }
 
+// A double in a form that reads back to the same bits.
+std::string exact(double v) {
+  char s[40];
+  std::snprintf(s, sizeof(s), "%.17g", v);
+  return s;
+}
+
 }  // namespace
 
 std::string write_train_checkpoint(const std::string& run_dir, TrainCheckpoint c, int64_t keep) {
@@ -37,7 +44,7 @@ std::string write_train_checkpoint(const std::string& run_dir, TrainCheckpoint c
   write_safetensors(path, tensors,
                     {{"deltatrain.next_batch", std::to_string(c.next_batch)},
                      {"deltatrain.optimizer_steps", std::to_string(c.optimizer_steps)},
-                     {"deltatrain.loss_smooth", std::to_string(c.loss_smooth)},
+                     {"deltatrain.loss_smooth", exact(c.loss_smooth)},
                      {"deltatrain.plan_hash", c.plan_hash}});
   auto files = checkpoint_files(run_dir);
   for (size_t i = 0; i + static_cast<size_t>(std::max<int64_t>(keep, 1)) < files.size(); ++i) fs::remove(files[i]);
@@ -66,16 +73,24 @@ std::optional<TrainCheckpoint> latest_train_checkpoint(const std::string& run_di
 }
 
 std::map<std::string, at::Tensor> rng_state() {
-  std::map<std::string, at::Tensor> out{{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}};
-  if (torch::cuda::is_available())
-    out["rng.cuda"] = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, 0)).get_state();
+  at::Generator cpu = at::detail::getDefaultCPUGenerator();
+  std::map<std::string, at::Tensor> out{{"rng.cpu", cpu.get_state()}};
+  if (torch::cuda::is_available()) {
+    at::Generator cuda = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, 0));
+    out["rng.cuda"] = cuda.get_state();
+  }
   return out;
 }
 
 void set_rng_state(const std::map<std::string, at::Tensor>& state) {
-  if (auto it = state.find("rng.cpu"); it != state.end()) at::detail::getDefaultCPUGenerator().set_state(it->second);
-  if (auto it = state.find("rng.cuda"); it != state.end() && torch::cuda::is_available())
-    at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, 0)).set_state(it->second);
+  if (auto it = state.find("rng.cpu"); it != state.end()) {
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();
+    cpu.set_state(it->second);
+  }
+  if (auto it = state.find("rng.cuda"); it != state.end() && torch::cuda::is_available()) {
+    at::Generator cuda = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, 0));
+    cuda.set_state(it->second);
+  }
 }
 
 }  // namespace dt

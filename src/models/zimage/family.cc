@@ -74,7 +74,8 @@ class ZImageFamily : public Family {
     // deltatrain trains adapters only: the base weights never need gradients.
     for (auto& p : model->parameters()) p.requires_grad_(false);
     std::vector<std::string> files;
-    for (const auto& f : Checkpoint::open(where).files()) files.push_back(f->path());
+    const Checkpoint checkpoint = Checkpoint::open(where);
+    for (const auto& f : checkpoint.files()) files.push_back(f->path());
     return std::make_unique<ZImageDenoiser>(std::move(model), std::move(files));
   }
 

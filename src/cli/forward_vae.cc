@@ -1,0 +1,46 @@
+// `deltatrain forward --component vae-encode | vae-decode` (shared/golden/README.md): either VAE,
+// told apart by its weights. For AutoencoderKLFlux2 the encode also writes the klein pipeline's
+// pipe.image_latents and pipe.image_tokens.
+#include <torch/torch.h>
+
+#include "cli/forward.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "vae/flux2_latents.h"
+#include "vae/load.h"
+
+namespace dt {
+namespace {
+
+at::Tensor input(const ForwardArgs& args, const std::string& name) {
+  auto file = SafetensorsFile::open(args.inputs);
+  const std::string key = args.in(name);
+  if (!file->contains(key)) throw file_error(args.inputs, "no input tensor '" + key + "'");
+  return file->get(key).to(at::kFloat);
+}
+
+at::Tensor f32(const at::Tensor& t) { return t.to(at::kCPU, at::kFloat).contiguous(); }
+
+}  // namespace
+
+void forward_vae_encode(const ForwardArgs& args) {
+  vae::AutoencoderKL model = vae::load_autoencoder(args.model);
+  const at::Tensor image = input(args, "image");
+  const vae::Posterior post = model->encode(image);
+  NamedTensors out = {{args.out("enc.parameters"), f32(post.parameters)},
+                      {args.out("enc.mean"), f32(post.mean)},
+                      {args.out("enc.logvar"), f32(post.logvar)}};
+  if (model->config().kind == VaeKind::kFlux2) {
+    const at::Tensor latents = vae::flux2_normalize(*model, vae::patchify_2x2(post.mean));
+    out.emplace_back("pipe.image_latents", f32(latents));
+    out.emplace_back("pipe.image_tokens", f32(vae::pack_tokens(latents)));
+  }
+  write_safetensors(args.output, out);
+}
+
+void forward_vae_decode(const ForwardArgs& args) {
+  vae::AutoencoderKL model = vae::load_autoencoder(args.model);
+  write_safetensors(args.output, {{args.out("dec"), f32(model->decode(input(args, "z")))}});
+}
+
+}  // namespace dt

@@ -1,0 +1,375 @@
+// The Z-Image transformer against the diffusers golden (shared/golden/zimage_transformer), and the
+// properties the rest of deltatrain relies on: batching, checkpointing, loaders, family adapter.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+#include "models/zimage/family.h"
+#include "models/zimage/weights.h"
+#include "nn/attention.h"
+
+namespace dt::zimage {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kGolden = std::string(DT_SHARED_DIR) + "/golden/zimage_transformer";
+const std::string kWeights = kGolden + "/weights";
+
+std::map<std::string, at::Tensor>& golden() {
+  static auto io = load_safetensors(kGolden + "/io.safetensors");
+  return io;
+}
+
+struct Case {
+  std::vector<at::Tensor> x, caps;
+  at::Tensor t;
+};
+
+Case read_case(const std::string& name) {
+  Case c;
+  for (int i = 0; golden().count(name + ".in.x." + std::to_string(i)); ++i) {
+    c.x.push_back(golden().at(name + ".in.x." + std::to_string(i)));
+    c.caps.push_back(golden().at(name + ".in.cap_feats." + std::to_string(i)));
+  }
+  c.t = golden().at(name + ".in.t");
+  return c;
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+// The golden tolerance: max|c − g| ≤ 1e-4 + 1e-4·max|g|.
+double tolerance(const at::Tensor& g) { return 1e-4 + 1e-4 * g.abs().max().item<double>(); }
+
+int64_t round_up(int64_t n) { return (n + 31) / 32 * 32; }
+
+// Rows of a `mid` tensor that belong to item i (the rest is batch padding, unspecified).
+int64_t mid_rows(const std::string& name, const Case& c, size_t i) {
+  const int64_t image = round_up(c.x[i].size(2) / 2 * (c.x[i].size(3) / 2)), caption = round_up(c.caps[i].size(0));
+  if (name.rfind("noise_refiner", 0) == 0) return image;
+  if (name.rfind("context_refiner", 0) == 0) return caption;
+  if (name == "adaln_input") return 1;
+  return image + caption;
+}
+
+struct ExplicitAttention {
+  explicit ExplicitAttention(bool on) { nn::set_explicit_attention(on); }
+  ~ExplicitAttention() { nn::set_explicit_attention(false); }
+};
+
+LoadOptions fp32() { return LoadOptions{}; }
+
+TEST(ZImageGolden, OutputsAndIntermediatesBothAttentionPaths) {
+  ZImageTransformer model = load_transformer(kWeights, fp32());
+  torch::NoGradGuard no_grad;
+  for (bool use_explicit : {false, true}) {
+    ExplicitAttention guard(use_explicit);
+    for (const std::string name : {"A", "B"}) {
+      SCOPED_TRACE(name + (use_explicit ? " explicit attention" : " default attention"));
+      Case c = read_case(name);
+      NamedTensors mid;
+      std::vector<at::Tensor> out = model->forward(c.x, c.t, c.caps, 0, &mid);
+      ASSERT_EQ(out.size(), c.x.size());
+      for (size_t i = 0; i < out.size(); ++i) {
+        const at::Tensor& g = golden().at(name + ".out." + std::to_string(i));
+        ASSERT_EQ(out[i].sizes(), g.sizes());
+        EXPECT_LE(max_abs_diff(out[i], g), tolerance(g)) << "out." << i;
+      }
+      int checked = 0;
+      for (const auto& [key, value] : mid) {
+        const at::Tensor& g = golden().at(name + ".mid." + key);
+        ASSERT_EQ(value.sizes(), g.sizes()) << key;
+        for (size_t i = 0; i < c.x.size(); ++i) {
+          const int64_t rows = mid_rows(key, c, i);
+          at::Tensor gi = g[static_cast<int64_t>(i)], ci = value[static_cast<int64_t>(i)];
+          if (gi.dim() == 2) gi = gi.narrow(0, 0, rows), ci = ci.narrow(0, 0, rows);
+          EXPECT_LE(max_abs_diff(ci, gi), tolerance(gi)) << key << " item " << i;
+        }
+        ++checked;
+      }
+      EXPECT_EQ(checked, 6);  // adaln_input, noise_refiner.0, context_refiner.0, layers.0-1, final_layer
+    }
+  }
+}
+
+TEST(ZImageGolden, Bf16ComputeWithinBf16Bound) {
+  ZImageTransformer model = load_transformer(kWeights, LoadOptions{c10::kCPU, c10::kBFloat16});
+  EXPECT_EQ(model->x_pad_token.scalar_type(), c10::kBFloat16);
+  torch::NoGradGuard no_grad;
+  for (const std::string name : {"A", "B"}) {
+    Case c = read_case(name);
+    std::vector<at::Tensor> out = model->forward(c.x, c.t, c.caps);
+    for (size_t i = 0; i < out.size(); ++i) {
+      const at::Tensor& g = golden().at(name + ".out." + std::to_string(i));
+      EXPECT_EQ(out[i].scalar_type(), c10::kBFloat16);
+      // bf16 keeps 8 significant bits (relative step 2^-8 ≈ 0.4%); errors compound over the 4 blocks.
+      const double err = max_abs_diff(out[i], g), scale = g.abs().max().item<double>();
+      EXPECT_LE(err, 0.08 * scale) << name << ".out." << i;
+      EXPECT_GT(err, 0.0);  // it really ran in bf16
+      // Mean error stays near bf16 rounding.
+      EXPECT_LE((out[i].to(at::kFloat) - g).abs().mean().item<double>(), 0.01 * scale) << name << ".out." << i;
+    }
+  }
+}
+
+TEST(ZImageModel, MixedBatchEqualsItemsRunAlone) {
+  ZImageTransformer model = load_transformer(kWeights, fp32());
+  torch::NoGradGuard no_grad;
+  Case c = read_case("B");  // two items with different image sizes and caption lengths
+  std::vector<at::Tensor> batched = model->forward(c.x, c.t, c.caps);
+  for (size_t i = 0; i < c.x.size(); ++i) {
+    auto alone = model->forward({c.x[i]}, c.t.narrow(0, static_cast<int64_t>(i), 1), {c.caps[i]});
+    EXPECT_LE(max_abs_diff(alone[0], batched[i]), 1e-5) << "item " << i;
+  }
+}
+
+// Adapters on a few linears (base frozen) plus one trainable base parameter: the gradients with
+// per-block recomputation equal those without.
+TEST(ZImageModel, GradientCheckpointingGivesTheSameGradients) {
+  ZImageTransformer model = load_transformer(kWeights, fp32());
+  for (auto& p : model->parameters()) p.requires_grad_(false);
+  model->cap_pad_token.requires_grad_(true);
+  auto state = std::make_shared<nn::LoraState>();
+  torch::manual_seed(7);
+  std::vector<at::Tensor> lora_tensors;
+  for (auto& item : model->named_modules()) {
+    auto* linear = dynamic_cast<nn::LinearImpl*>(item.value().get());
+    if (!linear || !std::regex_search(item.key(), std::regex(R"(attention\.to_(q|v)$|feed_forward\.w2$)"))) continue;
+    linear->lora = std::make_shared<nn::LoraAdapter>();
+    linear->lora->down = (torch::randn({4, linear->in_features()}) * 0.1).requires_grad_(true);
+    linear->lora->up = (torch::randn({linear->out_features(), 4}) * 0.1).requires_grad_(true);
+    linear->lora->alpha = 4;
+    linear->lora->dropout = 0.2;
+    linear->lora->state = state;
+    lora_tensors.push_back(linear->lora->down);
+    lora_tensors.push_back(linear->lora->up);
+  }
+  ASSERT_EQ(lora_tensors.size(), 2u * 3 * (2 + 2 * 1));  // 3 linears in 2 layers + 2 refiner blocks
+  Case c = read_case("B");
+  auto gradients = [&](bool checkpointing) {
+    model->set_gradient_checkpointing(checkpointing);
+    for (auto& t : lora_tensors) t.mutable_grad() = at::Tensor();
+    model->cap_pad_token.mutable_grad() = at::Tensor();
+    torch::manual_seed(11);  // LoRA dropout masks
+    auto out = model->forward(c.x, c.t, c.caps);
+    (out[0].pow(2).mean() + out[1].pow(2).mean()).backward();
+    std::vector<at::Tensor> g = {model->cap_pad_token.grad().clone()};
+    for (auto& t : lora_tensors) g.push_back(t.grad().clone());
+    return g;
+  };
+  auto plain = gradients(false), recomputed = gradients(true);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    ASSERT_TRUE(recomputed[i].defined());
+    EXPECT_GT(plain[i].abs().max().item<double>(), 0.0) << i;
+    EXPECT_TRUE(torch::equal(plain[i], recomputed[i])) << i << ": max diff " << max_abs_diff(plain[i], recomputed[i]);
+  }
+}
+
+// The golden's diffusers tensors rewritten in the ComfyUI / original layout: renamed, qkv fused,
+// inside an all-in-one checkpoint's prefix, with the stray final-norm key.
+NamedTensors to_comfy_layout(const std::string& diffusers_dir, const std::string& prefix) {
+  Checkpoint ck = Checkpoint::open(diffusers_dir);
+  std::map<std::string, at::Tensor> t;
+  for (const auto& name : ck.names()) t[name] = ck.get(name);
+  NamedTensors out;
+  const std::regex block_attention(R"(^(.*\.attention)\.(to_q|to_k|to_v|to_out\.0|norm_q|norm_k)\.weight$)");
+  for (const auto& [name, value] : t) {
+    std::smatch m;
+    std::string comfy = name;
+    if (std::regex_match(name, m, block_attention)) {
+      const std::string part = m[2];
+      if (part == "to_k" || part == "to_v") continue;
+      if (part == "to_q") {
+        out.emplace_back(prefix + m[1].str() + ".qkv.weight",
+                         torch::cat({value, t.at(m[1].str() + ".to_k.weight"), t.at(m[1].str() + ".to_v.weight")}));
+        continue;
+      }
+      comfy = m[1].str() + (part == "to_out.0" ? ".out" : part == "norm_q" ? ".q_norm" : ".k_norm") + ".weight";
+    }
+    comfy = std::regex_replace(comfy, std::regex(R"(^all_x_embedder\.2-1\.)"), "x_embedder.");
+    comfy = std::regex_replace(comfy, std::regex(R"(^all_final_layer\.2-1\.)"), "final_layer.");
+    out.emplace_back(prefix + comfy, value);
+  }
+  out.emplace_back(prefix + "norm_final.weight", torch::ones({t.at("x_pad_token").size(1)}));
+  return out;
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("dt_zimage_" + name + "_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+TEST(ZImageWeights, ComfyUiSingleFileGivesTheSameOutputsAsTheDiffusersFolder) {
+  const fs::path dir = temp_dir("comfy");
+  const std::string file = (dir / "z_image.safetensors").string();
+  write_safetensors(file, to_comfy_layout(kWeights, "model.diffusion_model."));
+  ASSERT_TRUE(is_zimage_checkpoint(Checkpoint::open(file)));
+  ZImageConfig config = ZImageConfig::from_json(Checkpoint::open(kWeights).config(), kWeights);
+  ZImageTransformer diffusers = load_transformer(kWeights, fp32());
+  ZImageTransformer comfy = load_transformer(file, fp32(), config);
+  torch::NoGradGuard no_grad;
+  Case c = read_case("B");
+  auto a = diffusers->forward(c.x, c.t, c.caps), b = comfy->forward(c.x, c.t, c.caps);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+  // Without a config.json, the golden's head_dim 32 leaves the RoPE split unknown: a clear error.
+  try {
+    load_transformer(file, fp32());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(ZImageWeights, SingleFileConfigIsInferredFromShapes) {
+  const fs::path dir = temp_dir("infer");
+  ZImageConfig config;  // released layout (head_dim 128, axes 32/48/48), tiny sizes
+  config.dim = 256;
+  config.n_heads = config.n_kv_heads = 2;
+  config.n_layers = 3;
+  config.n_refiner_layers = 1;
+  config.cap_feat_dim = 24;
+  write_random_checkpoint((dir / "base").string(), config, 5);
+  const std::string file = (dir / "single.safetensors").string();
+  write_safetensors(file, to_comfy_layout((dir / "base").string(), ""));
+  ZImageTransformer loaded = load_transformer(file, fp32());
+  EXPECT_EQ(loaded->config().to_json(), config.to_json());
+  ZImageTransformer folder = load_transformer((dir / "base").string(), fp32());
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(3);
+  std::vector<at::Tensor> x = {torch::randn({16, 1, 4, 6})}, caps = {torch::randn({5, 24})};
+  EXPECT_TRUE(torch::equal(loaded->forward(x, torch::tensor({0.4f}), caps)[0], folder->forward(x, torch::tensor({0.4f}), caps)[0]));
+  fs::remove_all(dir);
+}
+
+TEST(ZImageWeights, StrictLoaderListsMissingUnexpectedAndWrongShapes) {
+  const fs::path dir = temp_dir("strict");
+  Checkpoint ck = Checkpoint::open(kWeights);
+  NamedTensors tensors;
+  for (const auto& name : ck.names()) {
+    if (name == "layers.1.feed_forward.w3.weight") continue;                             // missing
+    at::Tensor t = ck.get(name);
+    if (name == "cap_embedder.1.weight") t = torch::zeros({t.size(0), t.size(1) + 1});  // wrong shape
+    tensors.emplace_back(name, t);
+  }
+  tensors.emplace_back("layers.7.attention.to_q.weight", torch::zeros({64, 64}));  // unexpected
+  fs::copy_file(kWeights + "/config.json", dir / "config.json");
+  write_safetensors((dir / "diffusion_pytorch_model.safetensors").string(), tensors);
+  try {
+    load_transformer(dir.string(), fp32());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    for (const std::string& part : std::vector<std::string>{"1 missing (layers.1.feed_forward.w3.weight)",
+                                                            "1 unexpected (layers.7.attention.to_q.weight)",
+                                                            "cap_embedder.1.weight [64, 49] vs model [64, 48]", dir.string()})
+      EXPECT_NE(message.find(part), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(ZImageWeights, RandomCheckpointIsSeededAndLoadsInEveryStoredDtype) {
+  const fs::path dir = temp_dir("random");
+  ZImageConfig config = ZImageConfig::from_json(Checkpoint::open(kWeights).config(), kWeights);
+  auto bytes = [](const fs::path& p) {
+    std::ifstream in(p / "diffusion_pytorch_model.safetensors", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  write_random_checkpoint((dir / "a").string(), config, 1);
+  write_random_checkpoint((dir / "b").string(), config, 1);
+  write_random_checkpoint((dir / "c").string(), config, 2);
+  EXPECT_EQ(bytes(dir / "a"), bytes(dir / "b"));
+  EXPECT_NE(bytes(dir / "a"), bytes(dir / "c"));
+  EXPECT_EQ(Checkpoint::open((dir / "a").string()).names(), Checkpoint::open(kWeights).names());
+  torch::NoGradGuard no_grad;
+  Case c = read_case("A");
+  ZImageTransformer reference = load_transformer((dir / "a").string(), fp32());
+  auto expected = reference->forward(c.x, c.t, c.caps)[0];
+  for (auto stored : {c10::kBFloat16, c10::kHalf}) {
+    write_random_checkpoint((dir / "d").string(), config, 1, stored);
+    EXPECT_EQ(Checkpoint::open((dir / "d").string()).info("x_pad_token").dtype, stored == c10::kHalf ? "F16" : "BF16");
+    auto out = load_transformer((dir / "d").string(), fp32())->forward(c.x, c.t, c.caps)[0];
+    EXPECT_LE(max_abs_diff(out, expected), 0.1 * expected.abs().max().item<double>());  // weights rounded, compute fp32
+  }
+  fs::remove_all(dir);
+}
+
+TEST(ZImageFamily, VelocityIsTheNegatedOutputAtOneMinusSigma) {
+  const Family& family = family_by_name("zimage");
+  EXPECT_EQ(&detect_family(kWeights), &family);
+  auto denoiser = family.load_transformer(kWeights, fp32());
+  for (const auto& p : denoiser->module().parameters()) EXPECT_FALSE(p.requires_grad());
+  torch::NoGradGuard no_grad;
+  Case c = read_case("A");  // t = 0.3 ⇒ σ = 0.7
+  at::Tensor v = denoiser->velocity(c.x[0].squeeze(1).unsqueeze(0), torch::tensor({0.7f}), c.caps);
+  const at::Tensor& g = golden().at("A.out.0");
+  EXPECT_EQ(v.scalar_type(), at::kFloat);
+  EXPECT_LE(max_abs_diff(v, -g.squeeze(1).unsqueeze(0)), tolerance(g));
+  EXPECT_EQ(denoiser->identity().rfind("zimage:", 0), 0u);
+  EXPECT_EQ(denoiser->identity().size(), 7u + 64);
+}
+
+TEST(ZImageFamily, ScheduleShiftShapesPresetsAndDefaults) {
+  const Family& family = zimage_family();
+  // Turbo, 8 steps: σ' = 1, 0.955, 0.9, 0.833, 0.75, 0.643, 0.5, 0.3, then 0 (specs/z-image.md §7).
+  std::vector<double> expected = {1, 21.0 / 22, 0.9, 5.0 / 6, 0.75, 9.0 / 14, 0.5, 0.3, 0};
+  auto sigmas = family.sigmas(8, 1024, 1024);
+  ASSERT_EQ(sigmas.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(sigmas[i], expected[i], 1e-12) << i;
+  // training.md §4: mu = 0.5 at 256 tokens, 1.15 at 4096 (1024²), linear between; 512² has 1024.
+  EXPECT_NEAR(family.dynamic_shift(512, 512), std::exp(0.5 + 0.65 * 768 / 3840), 1e-12);
+  EXPECT_NEAR(family.dynamic_shift(1024, 1024), std::exp(1.15), 1e-12);
+  EXPECT_EQ(family.latent_shape(1024, 768), (std::vector<int64_t>{16, 128, 96}));
+  EXPECT_EQ(family.pixel_multiple(), 16);
+  auto d = family.defaults();
+  EXPECT_EQ(d.transfer_guidance, 3.0);
+  EXPECT_EQ(d.sample_steps_distilled, 8);
+  EXPECT_EQ(d.sample_steps_base, 50);
+
+  // Presets over the golden model's linears (2 main layers, 1 refiner pair), searched anywhere.
+  ZImageTransformer model = load_transformer(kWeights, fp32());
+  std::map<std::string, int> chosen;
+  int linears = 0;
+  for (const auto& item : model->named_modules()) {
+    if (!dynamic_cast<nn::LinearImpl*>(item.value().get())) continue;
+    ++linears;
+    for (const auto& [preset, pattern] : family.lora_presets())
+      if (std::regex_search(item.key(), std::regex(pattern))) ++chosen[preset];
+  }
+  EXPECT_EQ(chosen["full"], linears);
+  EXPECT_EQ(chosen["blocks"], 2 * 8);     // q, k, v, out, w1, w2, w3, adaLN per main layer
+  EXPECT_EQ(chosen["attn-mlp"], 2 * 7);   // no adaLN, no refiners
+  EXPECT_EQ(chosen["attn-only"], 2 * 4);
+}
+
+// The CLI contract: golden outputs through `deltatrain forward`, and a bad model is one error line.
+TEST(ZImageCli, ForwardWritesGoldenOutputsAndRejectsBadModels) {
+  const fs::path dir = temp_dir("cli");
+  const std::string out = (dir / "B.safetensors").string();
+  const std::string run = std::string(DT_BINARY) + " forward --component zimage-transformer --inputs " + kGolden +
+                          "/io.safetensors --case B --output " + out;
+  ASSERT_EQ(std::system((run + " --model " + kWeights).c_str()), 0);
+  auto written = load_safetensors(out);
+  for (const char* name : {"B.out.0", "B.out.1"})
+    EXPECT_LE(max_abs_diff(written.at(name), golden().at(name)), tolerance(golden().at(name))) << name;
+  fs::create_directories(dir / "empty");
+  const std::string err = (dir / "err.txt").string();
+  const int status = std::system((run + " --model " + (dir / "empty").string() + " 2> " + err).c_str());
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::ifstream in(err);
+  std::string text(std::istreambuf_iterator<char>(in), {});
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_NE(text.find("empty"), std::string::npos) << text;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace dt::zimage
