@@ -122,7 +122,7 @@ at::Tensor Qwen3DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor&
 
 Qwen3ModelImpl::Qwen3ModelImpl(const Qwen3Config& c) {
   embed_tokens = register_module("embed_tokens", std::make_shared<torch::nn::Module>());
-  embed_tokens->register_parameter("weight", torch::empty({c.vocab_size, c.hidden_size}));
+  embedding = embed_tokens->register_parameter("weight", torch::empty({c.vocab_size, c.hidden_size}));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(Qwen3DecoderLayer(c));
   norm = register_module("norm", nn::RMSNorm(c.hidden_size, c.rms_norm_eps));
@@ -162,7 +162,7 @@ std::vector<at::Tensor> Qwen3Encoder::hidden_states(const at::Tensor& input_ids,
     if (i < 0 || i > L) throw Error("Qwen3: hidden state " + std::to_string(i) + " does not exist (0.." + std::to_string(L) + ")");
     last = std::max(last, i);
   }
-  const at::Tensor& embedding = model->embed_tokens->named_parameters()["weight"];
+  const at::Tensor& embedding = model->embedding;
   const auto device = embedding.device();
   const int64_t S = input_ids.size(1);
   at::Tensor ids = input_ids.to(device, at::kLong);
@@ -186,7 +186,7 @@ std::vector<at::Tensor> Qwen3Encoder::hidden_states(const at::Tensor& input_ids,
 at::Tensor Qwen3Encoder::logits(const at::Tensor& final_hidden) {
   if (lm_head) return lm_head(final_hidden);
   if (!config.tie_word_embeddings) throw Error("Qwen3: this checkpoint has no LM head");
-  return torch::nn::functional::linear(final_hidden, model->embed_tokens->named_parameters()["weight"]);
+  return torch::nn::functional::linear(final_hidden, model->embedding);
 }
 
 void write_random_qwen3(const std::string& dir, const Qwen3Config& config, uint64_t seed) {

@@ -66,7 +66,8 @@ class Qwen3ModelImpl : public torch::nn::Module {
  public:
   explicit Qwen3ModelImpl(const Qwen3Config& c);
 
-  std::shared_ptr<torch::nn::Module> embed_tokens;  // holds `weight` [vocab, hidden]
+  std::shared_ptr<torch::nn::Module> embed_tokens;  // holds `weight`
+  at::Tensor embedding;                             // that weight, [vocab, hidden]
   torch::nn::ModuleList layers{nullptr};
   nn::RMSNorm norm{nullptr};
 };
