@@ -133,7 +133,7 @@ Qwen3Encoder::Qwen3Encoder(const Qwen3Config& c, bool with_lm_head) : config(c) 
   if (with_lm_head) lm_head = register_module("lm_head", nn::Linear(c.hidden_size, c.vocab_size, false));
 }
 
-std::shared_ptr<Qwen3Encoder> Qwen3Encoder::load(const std::string& path, const LoadOptions& options) {
+std::shared_ptr<Qwen3Encoder> Qwen3Encoder::load(const std::string& path, const LoadOptions& options, bool lm_head) {
   Checkpoint ck = Checkpoint::open(path);
   if (ck.config().empty()) throw file_error(path, "no config.json: a transformers Qwen3 folder is expected");
   Qwen3Config c = Qwen3Config::from_json(ck.config(), (std::filesystem::path(path) / "config.json").string());
@@ -141,7 +141,8 @@ std::shared_ptr<Qwen3Encoder> Qwen3Encoder::load(const std::string& path, const 
   const bool bare = !ck.contains("model.embed_tokens.weight") && ck.contains("embed_tokens.weight");
   std::map<std::string, at::Tensor> tensors;
   for (const auto& name : ck.names()) {
-    if (name == "lm_head.weight" && c.tie_word_embeddings) continue;  // a saved copy of the tied embeddings
+    // A tied head saved anyway is a copy of the embeddings.
+    if (name == "lm_head.weight" && (c.tie_word_embeddings || !lm_head)) continue;
     tensors.emplace(bare && name != "lm_head.weight" ? "model." + name : name, ck.get(name));
   }
   auto encoder = std::make_shared<Qwen3Encoder>(c, tensors.count("lm_head.weight") > 0);
