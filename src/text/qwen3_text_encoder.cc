@@ -20,7 +20,7 @@ Qwen3TextEncoder::Qwen3TextEncoder(const std::string& path, const LoadOptions& o
   if (!fs::exists(tokenizer_dir / "tokenizer.json", ec))
     throw file_error((tokenizer_dir / "tokenizer.json").string(), "missing (vocab.json + merges.txt alone are not read)");
   tokenizer_ = Tokenizer::load(tokenizer_dir.string());
-  encoder_ = Qwen3Encoder::load(encoder_dir.string(), options);
+  encoder_ = Qwen3Encoder::load(encoder_dir.string(), options, /*lm_head=*/false);
   if (prompting_.layers.empty()) throw Error("Qwen3 text encoder: no hidden-state layers chosen");
   const int64_t L = encoder_->config.num_hidden_layers;
   for (int64_t i : prompting_.layers) {
@@ -33,6 +33,7 @@ Qwen3TextEncoder::Qwen3TextEncoder(const std::string& path, const LoadOptions& o
     throw file_error(path, "the tokenizer's ids go up to " + std::to_string(tokenizer_.vocab_size() - 1) +
                                " but the encoder's vocabulary has " + std::to_string(encoder_->config.vocab_size));
   files_ = {(tokenizer_dir / "tokenizer.json").string()};
+  if (fs::exists(tokenizer_dir / "tokenizer_config.json", ec)) files_.push_back((tokenizer_dir / "tokenizer_config.json").string());  // pad token
   const Checkpoint weights = Checkpoint::open(encoder_dir.string());
   for (const auto& f : weights.files()) files_.push_back(f->path());
 }
