@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "core/error.h"
+
 namespace dt::nn {
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {
@@ -11,7 +13,13 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
   at::Tensor y = torch::nn::functional::linear(x, weight, bias);
-  if (!lora || !lora->state || !lora->state->enabled) return y;
+  if (!lora || !lora->state) return y;
+  if (lora->merged) {
+    if (!lora->state->enabled || lora->state->sample_scale.defined())
+      throw Error("a merged LoRA cannot be switched off or scaled per sample; unmerge it first");
+    return y;
+  }
+  if (!lora->state->enabled) return y;
   // The adapter computes in the activation dtype; its fp32 parameters receive fp32 gradients
   // through the casts.
   at::Tensor h = torch::nn::functional::linear(x, lora->down.to(x.dtype()));

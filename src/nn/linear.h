@@ -20,6 +20,7 @@ struct LoraAdapter {
   at::Tensor up;    // [out, rank] ("lora_B"), trainable, fp32
   double alpha = 1.0;
   double dropout = 0.0;  // on the rank-space activation during training
+  bool merged = false;   // the delta is in the base weight (lora::Adapters::merge): forward skips it
   std::shared_ptr<LoraState> state;
   int64_t rank() const { return down.size(0); }
   double scale() const { return alpha / static_cast<double>(rank()); }

@@ -1,0 +1,62 @@
+// The model-family part of LoRA key names: which Linear layers a family has (diffusers module
+// paths) and how its native namespace (ComfyUI / original / BFL names) maps onto them, including
+// fused modules (one native Linear = several diffusers Linears stacked by rows) and row-half swaps.
+// A family's table is one file (models/<family>/lora_keys.cc) plus one line in lora/keymap.cc.
+//
+// Names are templates in which `{n}` stands for a decimal number (a block index); the numbers of a
+// native template and of its diffusers templates correspond in order.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dt::lora {
+
+struct NativeRule {
+  std::string native;                  // "layers.{n}.attention.qkv"
+  std::vector<std::string> diffusers;  // its row blocks in order: "layers.{n}.attention.to_q", ...
+  bool swap_halves = false;            // the two row halves are swapped between the namespaces
+};
+
+struct KeyMap {
+  std::string family;        // as Family::name(): "zimage"
+  std::string architecture;  // modelspec.architecture of the family's LoRA files: "Z-Image/lora"
+  std::vector<std::string> linears;  // every LoRA-able Linear, diffusers names
+  std::vector<NativeRule> native;    // the native names that differ from the diffusers ones
+  // ComfyUI-loadable files are written with `diffusion_model.` + native names (fusing as the rules
+  // say) when true, with `diffusion_model.` + diffusers names when false.
+  bool comfyui_native = false;
+};
+
+// Every family's table (keymap.cc); throws dt::Error listing the known families.
+const std::vector<const KeyMap*>& key_maps();
+const KeyMap& key_map(const std::string& family);
+
+// Template matching: the numbers `{n}` stand for in `name`, or nothing when it does not match.
+// With `flat`, every '.' of the template matches '_' instead (kohya names).
+std::optional<std::vector<std::string>> match_template(const std::string& tmpl, const std::string& name,
+                                                       bool flat = false);
+std::string fill_template(const std::string& tmpl, const std::vector<std::string>& numbers);
+
+// The diffusers name of a family Linear written in either namespace, dotted or flattened ('_').
+// `native_rule` is set when the name is a native one that a rule maps (fused or renamed).
+struct Resolved {
+  std::vector<std::string> modules;  // diffusers paths; more than one for a fused native module
+  const NativeRule* rule = nullptr;
+  bool native = false;  // the name was in the native namespace
+};
+std::optional<Resolved> resolve(const KeyMap& keys, const std::string& name, bool flat);
+
+// The native name of a diffusers Linear, with its rule (nullptr when the names coincide) and
+// its row block within a fused native module.
+struct NativeName {
+  std::string name;
+  const NativeRule* rule = nullptr;
+  size_t part = 0;
+};
+NativeName native_name(const KeyMap& keys, const std::string& diffusers);
+
+// Declarations of the family tables listed in keymap.cc.
+const KeyMap& zimage_lora_keys();
+
+}  // namespace dt::lora
