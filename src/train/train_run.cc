@@ -19,6 +19,22 @@ c10::ScalarType compute_dtype(const std::string& name) {
   throw Error("model.dtype '" + name + "' is not one of fp32, bf16");
 }
 
+// The data caches seen through the plan's sample indices.
+class ManifestSource : public SampleSource {
+ public:
+  ManifestSource(const Manifest& manifest, const DataCache& cache) : manifest_(manifest), cache_(cache) {}
+  at::Tensor latent(int32_t sample) override { return cache_.latent(manifest_.samples.at(sample)); }
+  TextFeatures text(int32_t sample, int32_t caption) override {
+    return cache_.text(caption == kEmptyCaption ? std::string() : manifest_.samples.at(sample).captions.at(caption));
+  }
+
+ private:
+  const Manifest& manifest_;
+  const DataCache& cache_;
+};
+
+}  // namespace
+
 const Family& family_of(const RunConfig& run, const ModelConfig& m) {
   if (m.base.empty()) throw Error("model.base is not set (a pipeline folder or transformer checkpoint)");
   return m.family.empty() ? detect_family(run.resolve(m.base)) : family_by_name(m.family);
@@ -37,21 +53,14 @@ LoadOptions load_options(const ModelConfig& m) {
   return o;
 }
 
-// The data caches seen through the plan's sample indices.
-class ManifestSource : public SampleSource {
- public:
-  ManifestSource(const Manifest& manifest, const DataCache& cache) : manifest_(manifest), cache_(cache) {}
-  at::Tensor latent(int32_t sample) override { return cache_.latent(manifest_.samples.at(sample)); }
-  TextFeatures text(int32_t sample, int32_t caption) override {
-    return cache_.text(caption == kEmptyCaption ? std::string() : manifest_.samples.at(sample).captions.at(caption));
-  }
-
- private:
-  const Manifest& manifest_;
-  const DataCache& cache_;
-};
-
-}  // namespace
+CacheModels cache_models(const RunConfig& run) {
+  CacheModels models;
+  models.family = &family_of(run, run.model);
+  models.vae_path = run.resolve(run.model.vae.empty() ? run.model.base : run.model.vae);
+  models.text_encoder_path = run.resolve(run.model.text_encoder.empty() ? run.model.base : run.model.text_encoder);
+  models.options = load_options(run.model);
+  return models;
+}
 
 LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraConfig& l) {
   const Family& family = family_of(run, m);
@@ -78,17 +87,11 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
 
 LoopResult train(const RunConfig& run, bool resume) {
   const Family& family = family_of(run, run.model);
-  const LoadOptions options = load_options(run.model);
   validate(run.data, "[data]");
 
   const Manifest manifest = scan_dataset(run.data, run.base_dir, family.pixel_multiple());
   for (const auto& w : manifest.warnings) std::cerr << "warning: " << w << "\n";
-  CacheModels models;
-  models.family = &family;
-  models.vae_path = run.resolve(run.model.vae.empty() ? run.model.base : run.model.vae);
-  models.text_encoder_path = run.resolve(run.model.text_encoder.empty() ? run.model.base : run.model.text_encoder);
-  models.options = options;
-  const DataCache cache(run.data, run.base_dir, fill_cache(manifest, run.data, run.base_dir, models));
+  const DataCache cache(run.data, run.base_dir, fill_cache(manifest, run.data, run.base_dir, cache_models(run)));
 
   PlanOptions plan_options = run.train.plan_options();
   plan_options.family_shift = [&family](int64_t w, int64_t h) { return family.dynamic_shift(h, w); };

@@ -9,6 +9,7 @@
 
 #include <ATen/Tensor.h>
 
+#include "data/cache.h"
 #include "lora/adapters.h"
 #include "models/family.h"
 #include "train/objective.h"
@@ -24,6 +25,12 @@ struct LoadedModel {
   std::unique_ptr<lora::Adapters> adapters;
 };
 LoadedModel load_model(const RunConfig& run, const ModelConfig& model, const LoraConfig& lora);
+
+// The family a model section names (or its transformer's weights reveal) and its load options.
+const Family& family_of(const RunConfig& run, const ModelConfig& model);
+LoadOptions load_options(const ModelConfig& model);
+// Where the run's VAE and text encoder come from, for filling the data caches.
+CacheModels cache_models(const RunConfig& run);
 
 struct LoopResult {
   int64_t optimizer_steps = 0;
