@@ -8,12 +8,14 @@ namespace dt {
 int run_inspect(int argc, char** argv);
 int run_forward(int argc, char** argv);
 int run_tokenize(int argc, char** argv);
+int run_transfer(int argc, char** argv);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"inspect", "Show the tensors, parameter count and metadata of a checkpoint or LoRA", run_inspect},
       {"forward", "Run one model component on golden-style inputs (see shared/golden/README.md)", run_forward},
       {"tokenize", "Print the token ids of a text, optionally through a pipeline's chat template", run_tokenize},
+      {"transfer", "Teach a LoRA from a Base model to its Turbo sibling: record deltas, then learn (or one step)", run_transfer},
   };
   return table;
 }

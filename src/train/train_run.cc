@@ -19,6 +19,22 @@ c10::ScalarType compute_dtype(const std::string& name) {
   throw Error("model.dtype '" + name + "' is not one of fp32, bf16");
 }
 
+// The data caches seen through the plan's sample indices.
+class ManifestSource : public SampleSource {
+ public:
+  ManifestSource(const Manifest& manifest, const DataCache& cache) : manifest_(manifest), cache_(cache) {}
+  at::Tensor latent(int32_t sample) override { return cache_.latent(manifest_.samples.at(sample)); }
+  TextFeatures text(int32_t sample, int32_t caption) override {
+    return cache_.text(caption == kEmptyCaption ? std::string() : manifest_.samples.at(sample).captions.at(caption));
+  }
+
+ private:
+  const Manifest& manifest_;
+  const DataCache& cache_;
+};
+
+}  // namespace
+
 const Family& family_of(const RunConfig& run, const ModelConfig& m) {
   if (m.base.empty()) throw Error("model.base is not set (a pipeline folder or transformer checkpoint)");
   return m.family.empty() ? detect_family(run.resolve(m.base)) : family_by_name(m.family);
@@ -37,21 +53,31 @@ LoadOptions load_options(const ModelConfig& m) {
   return o;
 }
 
-// The data caches seen through the plan's sample indices.
-class ManifestSource : public SampleSource {
- public:
-  ManifestSource(const Manifest& manifest, const DataCache& cache) : manifest_(manifest), cache_(cache) {}
-  at::Tensor latent(int32_t sample) override { return cache_.latent(manifest_.samples.at(sample)); }
-  TextFeatures text(int32_t sample, int32_t caption) override {
-    return cache_.text(caption == kEmptyCaption ? std::string() : manifest_.samples.at(sample).captions.at(caption));
-  }
+RunData::~RunData() = default;
 
- private:
-  const Manifest& manifest_;
-  const DataCache& cache_;
-};
+std::unique_ptr<RunData> prepare_data(const RunConfig& run, const ModelConfig& model) {
+  const Family& family = family_of(run, model);
+  validate(run.data, "[data]");
+  auto out = std::make_unique<RunData>();
+  out->manifest = std::make_unique<Manifest>(scan_dataset(run.data, run.base_dir, family.pixel_multiple()));
+  const Manifest& manifest = *out->manifest;
+  for (const auto& w : manifest.warnings) std::cerr << "warning: " << w << "\n";
+  CacheModels models;
+  models.family = &family;
+  models.vae_path = run.resolve(model.vae.empty() ? model.base : model.vae);
+  models.text_encoder_path = run.resolve(model.text_encoder.empty() ? model.base : model.text_encoder);
+  models.options = load_options(model);
+  out->cache = std::make_unique<DataCache>(run.data, run.base_dir, fill_cache(manifest, run.data, run.base_dir, models));
 
-}  // namespace
+  PlanOptions plan_options = run.train.plan_options();
+  plan_options.family_shift = [&family](int64_t w, int64_t h) { return family.dynamic_shift(h, w); };
+  use_manifest_epochs(manifest, plan_options);
+  out->plan = make_plan(plan_samples(manifest), manifest.hash, plan_options);
+  std::cout << "plan " << out->plan.hash.substr(0, 16) << ": " << manifest.samples.size() << " samples, "
+            << out->plan.batches.size() << " batches, " << out->plan.item_count() << " items\n";
+  out->source = std::make_unique<ManifestSource>(manifest, *out->cache);
+  return out;
+}
 
 LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraConfig& l) {
   const Family& family = family_of(run, m);
@@ -77,32 +103,12 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
 }
 
 LoopResult train(const RunConfig& run, bool resume) {
-  const Family& family = family_of(run, run.model);
-  const LoadOptions options = load_options(run.model);
-  validate(run.data, "[data]");
-
-  const Manifest manifest = scan_dataset(run.data, run.base_dir, family.pixel_multiple());
-  for (const auto& w : manifest.warnings) std::cerr << "warning: " << w << "\n";
-  CacheModels models;
-  models.family = &family;
-  models.vae_path = run.resolve(run.model.vae.empty() ? run.model.base : run.model.vae);
-  models.text_encoder_path = run.resolve(run.model.text_encoder.empty() ? run.model.base : run.model.text_encoder);
-  models.options = options;
-  const DataCache cache(run.data, run.base_dir, fill_cache(manifest, run.data, run.base_dir, models));
-
-  PlanOptions plan_options = run.train.plan_options();
-  plan_options.family_shift = [&family](int64_t w, int64_t h) { return family.dynamic_shift(h, w); };
-  use_manifest_epochs(manifest, plan_options);
-  const Plan plan = make_plan(plan_samples(manifest), manifest.hash, plan_options);
-  std::cout << "plan " << plan.hash.substr(0, 16) << ": " << manifest.samples.size() << " samples, "
-            << plan.batches.size() << " batches, " << plan.item_count() << " items\n";
-
+  const std::unique_ptr<RunData> data = prepare_data(run, run.model);
   LoadedModel model = load_model(run, run.model, run.lora);
   std::cout << "model " << model.family << " on " << run.model.device << " (" << run.model.dtype << "), "
             << model.adapters->size() << " LoRA adapters of rank " << run.lora.rank << "\n";
-  ManifestSource source(manifest, cache);
   FlowObjective objective;
-  return run_loop(run, model, plan, source, objective, resume);
+  return run_loop(run, model, data->plan, *data->source, objective, resume);
 }
 
 }  // namespace dt

@@ -17,6 +17,25 @@
 
 namespace dt {
 
+struct Manifest;
+class DataCache;
+
+// The family a [model] section names, or detects from the weights it points at.
+const Family& family_of(const RunConfig& run, const ModelConfig& model);
+LoadOptions load_options(const ModelConfig& model);
+
+// A run's dataset: scanned, cached with the VAE and text encoder of `model` (each loaded only
+// when entries are missing, and freed again), planned per [train], and seen through the plan's
+// sample indices.
+struct RunData {
+  std::unique_ptr<Manifest> manifest;
+  std::unique_ptr<DataCache> cache;
+  Plan plan;
+  std::unique_ptr<SampleSource> source;
+  ~RunData();
+};
+std::unique_ptr<RunData> prepare_data(const RunConfig& run, const ModelConfig& model);
+
 // A model loaded per a [model] section with adapters per a [lora] section.
 struct LoadedModel {
   std::string family;  // Family::name(), also the LoRA key map's name
