@@ -8,7 +8,7 @@ packages=(
   libicu-dev
   libpng-dev libjpeg-dev libwebp-dev libexif-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy python3-protobuf nodejs npm
+  python3 python3-numpy python3-protobuf protobuf-compiler nodejs npm
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -6,6 +6,7 @@
 #include "cli/forward.h"
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "lora/file.h"
 #include "models/zimage/weights.h"
 #include "nn/attention.h"
 
@@ -14,8 +15,7 @@ namespace dt {
 void forward_zimage_transformer(const ForwardArgs& args) {
   nn::set_explicit_attention(args.explicit_attention);
   zimage::ZImageTransformer model = zimage::load_transformer(args.model, LoadOptions{});
-  // LoRA files (--lora FILE[:STRENGTH]) are applied to `model` here.
-  if (!args.loras.empty()) throw Error("--lora is not supported for zimage-transformer in this build");
+  lora::merge_lora_files(*model, lora::key_map("zimage"), args.loras);  // --lora FILE[:STRENGTH]
 
   auto io = SafetensorsFile::open(args.inputs);
   auto input = [&](const std::string& name) {

@@ -1,24 +1,39 @@
 #include <CLI/CLI.hpp>
-#include <c10/core/ScalarType.h>
 
 #include <iomanip>
 #include <iostream>
 
 #include "cli/command.h"
 #include "io/checkpoint.h"
+#include "lora/file.h"
 
 namespace dt {
+
+// What a checkpoint is, each told by one detector: "family: zimage", "lora format: kohya", ...
+// A detector returns an empty string when it does not recognise the checkpoint.
+struct InspectProbe {
+  const char* label;
+  std::string (*detect)(const Checkpoint& checkpoint);
+};
+
+const std::vector<InspectProbe>& inspect_probes() {
+  static const std::vector<InspectProbe> table = {
+      {"lora", lora::describe_lora},
+  };
+  return table;
+}
 
 int run_inspect(int argc, char** argv) {
   CLI::App app("Show the tensors, parameter count and metadata of a checkpoint or LoRA.", argv[0]);
   std::string path;
-  bool quiet = false;
-  app.add_option("PATH", path, "a .safetensors file or a diffusers / transformers model folder")->required();
-  app.add_flag("--summary", quiet, "print only the totals and metadata, not every tensor");
+  bool summary = false;
+  app.add_option("PATH", path, "a .safetensors file, a diffusers / transformers model folder or a diffusers pipeline folder")
+      ->required();
+  app.add_flag("--summary", summary, "print only the totals and metadata, not every tensor");
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
 
-  Checkpoint ck = Checkpoint::open(path);
+  const Checkpoint ck = Checkpoint::open(path);
   int64_t params = 0;
   uint64_t bytes = 0;
   for (const auto& name : ck.names()) {
@@ -27,17 +42,25 @@ int run_inspect(int argc, char** argv) {
     for (auto d : info.shape) n *= d;
     params += n;
     bytes += info.end - info.begin;
-    if (!quiet) {
-      std::cout << std::left << std::setw(64) << name << " " << std::setw(8) << info.dtype << " [";
-      for (size_t i = 0; i < info.shape.size(); ++i) std::cout << (i ? ", " : "") << info.shape[i];
-      std::cout << "]\n";
-    }
+    if (summary) continue;
+    std::cout << std::left << std::setw(64) << name << " " << std::setw(8) << info.dtype << " [";
+    for (size_t i = 0; i < info.shape.size(); ++i) std::cout << (i ? ", " : "") << info.shape[i];
+    std::cout << "]\n";
+  }
+  if (!ck.components().empty()) {
+    std::cout << "components:";
+    for (const auto& c : ck.components()) std::cout << " " << c;
+    std::cout << "\n";
   }
   std::cout << "files: " << ck.files().size() << "\ntensors: " << ck.names().size() << "\nparameters: " << params
             << "\nbytes: " << bytes << "\n";
-  for (const auto& [k, v] : ck.metadata()) {
-    std::string shown = v.size() > 200 ? v.substr(0, 200) + "..." : v;
-    std::cout << "metadata " << k << ": " << shown << "\n";
+  for (const auto& probe : inspect_probes()) {
+    const std::string found = probe.detect(ck);
+    if (!found.empty()) std::cout << probe.label << ": " << found << "\n";
+  }
+  for (const auto& [key, value] : ck.metadata()) {
+    const std::string shown = value.size() > 200 ? value.substr(0, 200) + "..." : value;
+    std::cout << "metadata " << key << ": " << shown << "\n";
   }
   return 0;
 }

@@ -17,4 +17,19 @@ inline Error file_error(const std::string& path, const std::string& message) {
   return Error(path + ": " + message);
 }
 
+// A name taken from a file, fit for a one-line message: in single quotes, control characters
+// escaped, cut after 120 characters.
+inline std::string quoted_name(const std::string& name) {
+  static const char* hex = "0123456789abcdef";
+  std::string out = "'";
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (i == 120) return out + "...'";
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c == '\n') out += "\\n";
+    else if (c < 0x20 || c == 0x7f) out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    else out += static_cast<char>(c);
+  }
+  return out + "'";
+}
+
 }  // namespace dt

@@ -1,7 +1,11 @@
-// One way to open any checkpoint layout: a single .safetensors file, a diffusers model folder
-// (config.json + diffusion_pytorch_model[-0000x-of-0000n].safetensors [+ .index.json]) or a
-// transformers folder (config.json + model[-...].safetensors [+ .index.json]). Tensors are read
-// lazily from memory-mapped files. Pickle checkpoints are refused.
+// One way to open any checkpoint layout, lazily (headers parsed, data memory-mapped):
+// * a single .safetensors file;
+// * a diffusers model folder: config.json + diffusion_pytorch_model.safetensors, or shards
+//   diffusion_pytorch_model-0000k-of-0000n.safetensors + diffusion_pytorch_model.safetensors.index.json;
+// * a transformers model folder: the same with model.safetensors[.index.json];
+// * a diffusers pipeline folder: model_index.json + one model folder per component (transformer/,
+//   text_encoder/, vae/, ...); its tensors are named "<component>/<tensor name>".
+// Pickle checkpoints (.ckpt, .pt, .pth, .bin) are refused.
 #pragma once
 #include <map>
 #include <memory>
@@ -18,26 +22,42 @@ namespace dt {
 class Checkpoint {
  public:
   static Checkpoint open(const std::string& path);  // throws dt::Error naming the path
+  // One component folder of a diffusers pipeline (listed in its model_index.json), e.g.
+  // open_component(root, "transformer").
+  static Checkpoint open_component(const std::string& root, const std::string& component);
 
   const std::string& path() const { return path_; }
-  // config.json of a folder (empty object for a single file without one).
+  // config.json of a model folder, model_index.json of a pipeline, an empty object for a file.
   const nlohmann::json& config() const { return config_; }
   // Metadata of the first (or only) safetensors file.
   const std::map<std::string, std::string>& metadata() const;
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const { return where_.count(name) != 0; }
+  // The tensor's header entry; its `name` is the name inside its file (no component prefix).
   const TensorInfo& info(const std::string& name) const;
   at::Tensor get(const std::string& name) const;  // throws dt::Error naming the path and tensor
   const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
+  // Components of a pipeline that hold weights, in model_index.json order; empty otherwise.
+  const std::vector<std::string>& components() const { return components_; }
 
  private:
+  struct Location {
+    size_t file;    // index into files_
+    size_t prefix;  // length of the "<component>/" prefix of the name
+  };
+  void add_model_folder(const std::string& dir, const std::string& prefix);
+  void add_shards(const std::string& dir, const std::string& index_path, const std::string& prefix);
+  void add_file(std::shared_ptr<SafetensorsFile> file, const std::string& prefix);
+  const Location& locate(const std::string& name) const;
+
   std::string path_;
   nlohmann::json config_ = nlohmann::json::object();
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
-  std::map<std::string, size_t> where_;  // tensor name -> index into files_
+  std::map<std::string, Location> where_;
+  std::vector<std::string> components_;
 };
 
-// Throws a clear error when `path` names a pickle checkpoint (.ckpt, .pt, .pth, .bin).
+// Throws a clear error when `path` names a pickle checkpoint (.ckpt, .pt, .pth, .bin, .pkl).
 void refuse_pickle(const std::string& path);
 
 }  // namespace dt

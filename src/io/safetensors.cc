@@ -5,18 +5,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <set>
 
+#include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
 #include <torch/version.h>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
 
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
 #define DT_HAS_FLOAT8 1
@@ -29,24 +29,26 @@ namespace {
 
 using json = nlohmann::json;
 
-// A header larger than this is refused before anything is allocated for it.
+// Limits of the reference implementation (huggingface/safetensors): a header larger than this
+// is refused before anything is allocated for it.
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+// No real tensor has more dimensions; a hostile header could otherwise ask for millions.
+constexpr size_t kMaxDims = 64;
 
 struct DTypeEntry {
   const char* name;
-  at::ScalarType type;  // the type the tensor is stored as in memory
-  int size;
+  at::ScalarType type;  // the type the bytes are read as
+  uint64_t size;
 };
 
 const DTypeEntry kDTypes[] = {
-    {"F64", at::kDouble, 8}, {"F32", at::kFloat, 4},     {"F16", at::kHalf, 2},
-    {"BF16", at::kBFloat16, 2}, {"I64", at::kLong, 8},   {"I32", at::kInt, 4},
-    {"I16", at::kShort, 2},  {"I8", at::kChar, 1},       {"U8", at::kByte, 1},
-    {"BOOL", at::kBool, 1},
+    {"F64", at::kDouble, 8},    {"F32", at::kFloat, 4}, {"F16", at::kHalf, 2}, {"BF16", at::kBFloat16, 2},
+    {"I64", at::kLong, 8},      {"I32", at::kInt, 4},   {"I16", at::kShort, 2}, {"I8", at::kChar, 1},
+    {"U8", at::kByte, 1},       {"BOOL", at::kBool, 1},
 #if DT_HAS_FLOAT8
     {"F8_E4M3", at::kFloat8_e4m3fn, 1}, {"F8_E5M2", at::kFloat8_e5m2, 1},
 #else
-    {"F8_E4M3", at::kByte, 1}, {"F8_E5M2", at::kByte, 1},
+    {"F8_E4M3", at::kByte, 1}, {"F8_E5M2", at::kByte, 1},  // decoded by f8_to_float
 #endif
 };
 
@@ -56,47 +58,116 @@ const DTypeEntry* dtype_by_name(const std::string& name) {
   return nullptr;
 }
 
-const char* dtype_name(at::ScalarType t) {
-  for (const auto& e : kDTypes)
-    if (e.type == t && std::strncmp(e.name, "F8", 2) != 0) return e.name;
-#if DT_HAS_FLOAT8
-  if (t == at::kFloat8_e4m3fn) return "F8_E4M3";
-  if (t == at::kFloat8_e5m2) return "F8_E5M2";
-#endif
-  return nullptr;
-}
-
-// float8 to float32 by formula (exact): used where LibTorch has no float8 type.
-float f8_to_float(uint8_t v, int exp_bits, int man_bits, bool e4m3fn) {
+// float8 to float32 by formula (exact), for LibTorch builds without float8. E4M3 is the "fn"
+// variant (no infinities, only S.1111.111 is NaN); E5M2 follows IEEE (infinities and NaNs).
+float f8_to_float(uint8_t v, bool e4m3) {
+  const int exp_bits = e4m3 ? 4 : 5, man_bits = e4m3 ? 3 : 2;
   const int bias = (1 << (exp_bits - 1)) - 1;
-  const int sign = v >> 7;
   const int e = (v >> man_bits) & ((1 << exp_bits) - 1);
   const int m = v & ((1 << man_bits) - 1);
   float r;
-  if (e4m3fn && e == 15 && m == 7) {
-    r = std::numeric_limits<float>::quiet_NaN();
-  } else if (!e4m3fn && e == 31) {
-    r = m == 0 ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
-  } else if (e == 0) {
-    r = std::ldexp(static_cast<float>(m), 1 - bias - man_bits);
-  } else {
-    r = std::ldexp(1.0f + static_cast<float>(m) / (1 << man_bits), e - bias);
-  }
-  return sign ? -r : r;
+  if (e4m3 && e == 15 && m == 7) r = std::numeric_limits<float>::quiet_NaN();
+  else if (!e4m3 && e == 31) r = m == 0 ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
+  else if (e == 0) r = std::ldexp(static_cast<float>(m), 1 - bias - man_bits);
+  else r = std::ldexp(1.0f + static_cast<float>(m) / (1 << man_bits), e - bias);
+  return (v & 0x80) ? -r : r;
 }
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw file_error(path, "invalid safetensors file: " + what);
 }
 
+// A PyTorch checkpoint renamed to .safetensors: a zip archive or a bare pickle.
+bool looks_like_pickle(const uint8_t* b, uint64_t size) {
+  return (size >= 4 && std::memcmp(b, "PK\x03\x04", 4) == 0) || (size >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5);
+}
+
+// Parses the header, refusing duplicate keys at any depth (nlohmann would keep the last one).
+json parse_header(const std::string& path, const char* text, uint64_t length) {
+  std::vector<std::set<std::string>> open_objects;
+  std::string entry, duplicate;
+  json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) open_objects.emplace_back();
+    if (event == json::parse_event_t::object_end) open_objects.pop_back();
+    if (event == json::parse_event_t::key) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (depth == 1) entry = key;
+      if (!open_objects.back().insert(key).second && duplicate.empty())
+        duplicate = depth == 1 ? "tensor " + quoted_name(key) + " appears twice in the header"
+                               : "entry " + quoted_name(entry) + ": key " + quoted_name(key) + " appears twice";
+    }
+    return true;
+  };
+  if (length == 0 || text[0] != '{') fail(path, "header is not a JSON object (it must begin with '{')");
+  json header = json::parse(text, text + length, on_event, /*allow_exceptions=*/false);
+  if (header.is_discarded()) fail(path, "header is not valid JSON");
+  if (!duplicate.empty()) fail(path, duplicate);
+  return header;
+}
+
+TensorInfo parse_entry(const std::string& path, const std::string& name, const json& entry, uint64_t data_size) {
+  const std::string where = "tensor " + quoted_name(name) + ": ";
+  if (!entry.is_object()) fail(path, where + "entry is not an object");
+  for (const char* key : {"dtype", "shape", "data_offsets"})
+    if (!entry.contains(key)) fail(path, where + "missing '" + key + "'");
+  const json& dtype = entry["dtype"];
+  const json& shape = entry["shape"];
+  const json& offsets = entry["data_offsets"];
+  if (!dtype.is_string()) fail(path, where + "'dtype' must be a string");
+  if (!shape.is_array()) fail(path, where + "'shape' must be an array of non-negative integers");
+  if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
+    fail(path, where + "'data_offsets' must be an array of two non-negative integers");
+  TensorInfo info;
+  info.name = name;
+  info.dtype = dtype.get<std::string>();
+  const DTypeEntry* type = dtype_by_name(info.dtype);
+  if (!type) fail(path, where + "unknown dtype " + quoted_name(info.dtype));
+  if (shape.size() > kMaxDims)
+    fail(path, where + "shape has " + std::to_string(shape.size()) + " dimensions, more than " + std::to_string(kMaxDims));
+  uint64_t bytes = type->size;
+  bool overflow = false;
+  for (const auto& d : shape) {
+    if (!d.is_number_unsigned()) fail(path, where + "'shape' must be an array of non-negative integers");
+    const uint64_t n = d.get<uint64_t>();
+    if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
+    else if (n != 0 && bytes > std::numeric_limits<uint64_t>::max() / n) overflow = true;
+    else bytes *= n;
+    info.shape.push_back(static_cast<int64_t>(n));
+  }
+  // A zero dimension makes any product empty, even one that overflowed before it.
+  if (std::find(info.shape.begin(), info.shape.end(), 0) != info.shape.end()) bytes = 0, overflow = false;
+  if (overflow) fail(path, where + "the shape's element count overflows");
+  info.begin = offsets[0].get<uint64_t>();
+  info.end = offsets[1].get<uint64_t>();
+  if (info.begin > info.end)
+    fail(path, where + "data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) + "] begin after they end");
+  if (info.end > data_size)
+    fail(path, where + "data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
+                   ") run past the end of the data (" + std::to_string(data_size) + " bytes)");
+  if (info.end - info.begin != bytes)
+    fail(path, where + "shape and dtype need " + std::to_string(bytes) + " bytes but data_offsets give " +
+                   std::to_string(info.end - info.begin));
+  return info;
+}
+
 }  // namespace
+
+const char* safetensors_dtype(at::ScalarType type) {
+#if DT_HAS_FLOAT8
+  if (type == at::kFloat8_e4m3fn) return "F8_E4M3";
+  if (type == at::kFloat8_e5m2) return "F8_E5M2";
+#endif
+  for (const auto& e : kDTypes)
+    if (e.type == type && std::strncmp(e.name, "F8", 2) != 0) return e.name;
+  return nullptr;
+}
 
 SafetensorsFile::~SafetensorsFile() = default;
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::shared_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -106,7 +177,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   f->size_ = static_cast<uint64_t>(st.st_size);
   if (f->size_ < 8) {
     ::close(fd);
-    fail(path, "file is " + std::to_string(f->size_) + " bytes, shorter than the 8-byte header length");
+    fail(path, "the file has " + std::to_string(f->size_) + " bytes, fewer than the 8-byte header length");
   }
   // Private writable mapping: tensors handed out may be modified in memory (copy-on-write)
   // without touching the file.
@@ -125,7 +196,7 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::from_bytes(std::string bytes, 
   f->path_ = name;
   auto owned = std::make_shared<std::string>(std::move(bytes));
   f->size_ = owned->size();
-  if (f->size_ < 8) fail(name, "file is " + std::to_string(f->size_) + " bytes, shorter than the 8-byte header length");
+  if (f->size_ < 8) fail(name, "the file has " + std::to_string(f->size_) + " bytes, fewer than the 8-byte header length");
   f->bytes_ = reinterpret_cast<const uint8_t*>(owned->data());
   f->mapping_ = std::shared_ptr<void>(owned, owned.get());
   f->parse();
@@ -135,95 +206,46 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::from_bytes(std::string bytes, 
 void SafetensorsFile::parse() {
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes_[i];
-  if (header_len > kMaxHeaderBytes)
-    fail(path_, "header length " + std::to_string(header_len) + " exceeds the limit of " +
-                    std::to_string(kMaxHeaderBytes) + " bytes");
-  if (header_len > size_ - 8)
-    fail(path_, "header length " + std::to_string(header_len) + " is larger than the file (" +
-                    std::to_string(size_) + " bytes): truncated?");
+  if (header_len > kMaxHeaderBytes || header_len > size_ - 8) {
+    if (looks_like_pickle(bytes_, size_))
+      throw file_error(path_, "this is a PyTorch pickle checkpoint, not safetensors; pickle is not loaded "
+                              "because unpickling can run arbitrary code");
+    if (header_len > kMaxHeaderBytes)
+      fail(path_, "header length " + std::to_string(header_len) + " exceeds the limit of " +
+                      std::to_string(kMaxHeaderBytes) + " bytes");
+    fail(path_, "header length " + std::to_string(header_len) + " is larger than the rest of the file (" +
+                    std::to_string(size_ - 8) + " bytes): truncated?");
+  }
   data_start_ = 8 + header_len;
-  const char* text = reinterpret_cast<const char*>(bytes_ + 8);
-
-  // nlohmann keeps the last of duplicate keys silently: catch them while parsing.
-  std::string duplicate;
-  std::set<std::string> seen;
-  json::parser_callback_t on_event = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth == 1 && event == json::parse_event_t::key) {
-      const auto& key = parsed.get_ref<const std::string&>();
-      if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
-    }
-    return true;
-  };
-  json header = json::parse(text, text + header_len, on_event, /*allow_exceptions=*/false);
-  if (header.is_discarded()) fail(path_, "header is not valid JSON");
-  if (!header.is_object()) fail(path_, "header is not a JSON object");
-  if (!duplicate.empty()) fail(path_, "tensor '" + duplicate + "' appears twice in the header");
+  const json header = parse_header(path_, reinterpret_cast<const char*>(bytes_ + 8), header_len);
 
   const uint64_t data_size = size_ - data_start_;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const json& entry = it.value();
-    if (name == "__metadata__") {
-      if (!entry.is_object()) fail(path_, "__metadata__ is not an object");
-      for (auto m = entry.begin(); m != entry.end(); ++m) {
-        if (!m.value().is_string()) fail(path_, "__metadata__ value '" + m.key() + "' is not a string");
-        metadata_[m.key()] = m.value().get<std::string>();
-      }
+  for (const auto& [name, entry] : header.items()) {
+    if (name != "__metadata__") {
+      tensors_.push_back(parse_entry(path_, name, entry, data_size));
       continue;
     }
-    const std::string where = "tensor '" + name + "': ";
-    if (!entry.is_object()) fail(path_, where + "entry is not an object");
-    auto dtype_it = entry.find("dtype");
-    auto shape_it = entry.find("shape");
-    auto offsets_it = entry.find("data_offsets");
-    if (dtype_it == entry.end() || !dtype_it->is_string()) fail(path_, where + "missing or non-string 'dtype'");
-    if (shape_it == entry.end() || !shape_it->is_array()) fail(path_, where + "missing or non-array 'shape'");
-    if (offsets_it == entry.end() || !offsets_it->is_array() || offsets_it->size() != 2)
-      fail(path_, where + "'data_offsets' must be an array of two integers");
-    TensorInfo info;
-    info.name = name;
-    info.dtype = dtype_it->get<std::string>();
-    const DTypeEntry* dt = dtype_by_name(info.dtype);
-    if (!dt) fail(path_, where + "unknown dtype '" + info.dtype + "'");
-    uint64_t elements = 1;
-    bool overflow = false;
-    for (const auto& d : *shape_it) {
-      if (!d.is_number_unsigned()) fail(path_, where + "shape entries must be non-negative integers");
-      uint64_t v = d.get<uint64_t>();
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
-      if (v != 0 && elements > std::numeric_limits<uint64_t>::max() / v) overflow = true;
-      elements *= v;
-      info.shape.push_back(static_cast<int64_t>(v));
+    if (!entry.is_object()) fail(path_, "__metadata__ is not an object of strings");
+    for (const auto& [key, value] : entry.items()) {
+      if (!value.is_string()) fail(path_, "__metadata__ value " + quoted_name(key) + " is not a string");
+      metadata_[key] = value.get<std::string>();
     }
-    if (overflow || elements > std::numeric_limits<uint64_t>::max() / dt->size)
-      fail(path_, where + "shape product overflows");
-    for (const auto& o : *offsets_it)
-      if (!o.is_number_unsigned()) fail(path_, where + "'data_offsets' must be non-negative integers");
-    info.begin = (*offsets_it)[0].get<uint64_t>();
-    info.end = (*offsets_it)[1].get<uint64_t>();
-    if (info.begin > info.end) fail(path_, where + "data_offsets begin after they end");
-    if (info.end > data_size)
-      fail(path_, where + "data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
-                      ") run past the end of the data (" + std::to_string(data_size) + " bytes)");
-    if (info.end - info.begin != elements * dt->size)
-      fail(path_, where + "shape and dtype need " + std::to_string(elements * dt->size) +
-                      " bytes but data_offsets give " + std::to_string(info.end - info.begin));
-    tensors_.push_back(std::move(info));
   }
+  // The format requires the tensors to tile the data region: no overlap, no hole, nothing after.
   std::sort(tensors_.begin(), tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
-  uint64_t expected = 0;
+  uint64_t covered = 0;
   for (const auto& t : tensors_) {
-    if (t.begin < expected) fail(path_, "tensor '" + t.name + "' overlaps the tensor before it");
-    if (t.begin > expected)
-      fail(path_, "bytes [" + std::to_string(expected) + ", " + std::to_string(t.begin) +
-                      ") before tensor '" + t.name + "' belong to no tensor");
-    expected = t.end;
+    if (t.begin < covered) fail(path_, "tensor " + quoted_name(t.name) + " overlaps the tensor before it");
+    if (t.begin > covered)
+      fail(path_, "bytes [" + std::to_string(covered) + ", " + std::to_string(t.begin) + ") before tensor " +
+                      quoted_name(t.name) + " belong to no tensor");
+    covered = t.end;
   }
-  if (expected != data_size)
+  if (covered != data_size)
     fail(path_, "the data region has " + std::to_string(data_size) + " bytes but the tensors cover " +
-                    std::to_string(expected));
+                    std::to_string(covered));
   for (size_t i = 0; i < tensors_.size(); ++i) index_[tensors_[i].name] = i;
 }
 
@@ -234,70 +256,28 @@ const TensorInfo* SafetensorsFile::find(const std::string& name) const {
 
 at::Tensor SafetensorsFile::get(const std::string& name) const {
   const TensorInfo* info = find(name);
-  if (!info) throw file_error(path_, "no tensor named '" + name + "'");
-  const DTypeEntry* dt = dtype_by_name(info->dtype);
+  if (!info) throw file_error(path_, "no tensor named " + quoted_name(name));
+  const DTypeEntry* type = dtype_by_name(info->dtype);
   void* ptr = const_cast<uint8_t*>(bytes_ + data_start_ + info->begin);
-  auto options = at::TensorOptions().dtype(dt->type == at::kBool ? at::kByte : dt->type);
-  auto keep = mapping_;
+  const auto options = at::TensorOptions().dtype(type->type == at::kBool ? at::kByte : type->type);
   at::Tensor t;
-  if (reinterpret_cast<uintptr_t>(ptr) % dt->size == 0 && info->end > info->begin) {
-    t = torch::from_blob(ptr, info->shape, [keep](void*) {}, options);
+  if (reinterpret_cast<uintptr_t>(ptr) % type->size == 0) {
+    auto keep = mapping_;
+    t = at::from_blob(ptr, info->shape, [keep](void*) {}, options);
   } else {
-    t = torch::empty(info->shape, options);
+    t = at::empty(info->shape, options);
     if (info->end > info->begin) std::memcpy(t.data_ptr(), ptr, info->end - info->begin);
   }
-  if (dt->type == at::kBool) return t.ne(0);  // any non-zero byte is true; never an invalid bool
+  if (type->type == at::kBool) return t.ne(0);  // any non-zero byte is true; never an invalid bool
 #if !DT_HAS_FLOAT8
   if (info->dtype == "F8_E4M3" || info->dtype == "F8_E5M2") {
     const bool e4m3 = info->dtype == "F8_E4M3";
-    float table[256];
-    for (int v = 0; v < 256; ++v) table[v] = f8_to_float(static_cast<uint8_t>(v), e4m3 ? 4 : 5, e4m3 ? 3 : 2, e4m3);
-    auto lut = torch::from_blob(table, {256}, at::kFloat).clone();
-    return lut.index({t.to(at::kLong)});
+    at::Tensor table = at::empty({256}, at::kFloat);
+    for (int v = 0; v < 256; ++v) table.data_ptr<float>()[v] = f8_to_float(static_cast<uint8_t>(v), e4m3);
+    return table.index_select(0, t.flatten().to(at::kLong)).view(info->shape);
   }
 #endif
   return t;
-}
-
-std::string serialize_safetensors(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
-  json header = json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::vector<at::Tensor> data;
-  std::set<std::string> names;
-  uint64_t offset = 0;
-  for (const auto& [name, tensor] : tensors) {
-    if (name == "__metadata__" || !names.insert(name).second)
-      throw Error("cannot write tensor name '" + name + "' twice (or a reserved name)");
-    const char* dtype = dtype_name(tensor.scalar_type());
-    if (!dtype) throw Error("tensor '" + name + "': dtype " + std::string(c10::toString(tensor.scalar_type())) +
-                            " has no safetensors equivalent");
-    at::Tensor c = tensor.detach().to(at::kCPU).contiguous();
-    if (c.scalar_type() == at::kBool) c = c.to(at::kByte);
-    const uint64_t n = static_cast<uint64_t>(c.numel()) * c.element_size();
-    header[name] = {{"dtype", dtype}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + n}}};
-    offset += n;
-    data.push_back(c);
-  }
-  std::string head = header.dump();
-  head.append((8 - head.size() % 8) % 8, ' ');
-  std::string out;
-  out.reserve(8 + head.size() + offset);
-  const uint64_t len = head.size();
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
-  out += head;
-  for (const auto& c : data) out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
-  return out;
-}
-
-void write_safetensors(const std::string& path, const NamedTensors& tensors,
-                       const std::map<std::string, std::string>& metadata) {
-  std::string bytes;
-  try {
-    bytes = serialize_safetensors(tensors, metadata);
-  } catch (const Error& e) {
-    throw file_error(path, e.what());
-  }
-  write_file_atomic(path, bytes);
 }
 
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path) {

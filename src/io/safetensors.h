@@ -24,8 +24,7 @@ class SafetensorsFile {
  public:
   // Maps and validates the whole header; throws dt::Error naming the file (and tensor).
   static std::shared_ptr<SafetensorsFile> open(const std::string& path);
-  // Same validation over bytes already in memory (the buffer must outlive the returned tensors'
-  // use of it only if tensors are taken zero-copy; get() copies for in-memory files).
+  // Same validation over bytes held in memory; `name` stands for the path in errors.
   static std::shared_ptr<SafetensorsFile> from_bytes(std::string bytes, const std::string& name);
   ~SafetensorsFile();
 
@@ -34,10 +33,14 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const TensorInfo* find(const std::string& name) const;
   bool contains(const std::string& name) const { return find(name) != nullptr; }
+  // The whole file as mapped (header included): for hashing, and to tell a view from a copy.
+  const uint8_t* bytes() const { return bytes_; }
+  uint64_t size() const { return size_; }
 
   // The tensor, on the CPU, in its file dtype (F8 types upcast to float32 when this LibTorch has
-  // no float8). Zero-copy into the mapping when aligned; the mapping stays alive while any
-  // returned tensor does. Writes to a returned tensor never reach the file.
+  // no float8; BOOL always a copy). A view into the mapping, without a copy, when its bytes are
+  // aligned to the element size, else a copy; the mapping stays alive while any returned tensor
+  // does. Writes to a returned tensor never reach the file.
   at::Tensor get(const std::string& name) const;
 
  private:
@@ -56,8 +59,13 @@ class SafetensorsFile {
 
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
-// Writes tensors (any device, any layout; stored contiguous from the CPU) with string metadata,
-// atomically. Names must be unique. Throws dt::Error naming the file.
+// The safetensors name of a LibTorch dtype ("F32", "BF16", ...), or nullptr when it has none.
+const char* safetensors_dtype(at::ScalarType type);
+
+// Writes tensors (any device, any layout) with string metadata, atomically (temporary file, fsync,
+// rename). Streams: one tensor at a time is brought to the CPU, so no second copy of all of them
+// is ever held. Names must be unique. Data is ordered by element size, largest first, so every
+// tensor is aligned for a zero-copy read. Throws dt::Error naming the file (and tensor).
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

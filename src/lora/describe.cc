@@ -1,29 +1,28 @@
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <set>
 #include <sstream>
 
 #include "core/error.h"
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 #include "lora/file.h"
 
 namespace dt::lora {
 
-std::optional<std::string> describe_lora(const std::string& path) {
-  auto file = SafetensorsFile::open(path);
+std::string describe_lora(const Checkpoint& ck) {
+  if (ck.files().size() != 1 || std::filesystem::is_directory(ck.path())) return "";
   bool any_lora = false, any_alpha = false;
-  for (const auto& t : file->tensors()) {
+  for (const auto& t : ck.files()[0]->tensors()) {
     any_lora = any_lora || t.name.find("lora_") != std::string::npos || t.name.find(".lora.") != std::string::npos;
     any_alpha = any_alpha || (t.name.size() > 6 && t.name.compare(t.name.size() - 6, 6, ".alpha") == 0);
   }
-  if (!any_lora) return std::nullopt;
-  std::ostringstream out;
+  if (!any_lora) return "";
   LoraWeights w;
   try {
-    w = read_lora(path);
+    w = read_lora(ck.path());
   } catch (const Error& e) {
-    out << "LoRA: not readable: " << e.what() << "\n";
-    return out.str();
+    return std::string("not readable: ") + e.what();
   }
   std::set<int64_t> ranks;
   std::set<double> alphas;
@@ -36,15 +35,12 @@ std::optional<std::string> describe_lora(const std::string& path) {
     for (auto it = values.begin(); it != values.end(); ++it) s << (it == values.begin() ? "" : ", ") << *it;
     return s.str();
   };
-  const bool alpha_in_metadata = w.metadata.count("lora_adapter_metadata") != 0;
-  out << "LoRA format: " << w.format << "\n"
-      << "LoRA family: " << w.family << "\n"
-      << "LoRA targets: " << w.modules.size() << " layers\n"
-      << "LoRA rank: " << list(ranks) << "\n"
-      << "LoRA alpha: "
-      << (any_alpha ? list(alphas) : alpha_in_metadata ? list(alphas) + " (from lora_adapter_metadata)"
-                                                       : "none stored (scale 1, folded into the weights)")
-      << "\n";
+  std::ostringstream out;
+  out << w.format << " format, fits " << w.family << ", " << w.modules.size() << " targets, rank " << list(ranks)
+      << ", alpha ";
+  if (any_alpha) out << list(alphas);
+  else if (w.metadata.count("lora_adapter_metadata")) out << list(alphas) << " (from lora_adapter_metadata)";
+  else out << "none stored (scale 1, folded into the weights)";
   return out.str();
 }
 

@@ -4,7 +4,6 @@
 // ai-toolkit and OneTrainer ORIGINAL; stored as bf16, fp16 or fp32.
 #pragma once
 #include <map>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +15,10 @@
 
 namespace torch::nn {
 class Module;
+}
+
+namespace dt {
+class Checkpoint;
 }
 
 namespace dt::lora {
@@ -56,8 +59,8 @@ void write_lora(const std::string& path, const LoraWeights& lora, const KeyMap& 
 void merge_lora_files(torch::nn::Module& model, const KeyMap& keys,
                       const std::vector<std::pair<std::string, double>>& files);
 
-// What `deltatrain inspect` prints for a LoRA file (format, ranks, alphas, targets, family);
-// nothing when the file has no LoRA tensors.
-std::optional<std::string> describe_lora(const std::string& path);
+// The `deltatrain inspect` line for a LoRA file: format, ranks, alphas, number of targets and the
+// family it fits; empty when the checkpoint is not a single file with LoRA tensors.
+std::string describe_lora(const Checkpoint& checkpoint);
 
 }  // namespace dt::lora

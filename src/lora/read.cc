@@ -119,25 +119,21 @@ struct PeftConfig {
   }
 };
 
-// Splits the adapter of a fused native module into its row blocks (lora-formats.md §4.1): the
-// compact split when up is block-diagonal, else the general one (down shared, alpha kept).
+// Splits the adapter of a fused native module into its row blocks (lora-formats.md §4.1), exactly:
+// block i keeps only the rank columns its rows of `up` use (the compact split of a block-diagonal
+// fusion, rank R/3 and alpha/3), and a block no column reaches gets no adapter. A fused adapter
+// that is entirely zero keeps every column in every block.
 std::vector<LoraModule> split_fused(const LoraModule& fused, const std::vector<std::string>& names) {
   const int64_t k = static_cast<int64_t>(names.size()), rows = fused.up.size(0) / k, rank = fused.rank();
-  bool block_diagonal = rank % k == 0;
-  for (int64_t i = 0; block_diagonal && i < k; ++i)
-    for (int64_t j = 0; j < k; ++j)
-      if (i != j && fused.up.slice(0, i * rows, (i + 1) * rows).slice(1, j * rank / k, (j + 1) * rank / k).any().item<bool>())
-        block_diagonal = false;
+  const bool all_zero = !fused.up.ne(0).any().item<bool>();
   std::vector<LoraModule> out;
   for (int64_t i = 0; i < k; ++i) {
     at::Tensor up = fused.up.slice(0, i * rows, (i + 1) * rows);
-    if (block_diagonal) {
-      const int64_t r = rank / k;
-      out.push_back({names[i], fused.down.slice(0, i * r, (i + 1) * r).clone(), up.slice(1, i * r, (i + 1) * r).clone(),
-                     fused.alpha / static_cast<double>(k)});
-    } else {
-      out.push_back({names[i], fused.down.clone(), up.clone(), fused.alpha});
-    }
+    at::Tensor used = all_zero ? torch::arange(rank) : up.ne(0).any(0).nonzero().view(-1);
+    if (used.numel() == 0) continue;
+    const double kept = static_cast<double>(used.numel());
+    out.push_back({names[i], fused.down.index_select(0, used), up.index_select(1, used),
+                   fused.alpha * kept / static_cast<double>(rank)});
   }
   return out;
 }
@@ -231,7 +227,8 @@ Parsed parse(const SafetensorsFile& file, const KeyMap& keys, const std::set<std
       parsed.unknown.push_back(g.keys[0]);
       continue;
     }
-    at::Tensor down = file.get(g.keys[0]).to(torch::kFloat), up = file.get(g.keys[1]).to(torch::kFloat);
+    // Copies: the weights outlive the mapping and may be modified in place.
+    at::Tensor down = file.get(g.keys[0]).to(torch::kFloat, false, true), up = file.get(g.keys[1]).to(torch::kFloat, false, true);
     if (down.dim() != 2 || up.dim() != 2 || down.size(0) == 0 || up.size(1) != down.size(0)) {
       bad.push_back(stem + " (down " + c10::str(down.sizes()) + ", up " + c10::str(up.sizes()) + ")");
       continue;

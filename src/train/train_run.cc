@@ -53,6 +53,15 @@ LoadOptions load_options(const ModelConfig& m) {
   return o;
 }
 
+CacheModels cache_models(const RunConfig& run, const ModelConfig& model) {
+  CacheModels models;
+  models.family = &family_of(run, model);
+  models.vae_path = run.resolve(model.vae.empty() ? model.base : model.vae);
+  models.text_encoder_path = run.resolve(model.text_encoder.empty() ? model.base : model.text_encoder);
+  models.options = load_options(model);
+  return models;
+}
+
 RunData::~RunData() = default;
 
 std::unique_ptr<RunData> prepare_data(const RunConfig& run, const ModelConfig& model) {
@@ -62,12 +71,8 @@ std::unique_ptr<RunData> prepare_data(const RunConfig& run, const ModelConfig& m
   out->manifest = std::make_unique<Manifest>(scan_dataset(run.data, run.base_dir, family.pixel_multiple()));
   const Manifest& manifest = *out->manifest;
   for (const auto& w : manifest.warnings) std::cerr << "warning: " << w << "\n";
-  CacheModels models;
-  models.family = &family;
-  models.vae_path = run.resolve(model.vae.empty() ? model.base : model.vae);
-  models.text_encoder_path = run.resolve(model.text_encoder.empty() ? model.base : model.text_encoder);
-  models.options = load_options(model);
-  out->cache = std::make_unique<DataCache>(run.data, run.base_dir, fill_cache(manifest, run.data, run.base_dir, models));
+  out->cache = std::make_unique<DataCache>(run.data, run.base_dir,
+                                           fill_cache(manifest, run.data, run.base_dir, cache_models(run, model)));
 
   PlanOptions plan_options = run.train.plan_options();
   plan_options.family_shift = [&family](int64_t w, int64_t h) { return family.dynamic_shift(h, w); };

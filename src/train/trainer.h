@@ -9,6 +9,7 @@
 
 #include <ATen/Tensor.h>
 
+#include "data/cache.h"
 #include "lora/adapters.h"
 #include "models/family.h"
 #include "train/objective.h"
@@ -16,13 +17,6 @@
 #include "train/run_config.h"
 
 namespace dt {
-
-struct Manifest;
-class DataCache;
-
-// The family a [model] section names, or detects from the weights it points at.
-const Family& family_of(const RunConfig& run, const ModelConfig& model);
-LoadOptions load_options(const ModelConfig& model);
 
 // A run's dataset: scanned, cached with the VAE and text encoder of `model` (each loaded only
 // when entries are missing, and freed again), planned per [train], and seen through the plan's
@@ -43,6 +37,14 @@ struct LoadedModel {
   std::unique_ptr<lora::Adapters> adapters;
 };
 LoadedModel load_model(const RunConfig& run, const ModelConfig& model, const LoraConfig& lora);
+
+// The family a model section names (or its transformer's weights reveal) and its load options.
+const Family& family_of(const RunConfig& run, const ModelConfig& model);
+LoadOptions load_options(const ModelConfig& model);
+// Where the VAE and text encoder of a model section (default: the run's [model]) come from, for
+// filling the data caches.
+CacheModels cache_models(const RunConfig& run, const ModelConfig& model);
+inline CacheModels cache_models(const RunConfig& run) { return cache_models(run, run.model); }
 
 struct LoopResult {
   int64_t optimizer_steps = 0;

@@ -6,8 +6,8 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
-#include "core/hash.h"
 #include "io/checkpoint.h"
+#include "models/zimage/conditioning.h"
 #include "models/zimage/weights.h"
 #include "nn/linear.h"
 
@@ -41,12 +41,7 @@ at::Tensor ZImageDenoiser::velocity(const at::Tensor& x, const at::Tensor& sigma
 }
 
 std::string ZImageDenoiser::identity() const {
-  // SHA-256 over the per-file hashes in file order; computed once, on first use (it reads every byte).
-  if (identity_.empty()) {
-    Sha256 all;
-    for (const auto& f : files_) all.update(sha256_file(f));
-    identity_ = "zimage:" + all.hex();
-  }
+  if (identity_.empty()) identity_ = content_identity("transformer", files_);  // once: it reads every byte
   return identity_;
 }
 
@@ -73,17 +68,14 @@ class ZImageFamily : public Family {
     ZImageTransformer model = zimage::load_transformer(where, o);
     // deltatrain trains adapters only: the base weights never need gradients.
     for (auto& p : model->parameters()) p.requires_grad_(false);
-    std::vector<std::string> files;
-    const Checkpoint checkpoint = Checkpoint::open(where);
-    for (const auto& f : checkpoint.files()) files.push_back(f->path());
-    return std::make_unique<ZImageDenoiser>(std::move(model), std::move(files));
+    return std::make_unique<ZImageDenoiser>(std::move(model), checkpoint_files(where));
   }
 
-  std::unique_ptr<TextEncoder> load_text_encoder(const std::string& path, const LoadOptions&) const override {
-    throw file_error(path, "the Qwen3 text encoder of Z-Image is not available in this build");
+  std::unique_ptr<TextEncoder> load_text_encoder(const std::string& path, const LoadOptions& o) const override {
+    return ZImageTextEncoder::load(path, o);
   }
-  std::unique_ptr<Autoencoder> load_vae(const std::string& path, const LoadOptions&) const override {
-    throw file_error(path, "the Z-Image VAE is not available in this build");
+  std::unique_ptr<Autoencoder> load_vae(const std::string& path, const LoadOptions& o) const override {
+    return ZImageAutoencoder::load(path, o);
   }
 
   int pixel_multiple() const override { return kVaeFactor * kPatch; }
