@@ -66,6 +66,8 @@ std::unique_ptr<Flux2Autoencoder> Flux2Autoencoder::load(const std::string& path
   if (c.kind != VaeKind::kFlux2 || 4 * c.latent_channels != kLatentChannels)
     throw file_error(where, "FLUX.2 needs the 32-channel AutoencoderKLFlux2, not " + std::string(c.class_name()) + " with " +
                                 std::to_string(c.latent_channels) + " latent channels");
+  if (c.spatial_factor() != kVaeFactor)  // latent_shape() and the 16 px tokens assume it
+    throw file_error(where, "FLUX.2 needs a VAE with spatial factor 8, this one has " + std::to_string(c.spatial_factor()));
   for (auto& p : vae->parameters()) p.requires_grad_(false);
   return std::unique_ptr<Flux2Autoencoder>(new Flux2Autoencoder(std::move(vae), checkpoint_files(where)));
 }
