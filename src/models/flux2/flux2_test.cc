@@ -171,6 +171,8 @@ TEST(Flux2Weights, OriginalSingleFileGivesTheSameOutputs) {
   EXPECT_TRUE(ck.contains("model.diffusion_model.single_blocks.0.norm.key_norm.scale"));
   EXPECT_TRUE(ck.contains("model.diffusion_model.final_layer.adaLN_modulation.1.weight"));
   EXPECT_FALSE(ck.contains("model.diffusion_model.transformer_blocks.0.attn.to_q.weight"));
+  EXPECT_EQ(describe_checkpoint(ck), "flux2-klein transformer, original BFL names, inner dim 64, 2 double + 2 single blocks");
+  EXPECT_EQ(describe_checkpoint(Checkpoint::open(kWeights)), "flux2-klein transformer, diffusers names, inner dim 64, 2 double + 2 single blocks");
   Flux2Transformer diffusers = load_transformer(kWeights, fp32());
   Flux2Transformer original = load_transformer(file, fp32());
   EXPECT_EQ(original->config().to_json(), Flux2Config::from_json(Checkpoint::open(kWeights).config(), kWeights).to_json());

@@ -21,6 +21,10 @@ namespace flux2 {
 // True for a FLUX.2 transformer checkpoint in either naming, with or without the ComfyUI prefix.
 bool is_flux2_checkpoint(const Checkpoint& ck);
 
+// The `deltatrain inspect` line of a FLUX.2 transformer checkpoint: naming, size and the variant the
+// shapes reveal (inner dim 3072 / 4096 / 6144 ⇒ klein 4B / klein 9B / dev); empty for others.
+std::string describe_checkpoint(const Checkpoint& ck);
+
 // Every tensor of the checkpoint in diffusers names: prefix ("model.diffusion_model.",
 // "diffusion_model.") stripped, original names mapped, fused qkv split into row thirds,
 // final_layer.adaLN_modulation.1 halves swapped to [scale ; shift].
