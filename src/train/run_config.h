@@ -9,6 +9,7 @@
 
 #include "data/data_config.h"
 #include "train/plan.h"
+#include "transfer/transfer_config.h"
 
 namespace dt {
 
@@ -144,6 +145,7 @@ struct RunConfig {
   LoraConfig lora;
   TrainConfig train;
   OutputConfig output;
+  TransferConfig transfer;
   std::string base_dir = ".";  // folder of the config file (not a setting)
   template <class V>
   void fields(V& v) {
@@ -152,6 +154,7 @@ struct RunConfig {
     v("lora", lora, "the LoRA adapters");
     v("train", train, "the training loop");
     v("output", output, "what the run writes");
+    v("transfer", transfer, "delta transfer: teacher and student models, the delta store, learn settings");
   }
 
   // A path from this config: absolute, or relative to the config's folder. Empty stays empty.

@@ -53,13 +53,35 @@ LoadOptions load_options(const ModelConfig& m) {
   return o;
 }
 
-CacheModels cache_models(const RunConfig& run) {
+CacheModels cache_models(const RunConfig& run, const ModelConfig& model) {
   CacheModels models;
-  models.family = &family_of(run, run.model);
-  models.vae_path = run.resolve(run.model.vae.empty() ? run.model.base : run.model.vae);
-  models.text_encoder_path = run.resolve(run.model.text_encoder.empty() ? run.model.base : run.model.text_encoder);
-  models.options = load_options(run.model);
+  models.family = &family_of(run, model);
+  models.vae_path = run.resolve(model.vae.empty() ? model.base : model.vae);
+  models.text_encoder_path = run.resolve(model.text_encoder.empty() ? model.base : model.text_encoder);
+  models.options = load_options(model);
   return models;
+}
+
+RunData::~RunData() = default;
+
+std::unique_ptr<RunData> prepare_data(const RunConfig& run, const ModelConfig& model) {
+  const Family& family = family_of(run, model);
+  validate(run.data, "[data]");
+  auto out = std::make_unique<RunData>();
+  out->manifest = std::make_unique<Manifest>(scan_dataset(run.data, run.base_dir, family.pixel_multiple()));
+  const Manifest& manifest = *out->manifest;
+  for (const auto& w : manifest.warnings) std::cerr << "warning: " << w << "\n";
+  out->cache = std::make_unique<DataCache>(run.data, run.base_dir,
+                                           fill_cache(manifest, run.data, run.base_dir, cache_models(run, model)));
+
+  PlanOptions plan_options = run.train.plan_options();
+  plan_options.family_shift = [&family](int64_t w, int64_t h) { return family.dynamic_shift(h, w); };
+  use_manifest_epochs(manifest, plan_options);
+  out->plan = make_plan(plan_samples(manifest), manifest.hash, plan_options);
+  std::cout << "plan " << out->plan.hash.substr(0, 16) << ": " << manifest.samples.size() << " samples, "
+            << out->plan.batches.size() << " batches, " << out->plan.item_count() << " items\n";
+  out->source = std::make_unique<ManifestSource>(manifest, *out->cache);
+  return out;
 }
 
 LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraConfig& l) {
@@ -86,26 +108,12 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
 }
 
 LoopResult train(const RunConfig& run, bool resume) {
-  const Family& family = family_of(run, run.model);
-  validate(run.data, "[data]");
-
-  const Manifest manifest = scan_dataset(run.data, run.base_dir, family.pixel_multiple());
-  for (const auto& w : manifest.warnings) std::cerr << "warning: " << w << "\n";
-  const DataCache cache(run.data, run.base_dir, fill_cache(manifest, run.data, run.base_dir, cache_models(run)));
-
-  PlanOptions plan_options = run.train.plan_options();
-  plan_options.family_shift = [&family](int64_t w, int64_t h) { return family.dynamic_shift(h, w); };
-  use_manifest_epochs(manifest, plan_options);
-  const Plan plan = make_plan(plan_samples(manifest), manifest.hash, plan_options);
-  std::cout << "plan " << plan.hash.substr(0, 16) << ": " << manifest.samples.size() << " samples, "
-            << plan.batches.size() << " batches, " << plan.item_count() << " items\n";
-
+  const std::unique_ptr<RunData> data = prepare_data(run, run.model);
   LoadedModel model = load_model(run, run.model, run.lora);
   std::cout << "model " << model.family << " on " << run.model.device << " (" << run.model.dtype << "), "
             << model.adapters->size() << " LoRA adapters of rank " << run.lora.rank << "\n";
-  ManifestSource source(manifest, cache);
   FlowObjective objective;
-  return run_loop(run, model, plan, source, objective, resume);
+  return run_loop(run, model, data->plan, *data->source, objective, resume);
 }
 
 }  // namespace dt

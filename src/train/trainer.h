@@ -18,6 +18,18 @@
 
 namespace dt {
 
+// A run's dataset: scanned, cached with the VAE and text encoder of `model` (each loaded only
+// when entries are missing, and freed again), planned per [train], and seen through the plan's
+// sample indices.
+struct RunData {
+  std::unique_ptr<Manifest> manifest;
+  std::unique_ptr<DataCache> cache;
+  Plan plan;
+  std::unique_ptr<SampleSource> source;
+  ~RunData();
+};
+std::unique_ptr<RunData> prepare_data(const RunConfig& run, const ModelConfig& model);
+
 // A model loaded per a [model] section with adapters per a [lora] section.
 struct LoadedModel {
   std::string family;  // Family::name(), also the LoRA key map's name
@@ -29,8 +41,10 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& model, const Lor
 // The family a model section names (or its transformer's weights reveal) and its load options.
 const Family& family_of(const RunConfig& run, const ModelConfig& model);
 LoadOptions load_options(const ModelConfig& model);
-// Where the run's VAE and text encoder come from, for filling the data caches.
-CacheModels cache_models(const RunConfig& run);
+// Where the VAE and text encoder of a model section (default: the run's [model]) come from, for
+// filling the data caches.
+CacheModels cache_models(const RunConfig& run, const ModelConfig& model);
+inline CacheModels cache_models(const RunConfig& run) { return cache_models(run, run.model); }
 
 struct LoopResult {
   int64_t optimizer_steps = 0;

@@ -124,20 +124,20 @@ double eval_loss(LoadedModel& model, SampleSource& source) {
 
 TEST(Trainer, LossFallsOnAFittableDataset) {
   TinyWorld w("fit");
-  w.run.train.learning_rate = 1e-2;
+  w.run.train.learning_rate = 2e-2;
   w.run.train.checkpoint_every = 0;
   FixedSource source(2);
   LoadedModel model = load_model(w.run, w.run.model, w.run.lora);
   const double before = eval_loss(model, source);
   FlowObjective flow;
-  run_loop(w.run, model, tiny_plan(2, 40, 2), source, flow, false);
+  run_loop(w.run, model, tiny_plan(2, 120, 2), source, flow, false);
   const double after = eval_loss(model, source);
   EXPECT_LT(after, 0.8 * before) << "before " << before << " after " << after;
   // The metrics file has one line per optimizer step.
   std::ifstream metrics(fs::path(w.run.resolve("run")) / "metrics.jsonl");
   int lines = 0;
   for (std::string line; std::getline(metrics, line);) ++lines;
-  EXPECT_EQ(lines, 40);
+  EXPECT_EQ(lines, 120);
 }
 
 // A run that dies at any batch and is resumed ends with the same LoRA bits as an uninterrupted one

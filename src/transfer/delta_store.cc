@@ -44,12 +44,6 @@ uint32_t crc32_of(const void* data, size_t size, uint32_t crc = 0) {
   return crc;
 }
 
-std::string hex32(uint32_t v) {
-  char buf[9];
-  std::snprintf(buf, sizeof buf, "%08x", v);
-  return buf;
-}
-
 int dtype_code(const std::string& dtype) { return dtype == "fp32" ? 0 : 1; }
 at::ScalarType dtype_type(int code) { return code == 0 ? at::kFloat : at::kBFloat16; }
 
@@ -277,27 +271,6 @@ uint32_t latent_checksum(const at::Tensor& latent) {
   for (int64_t d : c.sizes()) head.append(",").append(std::to_string(d));
   uint32_t crc = crc32_of(head.data(), head.size());
   return crc32_of(c.data_ptr(), c.numel() * c.element_size(), crc);
-}
-
-std::string file_hash(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
-  uint32_t crc = 0;
-  uint64_t total = 0;
-  std::vector<char> buf(1 << 20);
-  for (;;) {
-    ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      throw file_error(path, std::string("read failed: ") + std::strerror(errno));
-    }
-    if (n == 0) break;
-    crc = crc32_of(buf.data(), static_cast<size_t>(n), crc);
-    total += static_cast<uint64_t>(n);
-  }
-  ::close(fd);
-  return "crc32:" + hex32(crc) + ":" + std::to_string(total);
 }
 
 uint64_t record_bytes(size_t key_bytes, const std::vector<int64_t>& shape, const std::string& dtype, bool exact) {

@@ -56,8 +56,6 @@ struct DeltaRecord {
 
 // CRC-32 of a CPU tensor's dtype, shape and bytes: identifies a cached latent.
 uint32_t latent_checksum(const at::Tensor& latent);
-// Content hash of a file ("crc32:<hex>:<bytes>"), for the manifest's teacher LoRA identity.
-std::string file_hash(const std::string& path);
 
 // Bytes one record takes on disk.
 uint64_t record_bytes(size_t key_bytes, const std::vector<int64_t>& shape, const std::string& dtype, bool exact);

@@ -20,12 +20,9 @@ double rms(const at::Tensor& t) { return t.to(torch::kFloat).square().mean().sqr
 
 // ---- record ------------------------------------------------------------------------------------
 
-RecordObjective::RecordObjective(DeltaStoreWriter& store, SampleSource& source, bool exact, bool paired_forward)
-    : store_(store), source_(source), exact_(exact), paired_(paired_forward) {}
-
-void RecordObjective::begin(Denoiser&, const Plan& plan) {
-  plan_ = &plan;
-  first_item_.assign(1, 0);
+RecordObjective::RecordObjective(DeltaStoreWriter& store, const Plan& plan, SampleSource& source, bool exact,
+                                 bool paired_forward)
+    : store_(store), source_(source), exact_(exact), paired_(paired_forward), plan_(plan), first_item_(1, 0) {
   for (const auto& b : plan.batches) first_item_.push_back(first_item_.back() + b.items.size());
 }
 
@@ -37,6 +34,7 @@ std::optional<int64_t> RecordObjective::completed_batches() {
 }
 
 StepResult RecordObjective::step(Denoiser& model, const Batch& batch) {
+  if (batch.plan != &plan_) throw Error("transfer record: the loop runs another plan than the store records");
   const uint64_t first = first_item_.at(batch.index);
   const int64_t b = static_cast<int64_t>(batch.items.size());
   if (first + b <= store_.done()) return {};
@@ -55,7 +53,7 @@ StepResult RecordObjective::step(Denoiser& model, const Batch& batch) {
     const PlanItem& item = batch.items[j];
     DeltaRecord r;
     r.item = first + j;
-    r.sample_key = plan_->samples.at(item.sample).key;
+    r.sample_key = plan_.samples.at(item.sample).key;
     r.caption_index = item.caption;
     r.sigma = item.sigma;
     r.noise_seed = item.noise_seed;

@@ -17,11 +17,11 @@ namespace dt {
 
 class RecordObjective : public Objective {
  public:
-  // `source` gives the empty caption's features for δu (exact form).
-  RecordObjective(DeltaStoreWriter& store, SampleSource& source, bool exact, bool paired_forward);
+  // `plan` is the plan the loop runs (record i = item i of it, in order); `source` gives the empty
+  // caption's features for δu (exact form).
+  RecordObjective(DeltaStoreWriter& store, const Plan& plan, SampleSource& source, bool exact, bool paired_forward);
   std::string name() const override { return "transfer-record"; }
   bool trains() const override { return false; }
-  void begin(Denoiser& model, const Plan& plan) override;
   StepResult step(Denoiser& model, const Batch& batch) override;
   void flush() override;
   std::optional<int64_t> completed_batches() override;
@@ -31,7 +31,7 @@ class RecordObjective : public Objective {
   DeltaStoreWriter& store_;
   SampleSource& source_;
   bool exact_, paired_;
-  const Plan* plan_ = nullptr;
+  const Plan& plan_;
   std::vector<uint64_t> first_item_;  // plan item number of each batch's first item; one past the end last
 };
 

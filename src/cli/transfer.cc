@@ -1,0 +1,52 @@
+#include <CLI/CLI.hpp>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/command.h"
+#include "transfer/transfer.h"
+
+namespace dt {
+
+// deltatrain transfer [record | learn] CONFIG [--run-dir DIR] [--output LORA] [--resume] [--set k=v]...
+int run_transfer(int argc, char** argv) {
+  std::string step = "both";
+  if (argc > 1 && (!std::strcmp(argv[1], "record") || !std::strcmp(argv[1], "learn"))) {
+    step = argv[1];
+    argv[1] = argv[0];  // the step becomes part of the program name
+    --argc;
+    ++argv;
+  }
+  const std::string name = step == "both" ? std::string(argv[0]) : std::string(argv[0]) + " " + step;
+  CLI::App app(step == "record"  ? "Delta transfer step 1: the teacher records δc [and δu] of every plan item to the delta store."
+               : step == "learn" ? "Delta transfer step 2: the student learns a LoRA from the delta store."
+                                 : "Delta transfer: record on the teacher, then learn on the student (one model in memory at a "
+                                   "time). Steps alone: deltatrain transfer record|learn CONFIG.",
+               name);
+  std::string config_path, run_dir, output;
+  std::vector<std::string> overrides;
+  bool resume = false;
+  app.add_option("CONFIG", config_path, "the run config (TOML) with a [transfer] section")->required();
+  app.add_option("--run-dir", run_dir, "run folder (overrides output.run_dir); the store lives in <run_dir>/deltas by default");
+  if (step != "record") app.add_option("--output", output, "the learned LoRA file (overrides output.lora)");
+  app.add_flag("--resume", resume, "continue an interrupted run in the same run folder, in whichever step it stopped");
+  app.add_option("--set", overrides, "override a setting: --set transfer.guidance=2.5 (repeatable)");
+  int code = 0;
+  if (!parse_args(app, argc, argv, code)) return code;
+
+  RunConfig run = load_run_config(config_path, overrides);
+  if (!run_dir.empty()) run.output.run_dir = std::filesystem::absolute(run_dir).string();
+  if (!output.empty()) run.output.lora = std::filesystem::absolute(output).string();
+  if (step == "record") {
+    record(run, resume);
+    std::cout << "delta store: " << store_dir(run) << "\n";
+    return 0;
+  }
+  const LoopResult r = step == "learn" ? learn(run, resume) : transfer(run, resume);
+  std::cout << "learned " << r.optimizer_steps << " steps; LoRA: "
+            << (run.output.lora.empty() ? run.resolve(run.output.run_dir) + "/lora.safetensors" : run.resolve(run.output.lora))
+            << "\n";
+  return 0;
+}
+
+}  // namespace dt

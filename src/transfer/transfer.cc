@@ -1,0 +1,139 @@
+#include "transfer/transfer.h"
+
+#include <filesystem>
+#include <iostream>
+
+#include "core/error.h"
+#include "core/hash.h"
+#include "data/cache.h"
+#include "data/dataset.h"
+#include "transfer/delta_store.h"
+#include "transfer/objectives.h"
+
+namespace dt {
+namespace fs = std::filesystem;
+namespace {
+
+ModelConfig with_base(const RunConfig& run, const std::string& base) {
+  ModelConfig m = run.model;
+  if (!base.empty()) m.base = base;
+  return m;
+}
+
+// The part of the plan the run will go through (train.max_steps may stop it early).
+Plan record_plan(const RunConfig& run, const Plan& plan) {
+  const int64_t limit = run.train.max_steps * run.train.gradient_accumulation;
+  if (run.train.max_steps <= 0 || limit >= static_cast<int64_t>(plan.batches.size())) return plan;
+  std::vector<PlanBatch> batches(plan.batches.begin(), plan.batches.begin() + limit);
+  return plan_from_batches(plan.samples, plan.manifest_hash, std::move(batches), plan.noise);
+}
+
+uint64_t store_bytes(const Family& family, const Plan& plan, const StoreManifest& m) {
+  uint64_t bytes = 16;  // the records file header
+  for (const auto& b : plan.batches)
+    for (const auto& it : b.items) {
+      const PlanSample& s = plan.samples[it.sample];
+      bytes += record_bytes(s.key.size(), family.latent_shape(s.height, s.width), m.dtype, m.exact);
+    }
+  return bytes;
+}
+
+// True when `dir` holds a complete store of exactly this recording (the teacher's weights aside,
+// whose identity needs the model loaded).
+bool already_recorded(const std::string& dir, const StoreManifest& m) {
+  if (!fs::exists(fs::path(dir) / "manifest.json")) return false;
+  try {
+    const StoreManifest& have = DeltaStore::open(dir)->manifest();
+    return have.plan_hash == m.plan_hash && have.teacher_lora == m.teacher_lora && have.latent_space == m.latent_space &&
+           have.dtype == m.dtype && have.exact == m.exact && have.family == m.family;
+  } catch (const Error&) {
+    return false;  // incomplete or damaged: the writer repairs or explains
+  }
+}
+
+}  // namespace
+
+std::string store_dir(const RunConfig& run) {
+  return run.transfer.store.empty() ? (fs::path(run.resolve(run.output.run_dir)) / "deltas").string()
+                                    : run.resolve(run.transfer.store);
+}
+
+void record(const RunConfig& run, bool resume) {
+  const TransferConfig& t = run.transfer;
+  if (t.teacher_lora.empty()) throw Error("transfer.teacher_lora is not set (the LoRA trained on the teacher model)");
+  if (t.store_dtype != "bf16" && t.store_dtype != "fp32")
+    throw Error("transfer.store_dtype '" + t.store_dtype + "' is not one of bf16, fp32");
+  const ModelConfig teacher_config = with_base(run, t.teacher);
+  const Family& family = family_of(run, teacher_config);
+  const std::unique_ptr<RunData> data = prepare_data(run, teacher_config);
+  const Plan plan = record_plan(run, data->plan);
+  const std::string dir = store_dir(run);
+
+  StoreManifest m;
+  m.plan_hash = plan.hash;
+  m.count = static_cast<uint64_t>(plan.item_count());
+  m.family = family.name();
+  m.teacher_lora = sha256_file(run.resolve(t.teacher_lora));
+  m.latent_space = data->cache->identities().vae;
+  m.dtype = t.store_dtype;
+  m.exact = t.exact;
+  m.noise_offset = plan.noise.offset;
+  m.noise_perturbation = plan.noise.perturbation;
+  if (resume && already_recorded(dir, m)) {
+    std::cout << "delta store " << dir << " is complete (" << m.count << " records)\n";
+    return;
+  }
+  const fs::path records = fs::path(dir) / "records.bin";
+  const uint64_t have = resume && fs::exists(records) ? fs::file_size(records) : 0, need = store_bytes(family, plan, m);
+  check_disk_space(dir, need > have ? need - have : 0, m.count);
+
+  LoraConfig lora = run.lora;
+  lora.init = t.teacher_lora;
+  lora.dropout = 0;
+  LoadedModel teacher = load_model(run, teacher_config, lora);
+  m.teacher_model = teacher.denoiser->identity();
+  DeltaStoreWriter writer(dir, m, resume);
+  if (writer.torn_bytes_cut() > 0) std::cout << "cut " << writer.torn_bytes_cut() << " bytes of an interrupted record\n";
+  std::cout << "record: teacher " << family.name() << " + " << t.teacher_lora << ", " << (t.exact ? "exact" : "approximate")
+            << " form, " << writer.done() << " of " << m.count << " records already in " << dir << "\n";
+  RecordObjective objective(writer, plan, *data->source, t.exact, t.paired_forward);
+  run_loop(run, teacher, plan, *data->source, objective, resume);
+  writer.sync();
+  if (writer.done() != m.count) throw Error("record stopped after " + std::to_string(writer.done()) + " of " + std::to_string(m.count) + " records");
+}
+
+LoopResult learn(const RunConfig& run, bool resume) {
+  const TransferConfig& t = run.transfer;
+  if (t.student.empty()) throw Error("transfer.student is not set (the model to teach, e.g. the Turbo checkpoint)");
+  if (t.guidance < 0) throw Error("transfer.guidance must be positive (0 = the family default)");
+  const auto store = DeltaStore::open(store_dir(run));
+  const ModelConfig student_config = with_base(run, t.student);
+  const Family& family = family_of(run, student_config);
+  const std::unique_ptr<RunData> data = prepare_data(run, student_config);
+  store->check_latent_space(data->cache->identities().vae);
+
+  const double guidance = t.guidance > 0 ? t.guidance : family.defaults().transfer_guidance;
+  const int64_t batch_size = t.learn_batch_size > 0 ? t.learn_batch_size : run.train.batch_size;
+  const LearnPlan plan = make_learn_plan(*store, data->plan.samples, data->manifest->hash, batch_size, t.learn_passes,
+                                         t.learn_order, static_cast<uint64_t>(run.train.seed));
+  LoraConfig lora = run.lora;
+  if (t.student_lora == "teacher") {
+    if (t.teacher_lora.empty()) throw Error("transfer.student_lora = \"teacher\" needs transfer.teacher_lora");
+    lora.init = t.teacher_lora;
+  } else {
+    lora.init = t.student_lora == "fresh" ? "" : t.student_lora;
+  }
+  LoadedModel student = load_model(run, student_config, lora);
+  std::cout << "learn: student " << family.name() << " (LoRA " << (lora.init.empty() ? "fresh" : lora.init) << "), "
+            << store->size() << " records × " << t.learn_passes << " passes in " << plan.plan.batches.size()
+            << " batches, g = " << guidance << ", " << (store->manifest().exact ? "exact" : "approximate") << " form\n";
+  LearnObjective objective(store, plan, guidance);
+  return run_loop(run, student, plan.plan, *data->source, objective, resume);
+}
+
+LoopResult transfer(const RunConfig& run, bool resume) {
+  record(run, resume);  // the teacher is freed when record returns
+  return learn(run, resume);
+}
+
+}  // namespace dt
