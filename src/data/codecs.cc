@@ -18,6 +18,10 @@ namespace {
 
 // Largest image accepted: 2^28 pixels (16384 × 16384), 1 GiB as RGBA.
 constexpr int64_t kMaxPixels = int64_t(1) << 28;
+// No file expands beyond these ratios (deflate: 1032:1; JPEG: at least one bit per 8×8 block
+// even in progressive mode), so a tiny file claiming a huge size is refused before the pixels
+// are allocated.
+constexpr int64_t kPngMaxExpansion = 1032, kJpegMaxPixelsPerByte = 1024;
 
 void check_size(int64_t width, int64_t height, const std::string& name) {
   if (width <= 0 || height <= 0) throw file_error(name, "image has zero size");
@@ -76,8 +80,11 @@ Image decode_jpeg(const std::string& bytes, const std::string& name, std::string
   cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   const int64_t width = cinfo.output_width, height = cinfo.output_height;
-  if (width <= 0 || height <= 0 || width * height > kMaxPixels) {
-    failure = width <= 0 || height <= 0 ? "image has zero size" : "image too large";
+  if (width <= 0 || height <= 0 || width * height > kMaxPixels ||
+      width * height > kJpegMaxPixelsPerByte * int64_t(bytes.size())) {
+    failure = width <= 0 || height <= 0      ? "image has zero size"
+              : width * height > kMaxPixels ? "image too large"
+                                             : "corrupt or truncated JPEG: too little data for its size";
     jpeg_destroy_decompress(&cinfo);
     throw file_error(name, failure);
   }
@@ -125,7 +132,25 @@ void png_read_bytes(png_structp png, png_bytep out, png_size_t size) {
   s->offset += size;
 }
 
+// Every chunk must fit in the file: libpng allocates a chunk's claimed length before reading it.
+void check_png_chunks(const std::string& bytes, const std::string& name) {
+  auto be32 = [&](size_t at) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v = v << 8 | static_cast<unsigned char>(bytes[at + i]);
+    return v;
+  };
+  for (size_t at = 8; at + 8 <= bytes.size();) {
+    const uint64_t length = be32(at);
+    if (length > bytes.size() - at - 8 || bytes.size() - at - 8 - length < 4)
+      throw file_error(name, "corrupt PNG: file is truncated");
+    if (!bytes.compare(at + 4, 4, "IEND")) return;
+    at += 12 + length;
+  }
+  throw file_error(name, "corrupt PNG: file is truncated");
+}
+
 Image decode_png(const std::string& bytes, const std::string& name, std::string& exif) {
+  check_png_chunks(bytes, name);
   PngState state;
   state.bytes = &bytes;
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_fail, png_warn);
@@ -143,6 +168,8 @@ Image decode_png(const std::string& bytes, const std::string& name, std::string&
   png_read_info(png, info);
   const int64_t width = png_get_image_width(png, info), height = png_get_image_height(png, info);
   if (width * height > kMaxPixels) png_error(png, "image too large");
+  if (height * (int64_t(png_get_rowbytes(png, info)) + 1) > kPngMaxExpansion * int64_t(bytes.size()))
+    png_error(png, "too little data for its size");
 #ifdef PNG_eXIf_SUPPORTED
   png_uint_32 exif_size = 0;
   png_bytep exif_data = nullptr;
@@ -304,6 +331,7 @@ void write_png(const std::string& path, const Image& image,
 
 std::vector<std::pair<std::string, std::string>> png_text(const std::string& bytes, const std::string& name) {
   if (image_format(bytes, name) != "png") throw file_error(name, "not a PNG file");
+  check_png_chunks(bytes, name);
   PngState state;
   state.bytes = &bytes;
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, png_fail, png_warn);

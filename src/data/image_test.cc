@@ -60,6 +60,52 @@ TEST(ImageCodec, ExifOrientationUprightsJpeg) {
   EXPECT_EQ(corners(decode_image(encode_jpeg(stored), "plain.jpg")), "rgbw");
 }
 
+TEST(ImageCodec, ExifOrientationInPng) {
+  const Image stored = quadrants(32, 16);
+  std::vector<std::string> rows;
+  for (int64_t y = 0; y < 16; ++y) rows.emplace_back(reinterpret_cast<const char*>(stored.at(0, y)), 32 * 3);
+  const Image im =
+      decode_image(encode_png_raw(32, 16, PNG_COLOR_TYPE_RGB, 8, rows, {}, {}, testing::exif_block(6)), "o.png");
+  EXPECT_EQ(im.width, 16);
+  EXPECT_EQ(im.height, 32);
+  EXPECT_EQ(corners(im), "brwg");
+}
+
+// Damaged files of every format either decode or fail with dt::Error: never a crash.
+TEST(ImageCodec, MutatedFilesFailCleanly) {
+  Image small = quadrants(24, 16);
+  uint8_t* webp = nullptr;
+  const size_t webp_size = WebPEncodeRGB(small.pixels.data(), 24, 16, 24 * 3, 80, &webp);
+  const std::vector<std::string> originals = {encode_jpeg(small, 90, 6), encode_png(small, {{"k", "v"}}),
+                                              std::string(reinterpret_cast<char*>(webp), webp_size)};
+  WebPFree(webp);
+  uint32_t state = 12345;
+  auto next = [&] { return state = state * 1664525u + 1013904223u; };
+  int decoded = 0, rejected = 0;
+  for (const std::string& original : originals) {
+    for (size_t cut = 1; cut < original.size(); cut += 7) {
+      try {
+        decode_image(original.substr(0, cut), "cut");
+        ++decoded;
+      } catch (const Error&) {
+        ++rejected;
+      }
+    }
+    for (int trial = 0; trial < 300; ++trial) {
+      std::string bytes = original;
+      for (int k = 0; k < 1 + int(next() % 4); ++k) bytes[next() % bytes.size()] = char(next() >> 24);
+      try {
+        decode_image(bytes, "mutated");
+        ++decoded;
+      } catch (const Error&) {
+        ++rejected;
+      }
+    }
+  }
+  EXPECT_GT(rejected, 100);
+  EXPECT_GT(decoded + rejected, 900);
+}
+
 TEST(ImageCodec, PngRoundTripWithTextAndAlpha) {
   Image rgba;
   rgba.width = 5, rgba.height = 3, rgba.channels = 4;

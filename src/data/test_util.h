@@ -94,10 +94,10 @@ inline std::string encode_jpeg(const Image& image, int quality = 95, int orienta
 }
 
 // PNG bytes of raw rows in any colour type / bit depth (16-bit samples big-endian, as PNG
-// stores them), with an optional palette and tRNS chunk.
+// stores them), with an optional palette, tRNS chunk and EXIF block (as exif_block makes).
 inline std::string encode_png_raw(int width, int height, int color_type, int bit_depth,
                                   const std::vector<std::string>& rows, const std::vector<png_color>& palette = {},
-                                  const std::vector<png_byte>& trns = {}) {
+                                  const std::vector<png_byte>& trns = {}, const std::string& exif = "") {
   std::string out;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png_create_info_struct(png);
@@ -110,6 +110,9 @@ inline std::string encode_png_raw(int width, int height, int color_type, int bit
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (!palette.empty()) png_set_PLTE(png, info, palette.data(), int(palette.size()));
   if (!trns.empty()) png_set_tRNS(png, info, trns.data(), int(trns.size()), nullptr);
+  if (!exif.empty())  // eXIf holds the TIFF part without the "Exif\0\0" prefix
+    png_set_eXIf_1(png, info, png_uint_32(exif.size() - 6),
+                   reinterpret_cast<png_bytep>(const_cast<char*>(exif.data() + 6)));
   png_write_info(png, info);
   for (const auto& r : rows) png_write_row(png, reinterpret_cast<png_const_bytep>(r.data()));
   png_write_end(png, info);
