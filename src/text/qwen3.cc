@@ -122,7 +122,7 @@ at::Tensor Qwen3DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor&
 
 Qwen3ModelImpl::Qwen3ModelImpl(const Qwen3Config& c) {
   embed_tokens = register_module("embed_tokens", std::make_shared<torch::nn::Module>());
-  embed_tokens->register_parameter("weight", torch::empty({c.vocab_size, c.hidden_size}));
+  embedding = embed_tokens->register_parameter("weight", torch::empty({c.vocab_size, c.hidden_size}));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(Qwen3DecoderLayer(c));
   norm = register_module("norm", nn::RMSNorm(c.hidden_size, c.rms_norm_eps));
@@ -133,7 +133,7 @@ Qwen3Encoder::Qwen3Encoder(const Qwen3Config& c, bool with_lm_head) : config(c) 
   if (with_lm_head) lm_head = register_module("lm_head", nn::Linear(c.hidden_size, c.vocab_size, false));
 }
 
-std::shared_ptr<Qwen3Encoder> Qwen3Encoder::load(const std::string& path, const LoadOptions& options) {
+std::shared_ptr<Qwen3Encoder> Qwen3Encoder::load(const std::string& path, const LoadOptions& options, bool lm_head) {
   Checkpoint ck = Checkpoint::open(path);
   if (ck.config().empty()) throw file_error(path, "no config.json: a transformers Qwen3 folder is expected");
   Qwen3Config c = Qwen3Config::from_json(ck.config(), (std::filesystem::path(path) / "config.json").string());
@@ -141,7 +141,8 @@ std::shared_ptr<Qwen3Encoder> Qwen3Encoder::load(const std::string& path, const 
   const bool bare = !ck.contains("model.embed_tokens.weight") && ck.contains("embed_tokens.weight");
   std::map<std::string, at::Tensor> tensors;
   for (const auto& name : ck.names()) {
-    if (name == "lm_head.weight" && c.tie_word_embeddings) continue;  // a saved copy of the tied embeddings
+    // A tied head saved anyway is a copy of the embeddings.
+    if (name == "lm_head.weight" && (c.tie_word_embeddings || !lm_head)) continue;
     tensors.emplace(bare && name != "lm_head.weight" ? "model." + name : name, ck.get(name));
   }
   auto encoder = std::make_shared<Qwen3Encoder>(c, tensors.count("lm_head.weight") > 0);
@@ -162,7 +163,7 @@ std::vector<at::Tensor> Qwen3Encoder::hidden_states(const at::Tensor& input_ids,
     if (i < 0 || i > L) throw Error("Qwen3: hidden state " + std::to_string(i) + " does not exist (0.." + std::to_string(L) + ")");
     last = std::max(last, i);
   }
-  const at::Tensor& embedding = model->embed_tokens->named_parameters()["weight"];
+  const at::Tensor& embedding = model->embedding;
   const auto device = embedding.device();
   const int64_t S = input_ids.size(1);
   at::Tensor ids = input_ids.to(device, at::kLong);
@@ -186,7 +187,7 @@ std::vector<at::Tensor> Qwen3Encoder::hidden_states(const at::Tensor& input_ids,
 at::Tensor Qwen3Encoder::logits(const at::Tensor& final_hidden) {
   if (lm_head) return lm_head(final_hidden);
   if (!config.tie_word_embeddings) throw Error("Qwen3: this checkpoint has no LM head");
-  return torch::nn::functional::linear(final_hidden, model->embed_tokens->named_parameters()["weight"]);
+  return torch::nn::functional::linear(final_hidden, model->embedding);
 }
 
 void write_random_qwen3(const std::string& dir, const Qwen3Config& config, uint64_t seed) {

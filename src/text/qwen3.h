@@ -66,7 +66,8 @@ class Qwen3ModelImpl : public torch::nn::Module {
  public:
   explicit Qwen3ModelImpl(const Qwen3Config& c);
 
-  std::shared_ptr<torch::nn::Module> embed_tokens;  // holds `weight` [vocab, hidden]
+  std::shared_ptr<torch::nn::Module> embed_tokens;  // holds `weight`
+  at::Tensor embedding;                             // that weight, [vocab, hidden]
   torch::nn::ModuleList layers{nullptr};
   nn::RMSNorm norm{nullptr};
 };
@@ -79,7 +80,8 @@ class Qwen3Encoder : public torch::nn::Module {
 
   // A transformers folder (config.json + model*.safetensors), keys with or without the "model."
   // prefix. Strict: a missing, unexpected or wrong-shape tensor is a dt::Error naming the path.
-  static std::shared_ptr<Qwen3Encoder> load(const std::string& path, const LoadOptions& options);
+  // Without lm_head, an untied head in the file is left on disk (a text encoder never needs it).
+  static std::shared_ptr<Qwen3Encoder> load(const std::string& path, const LoadOptions& options, bool lm_head = true);
 
   // The transformers hidden_states tuple at the requested indices, in order: 0 = token embeddings,
   // i in 1..L-1 = output of decoder layer i (no final norm), L = final RMSNorm of the last layer.

@@ -125,6 +125,7 @@ TEST(Qwen3, RandomCheckpointLoadsAndIsSeeded) {
   auto encoder = Qwen3Encoder::load(a, LoadOptions{});
   EXPECT_EQ(encoder->config.num_key_value_heads, 2);
   EXPECT_NE(encoder->lm_head.get(), nullptr);  // untied: its own head
+  EXPECT_FALSE(Qwen3Encoder::load(a, LoadOptions{}, /*lm_head=*/false)->has_lm_head());
   EXPECT_TRUE(SafetensorsFile::open(a + "/model.safetensors")->contains("model.layers.1.self_attn.k_norm.weight"));
   torch::NoGradGuard no_grad;
   at::Tensor ids = torch::randint(0, 300, {2, 9}, at::kLong);

@@ -20,7 +20,7 @@ Qwen3TextEncoder::Qwen3TextEncoder(const std::string& path, const LoadOptions& o
   if (!fs::exists(tokenizer_dir / "tokenizer.json", ec))
     throw file_error((tokenizer_dir / "tokenizer.json").string(), "missing (vocab.json + merges.txt alone are not read)");
   tokenizer_ = Tokenizer::load(tokenizer_dir.string());
-  encoder_ = Qwen3Encoder::load(encoder_dir.string(), options);
+  encoder_ = Qwen3Encoder::load(encoder_dir.string(), options, /*lm_head=*/false);
   if (prompting_.layers.empty()) throw Error("Qwen3 text encoder: no hidden-state layers chosen");
   const int64_t L = encoder_->config.num_hidden_layers;
   for (int64_t i : prompting_.layers) {
