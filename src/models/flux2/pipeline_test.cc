@@ -15,6 +15,8 @@
 #include "text/qwen3.h"
 #include "text/tokenizer.h"
 #include "train/trainer.h"
+#include "transfer/delta_store.h"
+#include "transfer/transfer.h"
 #include "vae/flux2_latents.h"
 #include "vae/load.h"
 
@@ -89,9 +91,10 @@ TEST(Flux2Pipeline, DetectionAndSchedulerOfThePipelineFolders) {
   EXPECT_EQ(Checkpoint::open(pipelines().dir / "base").components().size(), 3u);  // transformer, text_encoder, vae
 }
 
-// A LoRA trained on FLUX.2 by the trainer as is: images → caches → plan → loop → LoRA file in the
-// family's formats.
-TEST(Flux2Pipeline, TrainsALoraThroughTheTrainer) {
+// The whole method on FLUX.2 through the trainer and transfer as they are: a LoRA trained on the
+// Base (images → caches → plan → loop → LoRA file in a tool layout with fused qkv), then recorded
+// on the Base (exact form) and learned by the distilled sibling at the family's g.
+TEST(Flux2Pipeline, TrainsOnBaseThenTransfersToDistilled) {
   testing::ScratchDir dir("flux2_train");
   for (int i = 0; i < 3; ++i) {
     testing::write(dir / ("images/" + std::to_string(i) + ".txt"), "a tiny test image number " + std::to_string(i));
@@ -116,13 +119,32 @@ TEST(Flux2Pipeline, TrainsALoraThroughTheTrainer) {
   LoopResult result = train(run, false);
   EXPECT_EQ(result.batches, 6);
   EXPECT_TRUE(std::isfinite(result.last_loss));
-  LoraWeights lora = lora::read_lora(dir / "flux2.safetensors");
-  EXPECT_EQ(lora.family, "flux2-klein");
-  EXPECT_EQ(lora.modules.size(), 12u + 2u);  // every Linear of the double and the single block
+  lora::LoraWeights teacher = lora::read_lora(dir / "flux2.safetensors");
+  EXPECT_EQ(teacher.family, "flux2-klein");
+  EXPECT_EQ(teacher.modules.size(), 12u + 2u);  // every Linear of the double and the single block
   EXPECT_TRUE(Checkpoint::open(dir / "flux2.safetensors").contains("lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"));
   double trained = 0;
-  for (const auto& m : lora.modules) trained += m.up.abs().sum().item<double>();
+  for (const auto& m : teacher.modules) trained += m.up.abs().sum().item<double>();
   EXPECT_GT(trained, 0.0);  // up starts at zero: the steps moved it
+
+  run.transfer.teacher_lora = "flux2.safetensors";
+  run.transfer.student = pipelines().dir / "distilled";
+  run.transfer.exact = true;
+  run.output.run_dir = "transfer";
+  run.output.lora = "learned.safetensors";
+  run.output.format = "peft";
+  LoopResult learned = transfer(run, false);
+  EXPECT_EQ(learned.batches, 6);
+  EXPECT_TRUE(std::isfinite(learned.last_loss));
+  auto store = DeltaStore::open(dir / "transfer/deltas");
+  EXPECT_EQ(store->size(), 6u);
+  EXPECT_EQ(store->manifest().family, "flux2-klein");
+  EXPECT_TRUE(store->manifest().exact);
+  lora::LoraWeights student = lora::read_lora(dir / "learned.safetensors");
+  ASSERT_EQ(student.family, "flux2-klein");
+  double moved = 0;
+  for (const auto& m : student.modules) moved += (lora::delta(m) - lora::delta(*teacher.find(m.name))).abs().max().item<double>();
+  EXPECT_GT(moved, 0.0);  // learn changed the teacher's LoRA it started from
 }
 
 }  // namespace

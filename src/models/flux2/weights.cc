@@ -61,9 +61,9 @@ std::string describe_checkpoint(const Checkpoint& ck) {
     original |= name == "single_stream_modulation.lin.weight";
     if (name == "x_embedder.weight" || name == "img_in.weight") inner = ck.info(raw).shape.at(0);
     for (const char* qkv : {"transformer_blocks.{n}.attn.to_q.weight", "double_blocks.{n}.img_attn.qkv.weight"})
-      if (auto n = lora::match_template(qkv, name)) double_blocks = std::max(double_blocks, std::stoll(n->at(0)) + 1);
+      if (auto n = lora::match_template(qkv, name)) double_blocks = std::max<int64_t>(double_blocks, std::stoll(n->at(0)) + 1);
     for (const char* proj : {"single_transformer_blocks.{n}.attn.to_out.weight", "single_blocks.{n}.linear2.weight"})
-      if (auto n = lora::match_template(proj, name)) single_blocks = std::max(single_blocks, std::stoll(n->at(0)) + 1);
+      if (auto n = lora::match_template(proj, name)) single_blocks = std::max<int64_t>(single_blocks, std::stoll(n->at(0)) + 1);
   }
   const char* variant = inner == 3072 ? " (klein 4B)" : inner == 4096 ? " (klein 9B)" : inner == 6144 ? " (dev)" : "";
   return "flux2-klein transformer, " + std::string(original ? "original BFL names" : "diffusers names") + ", inner dim " +
