@@ -7,32 +7,22 @@
 //                      [--rank 16] [--repeats 2] [--threads N] [--dtypes fp32,bf16]
 #include <torch/torch.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <regex>
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/runtime.h"
 #include "models/zimage/transformer.h"
 #include "nn/linear.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-template <typename F>
-double best_time(int repeats, F&& f) {  // best of `repeats` after one warm-up call
-  f();
-  double best = 1e30;
-  for (int i = 0; i < repeats; ++i) {
-    auto t0 = Clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return best;
-}
+using dt::bench::best_time;
+using dt::bench::gemm_rate;
+using dt::bench::option;
 
 struct Flops {
   double forward = 0;   // every matrix product of the forward
@@ -67,19 +57,6 @@ Flops count_flops(const dt::ZImageConfig& c, double image, double caption, int64
   for (int64_t i = 0; i < c.n_layers; ++i) block(unified, true, true);
   linear(unified, d, 4 * c.in_channels, false);
   return total;
-}
-
-// GEMM rate of this machine for a dtype: the FFN-shaped product [L, d]·[d, f]ᵀ, FLOP/s.
-double gemm_rate(at::ScalarType dtype, int64_t tokens, int64_t dim, int64_t hidden, int repeats) {
-  at::Tensor x = torch::randn({tokens, dim}).to(dtype), w = torch::randn({hidden, dim}).to(dtype);
-  const double t = best_time(repeats + 2, [&] { torch::nn::functional::linear(x, w); });
-  return 2.0 * tokens * dim * hidden / t;
-}
-
-std::string option(int argc, char** argv, const std::string& name, const std::string& fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i] == name) return argv[i + 1];
-  return fallback;
 }
 
 }  // namespace

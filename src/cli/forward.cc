@@ -13,6 +13,7 @@ void forward_vae_decode(const ForwardArgs& args);
 const std::vector<ForwardComponent>& forward_components() {
   static const std::vector<ForwardComponent> table = {
       {"zimage-transformer", forward_zimage_transformer},
+      {"flux2-transformer", forward_flux2_transformer},
       {"qwen3", forward_qwen3},
       {"vae-encode", forward_vae_encode},
       {"vae-decode", forward_vae_decode},

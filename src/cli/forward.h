@@ -29,6 +29,7 @@ const std::vector<ForwardComponent>& forward_components();
 
 // Component entry points, one file each.
 void forward_zimage_transformer(const ForwardArgs& args);
+void forward_flux2_transformer(const ForwardArgs& args);
 void forward_qwen3(const ForwardArgs& args);
 
 }  // namespace dt

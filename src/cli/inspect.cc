@@ -6,6 +6,7 @@
 #include "cli/command.h"
 #include "io/checkpoint.h"
 #include "lora/file.h"
+#include "models/flux2/weights.h"
 
 namespace dt {
 
@@ -19,6 +20,7 @@ struct InspectProbe {
 const std::vector<InspectProbe>& inspect_probes() {
   static const std::vector<InspectProbe> table = {
       {"lora", lora::describe_lora},
+      {"model", flux2::describe_checkpoint},
   };
   return table;
 }

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "io/json_file.h"
 
 namespace dt {
@@ -186,6 +187,20 @@ const TensorInfo& Checkpoint::info(const std::string& name) const {
 at::Tensor Checkpoint::get(const std::string& name) const {
   const Location& at = locate(name);
   return files_[at.file]->get(name.substr(at.prefix));
+}
+
+std::vector<std::string> checkpoint_files(const std::string& path) {
+  std::vector<std::string> files;
+  const Checkpoint ck = Checkpoint::open(path);
+  for (const auto& f : ck.files()) files.push_back(f->path());
+  return files;
+}
+
+std::string content_identity(const std::string& family, const std::string& what, const std::vector<std::string>& files) {
+  Sha256 all;
+  all.update(what);
+  for (const auto& f : files) all.update(sha256_file(f));
+  return family + ":" + all.hex();
 }
 
 }  // namespace dt

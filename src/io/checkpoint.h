@@ -57,6 +57,12 @@ class Checkpoint {
   std::vector<std::string> components_;
 };
 
+// The safetensors files of a checkpoint (file or folder), in order.
+std::vector<std::string> checkpoint_files(const std::string& path);
+// `family` + ":" + SHA-256 over `what` (how the files are used) and the SHA-256 of every file: the
+// content identity of a loaded component, for manifests and cache keys. Reads every byte.
+std::string content_identity(const std::string& family, const std::string& what, const std::vector<std::string>& files);
+
 // Throws a clear error when `path` names a pickle checkpoint (.ckpt, .pt, .pth, .bin, .pkl).
 void refuse_pickle(const std::string& path);
 

@@ -24,13 +24,15 @@ class Checkpoint;
 namespace dt::lora {
 
 // Layouts deltatrain writes (and recognises when reading):
-//   comfyui        diffusion_model. + KeyMap::comfyui_native ? native : diffusers names, lora_A/B + .alpha
+//   comfyui        diffusion_model. + tool names, lora_A/B + .alpha
 //   comfyui-native diffusion_model. + native names (fused), lora_down/up + .alpha
 //   peft           transformer. + diffusers names, lora_A/B, alpha in lora_adapter_metadata
-//   kohya          lora_unet_ + flattened diffusers names, lora_down/up + .alpha
+//   kohya          lora_unet_ + flattened tool names, lora_down/up + .alpha
 //   onetrainer     transformer. + diffusers names, lora_down/up + .alpha (OneTrainer internal)
-//   original       bare diffusers names, lora_A/B + .alpha
-//   aitoolkit      diffusion_model. + diffusers names, lora_A/B, alpha folded into B (scale 1)
+//   original       bare tool names, lora_A/B + .alpha
+//   aitoolkit      diffusion_model. + tool names, lora_A/B, alpha folded into B (scale 1)
+// Tool names are the native ones (fused) when KeyMap::comfyui_native (FLUX.2: BFL names), else the
+// diffusers ones (Z-Image).
 enum class Format { comfyui, comfyui_native, peft, kohya, onetrainer, original, aitoolkit };
 const char* format_name(Format f);
 Format format_by_name(const std::string& name);  // dt::Error listing the names

@@ -9,6 +9,7 @@ namespace dt::lora {
 const std::vector<const KeyMap*>& key_maps() {
   static const std::vector<const KeyMap*> all = {
       &zimage_lora_keys(),
+      &flux2_lora_keys(),
   };
   return all;
 }

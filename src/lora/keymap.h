@@ -23,8 +23,9 @@ struct KeyMap {
   std::string architecture;  // modelspec.architecture of the family's LoRA files: "Z-Image/lora"
   std::vector<std::string> linears;  // every LoRA-able Linear, diffusers names
   std::vector<NativeRule> native;    // the native names that differ from the diffusers ones
-  // ComfyUI-loadable files are written with `diffusion_model.` + native names (fusing as the rules
-  // say) when true, with `diffusion_model.` + diffusers names when false.
+  // True when the family's tools (ComfyUI, kohya / musubi-tuner, ai-toolkit, OneTrainer's ORIGINAL)
+  // name modules natively: the comfyui, kohya, original and aitoolkit layouts then write native
+  // names (fusing as the rules say); when false they write diffusers names.
   bool comfyui_native = false;
 };
 
@@ -58,5 +59,6 @@ NativeName native_name(const KeyMap& keys, const std::string& diffusers);
 
 // Declarations of the family tables listed in keymap.cc.
 const KeyMap& zimage_lora_keys();
+const KeyMap& flux2_lora_keys();
 
 }  // namespace dt::lora

@@ -15,19 +15,20 @@ struct Layout {
   const char* name;
   const char* prefix;
   bool native;       // native names (fused modules), else diffusers names
+  bool tool;         // a tool's layout: native names when the family's tools use them
   bool flat;         // '.' → '_' (kohya)
   bool down_up;      // lora_down / lora_up, else lora_A / lora_B
   enum { kept, folded, metadata } alpha;
 };
 
 const Layout kLayouts[] = {
-    {Format::comfyui, "comfyui", "diffusion_model.", false, false, false, Layout::kept},
-    {Format::comfyui_native, "comfyui-native", "diffusion_model.", true, false, true, Layout::kept},
-    {Format::peft, "peft", "transformer.", false, false, false, Layout::metadata},
-    {Format::kohya, "kohya", "lora_unet_", false, true, true, Layout::kept},
-    {Format::onetrainer, "onetrainer", "transformer.", false, false, true, Layout::kept},
-    {Format::original, "original", "", false, false, false, Layout::kept},
-    {Format::aitoolkit, "aitoolkit", "diffusion_model.", false, false, false, Layout::folded},
+    {Format::comfyui, "comfyui", "diffusion_model.", false, true, false, false, Layout::kept},
+    {Format::comfyui_native, "comfyui-native", "diffusion_model.", true, true, false, true, Layout::kept},
+    {Format::peft, "peft", "transformer.", false, false, false, false, Layout::metadata},
+    {Format::kohya, "kohya", "lora_unet_", false, true, true, true, Layout::kept},
+    {Format::onetrainer, "onetrainer", "transformer.", false, false, false, true, Layout::kept},
+    {Format::original, "original", "", false, true, false, false, Layout::kept},
+    {Format::aitoolkit, "aitoolkit", "diffusion_model.", false, true, false, false, Layout::folded},
 };
 
 const Layout& layout(Format f) {
@@ -124,7 +125,7 @@ Format format_by_name(const std::string& name) {
 void write_lora(const std::string& path, const LoraWeights& lora, const KeyMap& keys, const WriteOptions& options) {
   if (lora.modules.empty()) throw file_error(path, "refusing to write a LoRA without modules");
   const Layout& l = layout(options.format);
-  const bool native = l.native || (options.format == Format::comfyui && keys.comfyui_native);
+  const bool native = l.native || (l.tool && keys.comfyui_native);
   NamedTensors tensors;
   std::vector<int64_t> ranks;
   std::vector<double> alphas;

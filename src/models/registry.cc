@@ -3,6 +3,7 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "models/family.h"
+#include "models/flux2/family.h"
 #include "models/zimage/family.h"
 
 namespace dt {
@@ -10,6 +11,7 @@ namespace dt {
 const std::vector<const Family*>& families() {
   static const std::vector<const Family*> all = {
       &zimage_family(),
+      &flux2_family(),
   };
   return all;
 }

@@ -50,7 +50,7 @@ std::vector<TextFeatures> ZImageTextEncoder::encode(const std::vector<std::strin
 
 std::string ZImageTextEncoder::identity() const {
   if (identity_.empty())
-    identity_ = content_identity("text: qwen3 chat template (thinking), 512 tokens, hidden_states[-2], valid tokens", files_);
+    identity_ = content_identity("zimage", "text: qwen3 chat template (thinking), 512 tokens, hidden_states[-2], valid tokens", files_);
   return identity_;
 }
 
@@ -84,7 +84,7 @@ at::Tensor ZImageAutoencoder::decode(const at::Tensor& latents) {
 }
 
 std::string ZImageAutoencoder::identity() const {
-  if (identity_.empty()) identity_ = content_identity("vae: posterior mean, (z - 0.1159) * 0.3611", files_);
+  if (identity_.empty()) identity_ = content_identity("zimage", "vae: posterior mean, (z - 0.1159) * 0.3611", files_);
   return identity_;
 }
 

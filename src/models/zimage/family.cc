@@ -41,7 +41,7 @@ at::Tensor ZImageDenoiser::velocity(const at::Tensor& x, const at::Tensor& sigma
 }
 
 std::string ZImageDenoiser::identity() const {
-  if (identity_.empty()) identity_ = content_identity("transformer", files_);  // once: it reads every byte
+  if (identity_.empty()) identity_ = content_identity("zimage", "transformer", files_);  // once: it reads every byte
   return identity_;
 }
 

@@ -6,7 +6,6 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
-#include "core/hash.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
@@ -92,20 +91,6 @@ ZImageTransformer load_transformer(const std::string& path, const LoadOptions& o
   ZImageTransformer model(c);
   nn::load_state(*model, tensors, path, options.device, options.compute_dtype);
   return model;
-}
-
-std::vector<std::string> checkpoint_files(const std::string& path) {
-  std::vector<std::string> files;
-  const Checkpoint ck = Checkpoint::open(path);
-  for (const auto& f : ck.files()) files.push_back(f->path());
-  return files;
-}
-
-std::string content_identity(const std::string& what, const std::vector<std::string>& files) {
-  Sha256 all;
-  all.update(what);
-  for (const auto& f : files) all.update(sha256_file(f));
-  return "zimage:" + all.hex();
 }
 
 void write_random_checkpoint(const std::string& dir, const ZImageConfig& config, uint64_t seed, c10::ScalarType dtype) {

@@ -36,12 +36,6 @@ std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck);
 ZImageTransformer load_transformer(const std::string& path, const LoadOptions& options,
                                    const std::optional<ZImageConfig>& config = std::nullopt);
 
-// The safetensors files of a checkpoint (file or folder), in order.
-std::vector<std::string> checkpoint_files(const std::string& path);
-// "zimage:" + SHA-256 over `what` (how the files are used) and the SHA-256 of every file: the
-// content identity of a loaded component, for manifests and cache keys. Reads every byte.
-std::string content_identity(const std::string& what, const std::vector<std::string>& files);
-
 // Writes a diffusers folder (config.json + diffusion_pytorch_model.safetensors) with random weights
 // drawn from `seed` in sorted-name order: matrices N(0, 1/fan_in), biases 0.1·N(0, 1), norm weights
 // 1 + 0.1·N(0, 1), pad tokens N(0, 1) (the recipe of shared/golden). Same seed ⇒ same bytes.

@@ -1,0 +1,42 @@
+// `deltatrain forward --component flux2-transformer`: golden contract of shared/golden/README.md
+// (flux2_transformer). Also writes the intermediates under the golden's `X.mid.*` names, so
+// `compare.py --all` can localise a mismatch.
+#include <torch/torch.h>
+
+#include "cli/forward.h"
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "lora/file.h"
+#include "models/flux2/weights.h"
+#include "nn/attention.h"
+
+namespace dt {
+
+void forward_flux2_transformer(const ForwardArgs& args) {
+  nn::set_explicit_attention(args.explicit_attention);
+  flux2::Flux2Transformer model = flux2::load_transformer(args.model, LoadOptions{});
+  lora::merge_lora_files(*model, lora::key_map("flux2-klein"), args.loras);  // --lora FILE[:STRENGTH]
+
+  auto io = SafetensorsFile::open(args.inputs);
+  auto input = [&](const std::string& name) {
+    if (!io->contains(args.in(name))) throw file_error(args.inputs, "no input tensor '" + args.in(name) + "'");
+    return io->get(args.in(name));
+  };
+  // The ids may be [N, 4] or, as the pipeline builds them, [B, N, 4]; the model uses item 0's.
+  auto ids = [&](const std::string& name) {
+    at::Tensor t = input(name);
+    return t.dim() == 3 ? t[0] : t;
+  };
+  at::Tensor hidden = input("hidden_states").to(at::kFloat), text = input("encoder_hidden_states").to(at::kFloat);
+  at::Tensor timestep = input("timestep").to(at::kFloat);
+
+  torch::NoGradGuard no_grad;
+  NamedTensors mid;
+  at::Tensor out = model->forward(hidden, text, timestep, ids("img_ids"), ids("txt_ids"), &mid);
+  NamedTensors results = {{args.out(""), out}};
+  const std::string mid_prefix = (args.case_name.empty() ? "" : args.case_name + ".") + "mid.";
+  for (auto& [name, value] : mid) results.emplace_back(mid_prefix + name, value);
+  write_safetensors(args.output, results);
+}
+
+}  // namespace dt

@@ -1,0 +1,330 @@
+// The FLUX.2 transformer against the diffusers golden (shared/golden/flux2_transformer), its
+// checkpoint layouts, and the family adapter (time and output conventions, schedule, shift).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+#include "models/flux2/family.h"
+#include "models/flux2/weights.h"
+#include "nn/attention.h"
+#include "nn/load_state.h"
+#include "vae/flux2_latents.h"
+
+namespace dt::flux2 {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kGolden = std::string(DT_SHARED_DIR) + "/golden/flux2_transformer";
+const std::string kWeights = kGolden + "/weights";
+
+std::map<std::string, at::Tensor>& golden() {
+  static auto io = load_safetensors(kGolden + "/io.safetensors");
+  return io;
+}
+
+struct Case {
+  at::Tensor hidden, text, timestep, img_ids, txt_ids;
+};
+
+Case read_case(const std::string& name) {
+  auto in = [&](const std::string& t) { return golden().at(name + ".in." + t); };
+  return {in("hidden_states"), in("encoder_hidden_states"), in("timestep"), in("img_ids")[0], in("txt_ids")[0]};
+}
+
+at::Tensor run(Flux2Transformer& model, const Case& c, NamedTensors* mid = nullptr) {
+  return model->forward(c.hidden, c.text, c.timestep, c.img_ids, c.txt_ids, mid);
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+// The golden tolerance: max|c − g| ≤ 1e-4 + 1e-4·max|g|.
+double tolerance(const at::Tensor& g) { return 1e-4 + 1e-4 * g.abs().max().item<double>(); }
+
+struct ExplicitAttention {
+  explicit ExplicitAttention(bool on) { nn::set_explicit_attention(on); }
+  ~ExplicitAttention() { nn::set_explicit_attention(false); }
+};
+
+LoadOptions fp32() { return LoadOptions{}; }
+
+fs::path temp_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("dt_flux2_" + name + "_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::map<std::string, at::Tensor> golden_weights() {
+  Checkpoint ck = Checkpoint::open(kWeights);
+  std::map<std::string, at::Tensor> t;
+  for (const auto& name : ck.names()) t[name] = ck.get(name);
+  return t;
+}
+
+TEST(Flux2Golden, OutputsAndIntermediatesBothAttentionPaths) {
+  Flux2Transformer model = load_transformer(kWeights, fp32());
+  torch::NoGradGuard no_grad;
+  for (bool use_explicit : {false, true}) {
+    ExplicitAttention guard(use_explicit);
+    for (const std::string name : {"A", "B"}) {  // B: batch 2, reference-image tokens after the noisy ones
+      SCOPED_TRACE(name + (use_explicit ? " explicit attention" : " default attention"));
+      NamedTensors mid;
+      at::Tensor out = run(model, read_case(name), &mid);
+      const at::Tensor& g = golden().at(name + ".out");
+      ASSERT_EQ(out.sizes(), g.sizes());
+      EXPECT_LE(max_abs_diff(out, g), tolerance(g)) << "out";
+      int checked = 0;
+      for (const auto& [key, value] : mid) {
+        auto it = golden().find(name + ".mid." + key);
+        if (it == golden().end()) continue;  // pos_embed is stored for case A only
+        ASSERT_EQ(value.sizes(), it->second.sizes()) << key;
+        EXPECT_LE(max_abs_diff(value, it->second), tolerance(it->second)) << key;
+        ++checked;
+      }
+      // temb, 3 modulations, 2 × 2 double-block streams, 2 single blocks, norm_out (+ 4 RoPE tables)
+      EXPECT_EQ(checked, name == "A" ? 15 : 11);
+    }
+  }
+}
+
+TEST(Flux2Golden, Bf16ComputeWithinBf16Bound) {
+  Flux2Transformer model = load_transformer(kWeights, LoadOptions{c10::kCPU, c10::kBFloat16});
+  torch::NoGradGuard no_grad;
+  for (const std::string name : {"A", "B"}) {
+    at::Tensor out = run(model, read_case(name));
+    const at::Tensor& g = golden().at(name + ".out");
+    EXPECT_EQ(out.scalar_type(), c10::kBFloat16);
+    const double err = max_abs_diff(out, g), scale = g.abs().max().item<double>();
+    EXPECT_LE(err, 0.08 * scale) << name;  // 8 significant bits, compounded over 4 blocks
+    EXPECT_GT(err, 0.0);                    // it really ran in bf16
+    EXPECT_LE((out.to(at::kFloat) - g).abs().mean().item<double>(), 0.01 * scale) << name;
+  }
+}
+
+// Items of a batch do not interact: case B's items alone give the batched outputs.
+TEST(Flux2Model, BatchItemsAreIndependent) {
+  Flux2Transformer model = load_transformer(kWeights, fp32());
+  torch::NoGradGuard no_grad;
+  Case c = read_case("B");
+  at::Tensor batched = run(model, c);
+  for (int64_t i = 0; i < 2; ++i) {
+    Case one{c.hidden.narrow(0, i, 1), c.text.narrow(0, i, 1), c.timestep.narrow(0, i, 1), c.img_ids, c.txt_ids};
+    EXPECT_LE(max_abs_diff(run(model, one), batched.narrow(0, i, 1)), 1e-5) << i;
+  }
+}
+
+// Adapters on linears of both block kinds and on a shared modulation layer: the gradients with
+// per-block recomputation equal those without.
+TEST(Flux2Model, GradientCheckpointingGivesTheSameGradients) {
+  Flux2Transformer model = load_transformer(kWeights, fp32());
+  for (auto& p : model->parameters()) p.requires_grad_(false);
+  auto state = std::make_shared<nn::LoraState>();
+  torch::manual_seed(7);
+  std::vector<at::Tensor> lora_tensors;
+  for (auto& item : model->named_modules()) {
+    auto* linear = dynamic_cast<nn::LinearImpl*>(item.value().get());
+    if (!linear || !std::regex_search(item.key(), std::regex(R"(attn\.(to_q|add_v_proj|to_qkv_mlp_proj)$|ff_context\.linear_out$|single_stream_modulation)")))
+      continue;
+    linear->lora = std::make_shared<nn::LoraAdapter>();
+    linear->lora->down = (torch::randn({4, linear->in_features()}) * 0.1).requires_grad_(true);
+    linear->lora->up = (torch::randn({linear->out_features(), 4}) * 0.1).requires_grad_(true);
+    linear->lora->alpha = 4;
+    linear->lora->dropout = 0.2;
+    linear->lora->state = state;
+    lora_tensors.push_back(linear->lora->down);
+    lora_tensors.push_back(linear->lora->up);
+  }
+  ASSERT_EQ(lora_tensors.size(), 2u * (2 * 3 + 2 + 1));
+  Case c = read_case("B");
+  auto gradients = [&](bool checkpointing) {
+    model->set_gradient_checkpointing(checkpointing);
+    for (auto& t : lora_tensors) t.mutable_grad() = at::Tensor();
+    torch::manual_seed(11);  // LoRA dropout masks
+    run(model, c).pow(2).mean().backward();
+    std::vector<at::Tensor> g;
+    for (auto& t : lora_tensors) g.push_back(t.grad().clone());
+    return g;
+  };
+  auto plain = gradients(false), recomputed = gradients(true);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    ASSERT_TRUE(recomputed[i].defined());
+    EXPECT_GT(plain[i].abs().max().item<double>(), 0.0) << i;
+    EXPECT_TRUE(torch::equal(plain[i], recomputed[i])) << i << ": max diff " << max_abs_diff(plain[i], recomputed[i]);
+  }
+}
+
+// A BFL / ComfyUI single file (original names, fused qkv, swapped final halves, all-in-one prefix)
+// loads to the same model; without config.json every size is inferred from the shapes.
+TEST(Flux2Weights, OriginalSingleFileGivesTheSameOutputs) {
+  const fs::path dir = temp_dir("original");
+  const std::string file = (dir / "flux-2-klein-tiny.safetensors").string();
+  write_original_file(file, golden_weights(), "model.diffusion_model.");
+  Checkpoint ck = Checkpoint::open(file);
+  ASSERT_TRUE(is_flux2_checkpoint(ck));
+  EXPECT_TRUE(ck.contains("model.diffusion_model.double_blocks.1.txt_attn.qkv.weight"));
+  EXPECT_TRUE(ck.contains("model.diffusion_model.single_blocks.0.norm.key_norm.scale"));
+  EXPECT_TRUE(ck.contains("model.diffusion_model.final_layer.adaLN_modulation.1.weight"));
+  EXPECT_FALSE(ck.contains("model.diffusion_model.transformer_blocks.0.attn.to_q.weight"));
+  EXPECT_EQ(describe_checkpoint(ck), "flux2-klein transformer, original BFL names, inner dim 64, 2 double + 2 single blocks");
+  EXPECT_EQ(describe_checkpoint(Checkpoint::open(kWeights)), "flux2-klein transformer, diffusers names, inner dim 64, 2 double + 2 single blocks");
+  Flux2Transformer diffusers = load_transformer(kWeights, fp32());
+  Flux2Transformer original = load_transformer(file, fp32());
+  EXPECT_EQ(original->config().to_json(), Flux2Config::from_json(Checkpoint::open(kWeights).config(), kWeights).to_json());
+  torch::NoGradGuard no_grad;
+  Case c = read_case("B");
+  EXPECT_TRUE(torch::equal(run(diffusers, c), run(original, c)));
+  EXPECT_EQ(&detect_family(file), &flux2_family());
+  fs::remove_all(dir);
+}
+
+// A misread layout (here q and k of one block exchanged) is far outside the tolerance.
+TEST(Flux2Weights, MisreadLayoutIsCaught) {
+  auto weights = golden_weights();
+  std::swap(weights.at("transformer_blocks.0.attn.to_q.weight"), weights.at("transformer_blocks.0.attn.to_k.weight"));
+  Flux2Transformer swapped(Flux2Config::from_json(Checkpoint::open(kWeights).config(), kWeights));
+  nn::load_state(*swapped, weights, "test", c10::kCPU, c10::kFloat);
+  torch::NoGradGuard no_grad;
+  const at::Tensor& g = golden().at("A.out");
+  EXPECT_GT(max_abs_diff(run(swapped, read_case("A")), g), 100 * tolerance(g));
+}
+
+TEST(Flux2Weights, StrictLoaderAndBadConfigs) {
+  const fs::path dir = temp_dir("strict");
+  Checkpoint ck = Checkpoint::open(kWeights);
+  NamedTensors tensors;
+  for (const auto& name : ck.names()) {
+    if (name == "single_transformer_blocks.1.attn.norm_k.weight") continue;  // missing
+    at::Tensor t = ck.get(name);
+    if (name == "proj_out.weight") t = torch::zeros({t.size(0), t.size(1) + 1});  // wrong shape
+    tensors.emplace_back(name, t);
+  }
+  fs::copy_file(kWeights + "/config.json", dir / "config.json");
+  write_safetensors((dir / "diffusion_pytorch_model.safetensors").string(), tensors);
+  try {
+    load_transformer(dir.string(), fp32());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    for (const std::string& part : {"single_transformer_blocks.1.attn.norm_k.weight", "proj_out.weight", dir.string()})
+      EXPECT_NE(message.find(part), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos);
+  }
+  nlohmann::json config = Checkpoint::open(kWeights).config();
+  config["guidance_embeds"] = true;
+  EXPECT_THROW(Flux2Config::from_json(config, "config.json"), Error);  // FLUX.2 [dev]
+  config["guidance_embeds"] = false;
+  config["axes_dims_rope"] = {8, 8, 8};
+  EXPECT_THROW(Flux2Config::from_json(config, "config.json"), Error);
+  config["axes_dims_rope"] = "wide";
+  EXPECT_THROW(Flux2Config::from_json(config, "config.json"), Error);
+  // Inputs that do not fit the model are errors, not crashes.
+  Flux2Transformer model = load_transformer(kWeights, fp32());
+  Case c = read_case("A");
+  EXPECT_THROW(model->forward(c.hidden.narrow(2, 0, 64), c.text, c.timestep, c.img_ids, c.txt_ids), Error);
+  EXPECT_THROW(model->forward(c.hidden, c.text, c.timestep, c.img_ids.narrow(0, 0, 5), c.txt_ids), Error);
+  EXPECT_THROW(model->forward(c.hidden, c.text, torch::zeros({2}), c.img_ids, c.txt_ids), Error);
+  fs::remove_all(dir);
+}
+
+TEST(Flux2Weights, RandomCheckpointIsSeeded) {
+  const fs::path dir = temp_dir("random");
+  Flux2Config config = Flux2Config::from_json(Checkpoint::open(kWeights).config(), kWeights);
+  auto bytes = [](const fs::path& p) {
+    std::ifstream in(p / "diffusion_pytorch_model.safetensors", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  write_random_checkpoint((dir / "a").string(), config, 1);
+  write_random_checkpoint((dir / "b").string(), config, 1);
+  write_random_checkpoint((dir / "c").string(), config, 2);
+  EXPECT_EQ(bytes(dir / "a"), bytes(dir / "b"));
+  EXPECT_NE(bytes(dir / "a"), bytes(dir / "c"));
+  EXPECT_EQ(Checkpoint::open((dir / "a").string()).names(), Checkpoint::open(kWeights).names());
+  fs::remove_all(dir);
+}
+
+TEST(Flux2Model, PositionIdsAreThePipelines) {
+  // Case B: a 4×6 noisy grid, then a 4×4 reference image at t = 10; 10 text tokens.
+  at::Tensor ids = torch::cat({image_ids(4, 6), image_ids(4, 4, 10)});
+  EXPECT_TRUE(torch::equal(ids, golden().at("B.in.img_ids")[0]));
+  EXPECT_TRUE(torch::equal(text_ids(10), golden().at("B.in.txt_ids")[0]));
+  EXPECT_TRUE(torch::equal(image_ids(6, 8), golden().at("A.in.img_ids")[0]));
+}
+
+// The family adapter: σ in, the model's output is v already; latents [B, 128, h, w] ↔ tokens.
+TEST(Flux2Family, VelocityIsTheOutputOnPackedLatents) {
+  const Family& family = family_by_name("flux2-klein");
+  EXPECT_EQ(&detect_family(kWeights), &family);
+  auto denoiser = family.load_transformer(kWeights, fp32());
+  for (const auto& p : denoiser->module().parameters()) EXPECT_FALSE(p.requires_grad());
+  torch::NoGradGuard no_grad;
+  Case c = read_case("A");  // 6×8 token grid
+  at::Tensor x = vae::unpack_tokens(c.hidden, 6, 8);
+  at::Tensor v = denoiser->velocity(x, c.timestep, {c.text[0]});
+  const at::Tensor& g = golden().at("A.out");
+  EXPECT_EQ(v.sizes(), (c10::IntArrayRef{1, 128, 6, 8}));
+  EXPECT_LE(max_abs_diff(vae::pack_tokens(v), g), tolerance(g));
+  EXPECT_THROW(denoiser->velocity(x, c.timestep, {c.text[0], c.text[0]}), Error);
+  EXPECT_EQ(denoiser->identity().rfind("flux2:", 0), 0u);
+}
+
+TEST(Flux2Family, ScheduleShiftShapesPresetsAndDefaults) {
+  const Family& family = flux2_family();
+  // specs/flux2.md §7 worked values: 1024² (4096 tokens) and 512² (1024 tokens).
+  EXPECT_NEAR(empirical_mu(4096, 4), 2.291, 5e-4);
+  EXPECT_NEAR(empirical_mu(4096, 50), 2.023, 5e-4);
+  EXPECT_NEAR(empirical_mu(1024, 4), 2.031, 5e-4);
+  EXPECT_NEAR(empirical_mu(1024, 50), 1.702, 5e-4);
+  EXPECT_NEAR(empirical_mu(8192, 4), 0.00016927 * 8192 + 0.45666666, 1e-12);  // above 4300 tokens
+  std::vector<double> expected = {1.0, 0.967, 0.908, 0.767, 0.0};
+  auto sigmas = family.sigmas(4, 1024, 1024);
+  ASSERT_EQ(sigmas.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(sigmas[i], expected[i], 5e-4) << i;
+  // OneTrainer's dynamic shift: 512 px → 1.88, 1024 px → 3.16.
+  EXPECT_NEAR(family.dynamic_shift(512, 512), 1.88, 5e-3);
+  EXPECT_NEAR(family.dynamic_shift(1024, 1024), 3.16, 5e-3);
+  EXPECT_EQ(family.latent_shape(1024, 768), (std::vector<int64_t>{128, 64, 48}));
+  EXPECT_EQ(family.pixel_multiple(), 16);
+  auto d = family.defaults();
+  EXPECT_EQ(d.transfer_guidance, 2.5);
+  EXPECT_EQ(d.sample_steps_distilled, 4);
+  EXPECT_EQ(d.sample_steps_base, 50);
+  EXPECT_GT(d.learning_rate_distilled, d.learning_rate);
+
+  Flux2Transformer model = load_transformer(kWeights, fp32());
+  std::map<std::string, int> chosen;
+  int linears = 0;
+  for (const auto& item : model->named_modules()) {
+    if (!dynamic_cast<nn::LinearImpl*>(item.value().get())) continue;
+    ++linears;
+    for (const auto& [preset, pattern] : family.lora_presets())
+      if (std::regex_search(item.key(), std::regex(pattern))) ++chosen[preset];
+  }
+  EXPECT_EQ(linears, 9 + 2 * 12 + 2 * 2);
+  EXPECT_EQ(chosen["full"], linears);
+  EXPECT_EQ(chosen["blocks"], 2 * 12 + 2 * 2);  // modulation, embedders and output layer excluded
+  EXPECT_EQ(chosen["attn-mlp"], chosen["blocks"]);
+  EXPECT_EQ(chosen["attn-only"], 2 * 8 + 2 * 2);
+}
+
+TEST(Flux2Cli, ForwardWritesGoldenOutputs) {
+  const fs::path dir = temp_dir("cli");
+  for (const std::string name : {"A", "B"}) {
+    const std::string out = (dir / (name + ".safetensors")).string();
+    const std::string run = std::string(DT_BINARY) + " forward --component flux2-transformer --model " + kWeights +
+                            " --inputs " + kGolden + "/io.safetensors --case " + name + " --output " + out;
+    ASSERT_EQ(std::system(run.c_str()), 0) << run;
+    auto written = load_safetensors(out);
+    const at::Tensor& g = golden().at(name + ".out");
+    EXPECT_LE(max_abs_diff(written.at(name + ".out"), g), tolerance(g)) << name;
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace dt::flux2

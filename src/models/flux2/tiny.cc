@@ -1,0 +1,77 @@
+#include "models/flux2/tiny.h"
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "models/flux2/weights.h"
+#include "text/qwen3.h"
+#include "text/tiny_tokenizer.h"
+#include "vae/random_vae.h"
+
+namespace dt::flux2 {
+namespace {
+
+constexpr int32_t kVocab = 512;
+
+Qwen3Config tiny_qwen3() {
+  Qwen3Config c;
+  c.vocab_size = kVocab;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 28;  // hidden state 27 is the deepest klein reads
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 16;
+  c.rope_theta = 1e6;
+  c.tie_word_embeddings = true;
+  return c;
+}
+
+}  // namespace
+
+Flux2Config tiny_config() {
+  Flux2Config c;
+  c.num_layers = 1;
+  c.num_single_layers = 1;
+  c.num_attention_heads = 2;
+  c.attention_head_dim = 32;
+  c.axes_dims_rope = {8, 8, 8, 8};
+  c.joint_attention_dim = 3 * tiny_qwen3().hidden_size;
+  return c;
+}
+
+void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) {
+  namespace fs = std::filesystem;
+  const fs::path root(dir);
+  fs::create_directories(root / "scheduler");
+  write_random_checkpoint((root / "transformer").string(), tiny_config(), seed + (distilled ? 1 : 0));
+  write_random_qwen3((root / "text_encoder").string(), tiny_qwen3(), seed + 2);
+  write_tiny_tokenizer((root / "tokenizer").string(), kVocab);
+  VaeConfig vae = vae::tiny_vae_config(VaeKind::kFlux2);
+  vae.block_out_channels = vae.decoder_block_out_channels = {16, 16, 32, 32};
+  vae::write_random_vae((root / "vae").string(), vae, seed + 3);
+  // The scheduler config the klein repositories copy from FLUX.1-dev (specs/flux2.md §7).
+  const nlohmann::json scheduler = {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+                                    {"base_image_seq_len", 256},
+                                    {"base_shift", 0.5},
+                                    {"max_image_seq_len", 4096},
+                                    {"max_shift", 1.15},
+                                    {"num_train_timesteps", 1000},
+                                    {"shift", 3.0},
+                                    {"time_shift_type", "exponential"},
+                                    {"use_dynamic_shifting", true}};
+  write_file_atomic((root / "scheduler" / "scheduler_config.json").string(), scheduler.dump(2) + "\n");
+  const nlohmann::json index = {{"_class_name", "Flux2KleinPipeline"},
+                                {"_diffusers_version", "0.40.0"},
+                                {"is_distilled", distilled},
+                                {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
+                                {"text_encoder", {"transformers", "Qwen3ForCausalLM"}},
+                                {"tokenizer", {"transformers", "Qwen2TokenizerFast"}},
+                                {"transformer", {"diffusers", "Flux2Transformer2DModel"}},
+                                {"vae", {"diffusers", "AutoencoderKLFlux2"}}};
+  write_file_atomic((root / "model_index.json").string(), index.dump(2) + "\n");
+}
+
+}  // namespace dt::flux2
