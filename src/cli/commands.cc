@@ -11,6 +11,7 @@ int run_cache(int argc, char** argv);
 int run_tokenize(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_config(int argc, char** argv);
+int run_make_tiny(int argc, char** argv);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -20,6 +21,7 @@ const std::vector<Command>& commands() {
       {"tokenize", "Print the token ids of a text, optionally through a pipeline's chat template", run_tokenize},
       {"train", "Train a LoRA on a dataset (flow matching) from a run config", run_train},
       {"config", "Print documented defaults, a config's effective settings, or convert a OneTrainer config", run_config},
+      {"make-tiny", "Write a tiny model set (Base + Turbo), a dataset and example configs for smoke tests", run_make_tiny},
   };
   return table;
 }

@@ -219,7 +219,6 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
     progress.advance();
     step_loss = 0;
     step_items = 0;
-    step_start = now;
 
     if (t.save_every > 0 && step % t.save_every == 0 && next_batch < total_batches) {
       char name[40];
@@ -227,6 +226,7 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
       save_lora(run, model, (fs::path(run_dir) / name).string());
     }
     if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && next_batch < total_batches) save_checkpoint();
+    step_start = std::chrono::steady_clock::now();  // step time and rate leave the saving out
   }
   progress.finish();
   objective.end();
