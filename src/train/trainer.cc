@@ -97,6 +97,10 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
   learning_rate_at(t, 0, 1);  // validates lr_schedule before the first step
 
   // Checked before anything is computed.
+  if (trains) {
+    lora::format_by_name(run.output.format);
+    dtype_by_name(run.output.save_dtype, "output.save_dtype");
+  }
   check_writable(run_dir);
   if (trains) check_writable(fs::path(lora_output(run)).parent_path().empty() ? "." : fs::path(lora_output(run)).parent_path().string());
 
