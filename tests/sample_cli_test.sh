@@ -13,7 +13,7 @@ run 0 sample "${args[@]}" --out "$tmp/a"
 grep -q "distilled" "$out" || fail "the Turbo folder was not taken for a distilled model: $(cat "$out")"
 for f in 000-42.png 001-43.png grid.png; do [ -s "$tmp/a/$f" ] || fail "missing $f"; done
 
-# The parameters chunk (tEXt, read here by a plain PNG chunk walker).
+# The parameters chunk (iTXt, UTF-8, uncompressed; read here by a plain PNG chunk walker).
 /usr/bin/python3 - "$tmp/a/001-43.png" > "$tmp/params" <<'PY' || fail "no parameters chunk"
 import struct, sys
 data = open(sys.argv[1], "rb").read()
@@ -21,8 +21,9 @@ pos, found = 8, False
 while pos < len(data):
     (n,) = struct.unpack(">I", data[pos:pos + 4])
     kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-    if kind == b"tEXt" and body.startswith(b"parameters\0"):
-        print(body[len("parameters\0"):].decode("latin-1")); found = True
+    if kind == b"iTXt" and body.startswith(b"parameters\0\0\0"):  # keyword, not compressed, method 0
+        language_end = body.index(b"\0", 13)
+        print(body[body.index(b"\0", language_end + 1) + 1:].decode("utf-8")); found = True
     pos += 12 + n
 sys.exit(0 if found else 1)
 PY
