@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "core/error.h"
 #include "data/test_util.h"
 #include "io/checkpoint.h"
 #include "lora/file.h"
