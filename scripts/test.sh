@@ -1,7 +1,33 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the whole test suite (CTest prints its summary).
+# Installs what is missing, builds, and runs the whole test suite in three stages, each ending with
+# CTest's summary:
+#   1. the Release build (build/): every test, long ones included;
+#   2. an AddressSanitizer + UBSan build (build-asan/): every test not labelled long;
+#   3. the libFuzzer build (build-fuzz/, clang): each fuzz target for DT_FUZZ_SECONDS (60).
+# Exits non-zero when any stage fails; the later stages still run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+jobs=$(nproc)
+failed=()
+
+stage() { printf '\n=== %s\n' "$1"; }
+
+stage "Release build: every test"
 bash scripts/build.sh
-cd build && ctest --output-on-failure -j "$(nproc)" --timeout 1500
+(cd build && ctest --output-on-failure -j "$jobs" --timeout 1500) || failed+=(release)
+
+stage "AddressSanitizer + UBSan build: every test not labelled long"
+DT_BUILD_DIR=build-asan bash scripts/build.sh -DDT_ASAN=ON -DDT_BENCH=OFF
+(cd build-asan && ctest --output-on-failure -j "$jobs" --timeout 1500 -LE long) || failed+=(asan)
+
+stage "libFuzzer: the safetensors reader for ${DT_FUZZ_SECONDS:-60} s"
+CC=clang CXX=clang++ DT_BUILD_DIR=build-fuzz bash scripts/build.sh \
+  -DDT_FUZZ=ON -DDT_TESTS=OFF -DDT_BENCH=OFF -DDT_FUZZ_SECONDS="${DT_FUZZ_SECONDS:-60}"
+(cd build-fuzz && ctest --output-on-failure -L fuzz) || failed+=(fuzz)
+
+if ((${#failed[@]})); then
+  echo "FAILED stages: ${failed[*]}"
+  exit 1
+fi
+echo "all stages passed"

@@ -7,13 +7,19 @@ namespace dt {
 
 int run_inspect(int argc, char** argv);
 int run_forward(int argc, char** argv);
+int run_cache(int argc, char** argv);
 int run_tokenize(int argc, char** argv);
+int run_train(int argc, char** argv);
+int run_config(int argc, char** argv);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"inspect", "Show the tensors, parameter count and metadata of a checkpoint or LoRA", run_inspect},
       {"forward", "Run one model component on golden-style inputs (see shared/golden/README.md)", run_forward},
+      {"cache", "Scan a run's dataset and fill its latent and text caches", run_cache},
       {"tokenize", "Print the token ids of a text, optionally through a pipeline's chat template", run_tokenize},
+      {"train", "Train a LoRA on a dataset (flow matching) from a run config", run_train},
+      {"config", "Print documented defaults, a config's effective settings, or convert a OneTrainer config", run_config},
   };
   return table;
 }

@@ -52,7 +52,7 @@ class DataCache {
 
  private:
   std::string dir_;
-  Rgb background_;
+  std::string background_;  // as configured: part of the latent key
   CacheIdentities identities_;
 };
 

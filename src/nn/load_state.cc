@@ -43,10 +43,10 @@ void load_state(torch::nn::Module& module, const std::map<std::string, at::Tenso
     if (!expected.count(name)) unexpected.push_back(name);
   if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty() || !not_float.empty()) {
     std::string message = "does not fit the model:";
+    const char* separator = " ";
     for (const auto& [what, names] : {std::pair{"missing", &missing}, {"unexpected", &unexpected},
                                       {"wrong shape", &wrong_shape}, {"not floating point", &not_float}})
-      if (!names->empty()) message += " " + listing(what, *names) + ";";
-    message.pop_back();
+      if (!names->empty()) message += separator + listing(what, *names), separator = "; ";
     throw file_error(source, message);
   }
   torch::NoGradGuard no_grad;

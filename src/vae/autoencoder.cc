@@ -11,9 +11,6 @@ namespace dt::vae {
 namespace {
 
 constexpr double kNormEps = 1e-6;
-// Upper bound on one attention score block (elements): 2^26 floats = 256 MiB, so a 1024² image
-// (128² = 16384 positions at the mid block) never holds the whole 1 GiB score matrix.
-constexpr int64_t kScoreBlock = int64_t{1} << 26;
 
 torch::nn::GroupNorm group_norm(int64_t groups, int64_t channels) {
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels).eps(kNormEps));
@@ -34,15 +31,16 @@ Impl& at_index(torch::nn::ModuleList& list, size_t i) {
   return *list->ptr<Impl>(i);
 }
 
-// softmax(q·kᵀ/√d)·v for q, k, v [B, N, d], in query blocks so the score matrix stays bounded.
-// The softmax runs in float32 whatever the compute dtype (diffusers' upcast_softmax).
-at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+}  // namespace
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t max_scores) {
 #if TORCH_VERSION_MAJOR >= 2
-  if (q.is_cuda()) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, scale);
+  // The fused kernels keep memory linear in N; their default scale is the same 1/√d.
+  if (q.is_cuda()) return at::scaled_dot_product_attention(q, k, v);
 #endif
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   const int64_t n = q.size(1);
-  const int64_t rows = std::max<int64_t>(1, kScoreBlock / (n * q.size(0)));
+  const int64_t rows = std::max<int64_t>(1, max_scores / (n * q.size(0)));
   at::Tensor kt = k.transpose(1, 2);
   std::vector<at::Tensor> parts;
   for (int64_t start = 0; start < n; start += rows) {
@@ -53,8 +51,6 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v)
   }
   return parts.size() == 1 ? parts[0] : at::cat(parts, 1);
 }
-
-}  // namespace
 
 ResnetBlockImpl::ResnetBlockImpl(int64_t in_channels, int64_t out_channels, int64_t groups) {
   norm1 = register_module("norm1", group_norm(groups, in_channels));
@@ -89,10 +85,12 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x) {
   at::Tensor tokens = group_norm(x).view({b, c, h * w}).transpose(1, 2);  // [B, HW, C]
   at::Tensor q = to_q(tokens), k = to_k(tokens), v = to_v(tokens);
   tokens.reset();
-  at::Tensor out = attend(q, k, v);
+  at::Tensor out = attention(q, k, v);
   q.reset(), k.reset(), v.reset();
   out = at_index<torch::nn::LinearImpl>(to_out, 0).forward(out);  // [B, HW, C]
-  return out.transpose(1, 2).reshape({b, c, h, w}).add_(x);
+  // Back to the contiguous NCHW layout: the transposed view is channels-last, a layout that every
+  // later convolution would keep and on which LibTorch 1.13's bf16 GroupNorm is wrong on the CPU.
+  return out.transpose(1, 2).contiguous().view({b, c, h, w}).add_(x);
 }
 
 MidBlockImpl::MidBlockImpl(int64_t channels, int64_t groups, bool with_attention) {

@@ -19,6 +19,11 @@
 
 namespace dt::vae {
 
+// softmax(q·kᵀ/√d)·v for q, k, v [B, N, d], softmax in float32. On the CPU the queries go in
+// blocks of at most `max_scores` score elements, so a 1024² image (16384 mid-block positions)
+// never holds the whole 1 GiB score matrix.
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t max_scores = int64_t{1} << 26);
+
 class ResnetBlockImpl : public torch::nn::Module {
  public:
   ResnetBlockImpl(int64_t in_channels, int64_t out_channels, int64_t groups);

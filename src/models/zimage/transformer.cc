@@ -50,7 +50,7 @@ Tokens caption_tokens(const at::Tensor& cap) {
 // real token (f, h, w) sits at (frame_start + f, h, w), in-sample padding at (0, 0, 0).
 Tokens image_tokens(const at::Tensor& x, int64_t p, int64_t pf, int64_t frame_start) {
   const int64_t C = x.size(0), Ft = x.size(1) / pf, Ht = x.size(2) / p, Wt = x.size(3) / p;
-  at::Tensor rows = x.view({C, Ft, pf, Ht, p, Wt, p}).permute({1, 3, 5, 2, 4, 6, 0}).reshape({Ft * Ht * Wt, pf * p * p * C});
+  at::Tensor rows = x.reshape({C, Ft, pf, Ht, p, Wt, p}).permute({1, 3, 5, 2, 4, 6, 0}).reshape({Ft * Ht * Wt, pf * p * p * C});
   auto grid = torch::meshgrid({torch::arange(frame_start, frame_start + Ft), torch::arange(Ht), torch::arange(Wt)}, "ij");
   at::Tensor positions = torch::stack({grid[0], grid[1], grid[2]}, -1).reshape({-1, 3});
   Tokens t{pad_rows(rows), {}, rows.size(0)};

@@ -1,0 +1,307 @@
+#include "data/cache.h"
+
+#include <c10/core/GradMode.h>
+#include <c10/util/Exception.h>
+
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/progress.h"
+#include "data/resize.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+
+namespace dt {
+namespace fs = std::filesystem;
+namespace {
+
+// Bump when the image preparation (decode, composite, resize) changes its pixels.
+constexpr const char* kImagePipeline = "lanczos3-v1";
+constexpr int64_t kTextBatch = 4;
+
+std::string resolve(const std::string& base_dir, const std::string& path) {
+  if (fs::path(path).is_absolute() || base_dir.empty()) return path;
+  return (fs::path(base_dir) / path).lexically_normal().string();
+}
+
+std::string latent_key(const Sample& s, const std::string& background, const std::string& vae) {
+  const Crop& c = s.crop;
+  return nlohmann::json{{"image", s.content_hash},
+                        {"bucket", {s.bucket.width, s.bucket.height}},
+                        {"crop", {c.resized_width, c.resized_height, c.x, c.y, c.width, c.height}},
+                        {"background", background},
+                        {"pipeline", kImagePipeline},
+                        {"vae", vae}}
+      .dump();
+}
+
+std::string text_key(const std::string& caption, const std::string& encoder) {
+  return nlohmann::json{{"caption", caption}, {"encoder", encoder}}.dump();
+}
+
+std::string tensor_hash(const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  return sha256_hex(std::string_view(static_cast<const char*>(c.data_ptr()), size_t(c.nbytes())));
+}
+
+// Entries live at <dir>/<kind>/<h[0:2]>/<h>.safetensors, h = SHA-256 of the key.
+std::string entry_path(const std::string& dir, const std::string& kind, const std::string& key) {
+  const std::string h = sha256_hex(key);
+  return (fs::path(dir) / kind / h.substr(0, 2) / (h + ".safetensors")).string();
+}
+
+enum class Entry { kMissing, kValid, kCorrupt };
+
+// Reads an entry; `problem` says what is wrong with a corrupt one.
+Entry read_entry(const std::string& path, const std::string& key, at::Tensor* out, std::string& problem) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return Entry::kMissing;
+  try {
+    auto file = SafetensorsFile::open(path);
+    auto k = file->metadata().find("key"), h = file->metadata().find("sha256");
+    if (k == file->metadata().end() || k->second != key) {
+      problem = "holds another key";
+      return Entry::kCorrupt;
+    }
+    if (!file->contains("value") || h == file->metadata().end()) {
+      problem = "incomplete entry";
+      return Entry::kCorrupt;
+    }
+    at::Tensor value = file->get("value");
+    if (tensor_hash(value) != h->second) {
+      problem = "checksum mismatch";
+      return Entry::kCorrupt;
+    }
+    if (out) *out = value;
+    return Entry::kValid;
+  } catch (const Error& e) {
+    problem = e.what();
+    return Entry::kCorrupt;
+  }
+}
+
+void write_entry(const std::string& path, const std::string& key, const at::Tensor& value) {
+  const at::Tensor v = value.detach().to(at::kCPU, at::kFloat).contiguous();
+  fs::create_directories(fs::path(path).parent_path());
+  write_safetensors(path, {{"value", v}}, {{"key", key}, {"sha256", tensor_hash(v)}});
+}
+
+// A cheap fingerprint of a model's files (names, sizes, modification times), under which the
+// identity a loaded model reported is remembered, so an unchanged model need not be loaded to
+// know that its cache entries are complete.
+std::string source_fingerprint(const std::string& kind, const std::string& family, const std::string& path,
+                               c10::ScalarType dtype) {
+  std::vector<std::string> lines;
+  std::error_code ec;
+  auto add = [&](const fs::path& p) {
+    const auto size = fs::file_size(p, ec);
+    const auto time = fs::last_write_time(p, ec).time_since_epoch().count();
+    lines.push_back(p.lexically_relative(path).generic_string() + " " + std::to_string(size) + " " +
+                    std::to_string(time));
+  };
+  if (fs::is_directory(path, ec)) {
+    for (auto it = fs::recursive_directory_iterator(path, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec))
+      if (it->is_regular_file(ec)) add(it->path());
+  } else {
+    add(path);
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string all = kind + "\n" + family + "\n" + fs::absolute(path).lexically_normal().string() + "\n" +
+                    c10::toString(dtype) + "\n";
+  for (const auto& l : lines) all += l + "\n";
+  return sha256_hex(all);
+}
+
+class KnownIdentities {
+ public:
+  explicit KnownIdentities(std::string path) : path_(std::move(path)) {
+    try {
+      if (fs::exists(path_)) map_ = nlohmann::json::parse(read_file(path_)).get<std::map<std::string, std::string>>();
+    } catch (const std::exception&) {
+      std::cerr << "warning: " << path_ << ": unreadable, models will be loaded to identify them\n";
+    }
+  }
+  std::string find(const std::string& fingerprint) const {
+    auto it = map_.find(fingerprint);
+    return it == map_.end() ? "" : it->second;
+  }
+  void set(const std::string& fingerprint, const std::string& identity) {
+    map_[fingerprint] = identity;
+    fs::create_directories(fs::path(path_).parent_path());
+    write_file_atomic(path_, nlohmann::json(map_).dump(1) + "\n");
+  }
+
+ private:
+  std::string path_;
+  std::map<std::string, std::string> map_;
+};
+
+struct Job {
+  std::string path, key;
+  const Sample* sample = nullptr;  // latents
+  std::string caption;             // texts
+};
+
+// Splits work into entries to compute and entries already valid; corrupt ones are recomputed.
+std::vector<Job> missing(std::vector<Job> jobs, int64_t& reused) {
+  std::vector<Job> out;
+  for (auto& j : jobs) {
+    std::string problem;
+    const Entry e = read_entry(j.path, j.key, nullptr, problem);
+    if (e == Entry::kValid) {
+      ++reused;
+      continue;
+    }
+    if (e == Entry::kCorrupt) std::cerr << "warning: " << j.path << ": corrupt cache entry (" << problem << "), recomputing\n";
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+std::vector<Job> latent_jobs(const Manifest& m, const std::string& dir, const std::string& background,
+                             const std::string& vae) {
+  std::vector<Job> jobs;
+  std::set<std::string> seen;
+  for (const Sample& s : m.samples) {
+    Job j;
+    j.key = latent_key(s, background, vae);
+    j.path = entry_path(dir, "latents", j.key);
+    j.sample = &s;
+    if (seen.insert(j.key).second) jobs.push_back(std::move(j));
+  }
+  return jobs;
+}
+
+std::vector<Job> text_jobs(const Manifest& m, const std::string& dir, const std::string& encoder) {
+  std::set<std::string> captions = {""};
+  for (const Sample& s : m.samples) captions.insert(s.captions.begin(), s.captions.end());
+  std::vector<Job> jobs;
+  for (const auto& c : captions) {
+    Job j;
+    j.caption = c;
+    j.key = text_key(c, encoder);
+    j.path = entry_path(dir, "text", j.key);
+    jobs.push_back(std::move(j));
+  }
+  return jobs;
+}
+
+std::string with_dtype(const std::string& identity, c10::ScalarType dtype) {
+  return identity + "|" + c10::toString(dtype);
+}
+
+}  // namespace
+
+Image load_training_image(const Sample& sample, Rgb background) {
+  const std::string bytes = read_file(sample.path);
+  if (sha256_hex(bytes) != sample.content_hash)
+    throw file_error(sample.path, "changed since the dataset was scanned; scan again");
+  const Image upright = decode_image(bytes, sample.path);
+  if (upright.width != sample.width || upright.height != sample.height)
+    throw file_error(sample.path, "decoded size differs from the scanned size");
+  return resize_crop(composite(upright, background), sample.crop);
+}
+
+CacheIdentities fill_cache(const Manifest& manifest, const DataConfig& config, const std::string& base_dir,
+                           const CacheModels& models, bool progress, FillStats* stats) {
+  if (!models.family) throw Error("fill_cache: no model family");
+  const std::string dir = resolve(base_dir, config.cache_dir);
+  const Rgb background = parse_color(config.background);
+  KnownIdentities known((fs::path(dir) / "models.json").string());
+  FillStats local;
+  FillStats& st = stats ? *stats : local;
+  c10::NoGradGuard no_grad;
+  const std::string family = models.family->name();
+  const c10::ScalarType dtype = models.options.compute_dtype;
+  CacheIdentities ids;
+
+  // Latents: the VAE is loaded only when an entry is missing or its identity is unknown.
+  const std::string vae_fp = source_fingerprint("vae", family, models.vae_path, dtype);
+  ids.vae = known.find(vae_fp);
+  std::vector<Job> todo;
+  if (!ids.vae.empty()) todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), st.latents_reused);
+  if (ids.vae.empty() || !todo.empty()) {
+    std::unique_ptr<Autoencoder> vae = models.family->load_vae(models.vae_path, models.options);
+    const std::string identity = with_dtype(vae->identity(), dtype);
+    if (identity != ids.vae) {
+      st.latents_reused = 0;
+      ids.vae = identity;
+      todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), st.latents_reused);
+    }
+    std::optional<Progress> bar;
+    if (progress && !todo.empty()) bar.emplace("latents", int64_t(todo.size()));
+    for (const Job& j : todo) {
+      at::Tensor image = image_to_tensor(load_training_image(*j.sample, background)).unsqueeze(0);
+      at::Tensor x0 = vae->encode(image.to(models.options.device));
+      write_entry(j.path, j.key, x0.squeeze(0));
+      ++st.latents_computed;
+      if (bar) bar->advance();
+    }
+    known.set(vae_fp, ids.vae);
+  }
+
+  // Text features, the same way with the text encoder (after the VAE is freed).
+  const std::string text_fp = source_fingerprint("text", family, models.text_encoder_path, dtype);
+  ids.text = known.find(text_fp);
+  todo.clear();
+  if (!ids.text.empty()) todo = missing(text_jobs(manifest, dir, ids.text), st.texts_reused);
+  if (ids.text.empty() || !todo.empty()) {
+    std::unique_ptr<TextEncoder> encoder = models.family->load_text_encoder(models.text_encoder_path, models.options);
+    const std::string identity = with_dtype(encoder->identity(), dtype);
+    if (identity != ids.text) {
+      st.texts_reused = 0;
+      ids.text = identity;
+      todo = missing(text_jobs(manifest, dir, ids.text), st.texts_reused);
+    }
+    std::optional<Progress> bar;
+    if (progress && !todo.empty()) bar.emplace("text", int64_t(todo.size()));
+    for (size_t i = 0; i < todo.size(); i += kTextBatch) {
+      std::vector<std::string> prompts;
+      for (size_t k = i; k < std::min(todo.size(), i + kTextBatch); ++k) prompts.push_back(todo[k].caption);
+      std::vector<TextFeatures> features = encoder->encode(prompts);
+      if (features.size() != prompts.size()) throw Error("text encoder returned the wrong number of features");
+      for (size_t k = 0; k < prompts.size(); ++k) write_entry(todo[i + k].path, todo[i + k].key, features[k]);
+      st.texts_computed += int64_t(prompts.size());
+      if (bar) bar->advance(int64_t(prompts.size()));
+    }
+    known.set(text_fp, ids.text);
+  }
+  return ids;
+}
+
+DataCache::DataCache(const DataConfig& config, const std::string& base_dir, CacheIdentities identities)
+    : dir_(resolve(base_dir, config.cache_dir)), background_(config.background), identities_(std::move(identities)) {}
+
+at::Tensor DataCache::latent(const Sample& sample) const {
+  const std::string key = latent_key(sample, background_, identities_.vae);
+  const std::string path = entry_path(dir_, "latents", key);
+  at::Tensor value;
+  std::string problem;
+  switch (read_entry(path, key, &value, problem)) {
+    case Entry::kValid: return value;
+    case Entry::kMissing: throw Error("no cached latent for sample '" + sample.key + "' (run deltatrain cache)");
+    case Entry::kCorrupt: break;
+  }
+  throw file_error(path, "corrupt cached latent of sample '" + sample.key + "' (" + problem + "; run deltatrain cache)");
+}
+
+TextFeatures DataCache::text(const std::string& caption) const {
+  const std::string key = text_key(caption, identities_.text);
+  const std::string path = entry_path(dir_, "text", key);
+  at::Tensor value;
+  std::string problem;
+  switch (read_entry(path, key, &value, problem)) {
+    case Entry::kValid: return value;
+    case Entry::kMissing: throw Error("no cached text features for caption '" + caption + "' (run deltatrain cache)");
+    case Entry::kCorrupt: break;
+  }
+  throw file_error(path, "corrupt cached text features (" + problem + "; run deltatrain cache)");
+}
+
+}  // namespace dt

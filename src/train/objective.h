@@ -1,0 +1,79 @@
+// What one step of the loop computes. The loop (trainer.h) turns plan items into a Batch and hands
+// it to an Objective; the plain flow objective, transfer-record and transfer-learn are three
+// objectives on the same loop (DESIGN §3):
+//   flow:   loss = MSE(v̂, ε − x0)                       trains, no side output
+//   record: δc = T(c) − P(c) [, δu] written to a store  no gradients, no optimizer
+//   learn:  loss = MSE(S(c), S0(c) + g·δc [+ (1−g)·δu])  trains; an extra LoRA-off forward
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+#include "models/family.h"
+#include "train/plan.h"
+
+namespace dt {
+
+// Where the loop gets a sample's clean latent and caption features (the data caches implement it).
+class SampleSource {
+ public:
+  virtual ~SampleSource() = default;
+  // x0 of plan.samples[sample]: [C, h, w] float32 on the CPU, in the family's normalized layout.
+  virtual at::Tensor latent(int32_t sample) = 0;
+  // Features of caption `caption` of plan.samples[sample] (on the CPU).
+  virtual TextFeatures text(int32_t sample, int32_t caption) = 0;
+};
+
+// One micro-batch, materialized on the compute device.
+struct Batch {
+  const Plan* plan = nullptr;
+  int64_t index = 0;            // position in plan->batches
+  std::vector<PlanItem> items;  // B items
+  at::Tensor x0;                // [B, C, h, w] float32
+  at::Tensor noise;             // ε, [B, C, h, w] float32 (generated on the CPU, then moved)
+  at::Tensor x_t;               // (1 − σ)·x0 + σ·ε computed in float32 on the CPU, then compute dtype
+  at::Tensor sigma;             // [B] float32
+  at::Tensor loss_weight;       // [B] float32, the samples' concept weights
+  std::vector<TextFeatures> text;  // B features, compute dtype, on the device
+};
+
+struct StepResult {
+  // Scalar float32. Carries gradients when the objective trains; the loop divides it by the
+  // accumulation count before backward. Undefined when there is no loss (record).
+  at::Tensor loss;
+  std::map<std::string, double> metrics;  // extra scalars to log (name → value)
+};
+
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  virtual std::string name() const = 0;
+  // False: the loop runs steps under no-grad and has no optimizer, LoRA output or LoRA checkpoints.
+  virtual bool trains() const { return true; }
+  // Called once before the first step (after a resume too).
+  virtual void begin(Denoiser& model, const Plan& plan) {}
+  virtual StepResult step(Denoiser& model, const Batch& batch) = 0;
+  // Makes the objective's own output durable (called before the loop writes a checkpoint).
+  virtual void flush() {}
+  // For an objective whose output is its own durable progress (a record store): how many plan
+  // batches are already done, so a resumed run starts there. nullopt: the loop's checkpoint decides.
+  virtual std::optional<int64_t> completed_batches() { return std::nullopt; }
+  virtual void end() {}
+};
+
+// Per-sample mean squared error over every non-batch dimension, in float32, weighted by the
+// samples' loss weights and averaged over the batch.
+at::Tensor weighted_mse(const at::Tensor& prediction, const at::Tensor& target, const at::Tensor& loss_weight);
+
+// The plain flow-matching objective: v̂(x_σ, σ, c) regressed on ε − x0.
+class FlowObjective : public Objective {
+ public:
+  std::string name() const override { return "flow"; }
+  StepResult step(Denoiser& model, const Batch& batch) override;
+};
+
+}  // namespace dt

@@ -1,0 +1,240 @@
+#include "train/trainer.h"
+
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "io/atomic_file.h"
+#include "lora/file.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/train_checkpoint.h"
+
+namespace dt {
+namespace fs = std::filesystem;
+namespace {
+
+c10::ScalarType dtype_by_name(const std::string& name, const std::string& setting) {
+  if (name == "fp32" || name == "float32") return torch::kFloat;
+  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
+  if (name == "fp16" || name == "float16") return torch::kHalf;
+  throw Error(setting + " '" + name + "' is not one of fp32, bf16, fp16");
+}
+
+// Fails before any step when an output cannot be written (better now than after hours).
+void check_writable(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || access(dir.c_str(), W_OK) != 0) throw file_error(dir, "cannot write here (output location)");
+  AtomicFile probe((fs::path(dir) / ".write-test").string());  // removed again when it goes out of scope
+}
+
+std::string lora_output(const RunConfig& run) {
+  return run.output.lora.empty() ? (fs::path(run.resolve(run.output.run_dir)) / "lora.safetensors").string()
+                                 : run.resolve(run.output.lora);
+}
+
+Batch make_batch(const Plan& plan, int64_t index, SampleSource& source, c10::Device device, c10::ScalarType dtype) {
+  Batch b;
+  b.plan = &plan;
+  b.index = index;
+  b.items = plan.batches[index].items;
+  std::vector<at::Tensor> x0, noise;
+  std::vector<float> sigma, weight;
+  for (const PlanItem& it : b.items) {
+    x0.push_back(source.latent(it.sample).to(torch::kFloat));
+    noise.push_back(plan_noise(it.noise_seed, x0.back().sizes().vec(), plan.noise));
+    sigma.push_back(it.sigma);
+    weight.push_back(static_cast<float>(plan.samples[it.sample].loss_weight));
+    b.text.push_back(source.text(it.sample, it.caption).to(device, dtype));
+  }
+  b.x0 = torch::stack(x0);
+  b.noise = torch::stack(noise);
+  b.sigma = torch::tensor(sigma, torch::kFloat);
+  b.x_t = noised(b.x0, b.noise, b.sigma).to(device, dtype);  // in float32 on the CPU: the same bits everywhere
+  b.x0 = b.x0.to(device);
+  b.noise = b.noise.to(device);
+  b.sigma = b.sigma.to(device);
+  b.loss_weight = torch::tensor(weight, torch::kFloat).to(device);
+  return b;
+}
+
+bool is_out_of_memory(const std::string& what) {
+  return what.find("out of memory") != std::string::npos || what.find("not enough memory") != std::string::npos;
+}
+
+[[noreturn]] void out_of_memory(const RunConfig& run, int64_t step) {
+  throw Error("out of memory at step " + std::to_string(step) + " (batch_size " + std::to_string(run.train.batch_size) +
+              ", dtype " + run.model.dtype + "): lower train.batch_size (raise train.gradient_accumulation to keep " +
+              "the effective batch), set model.gradient_checkpointing = true, or use model.dtype = \"bf16\"");
+}
+
+}  // namespace
+
+void save_lora(const RunConfig& run, const LoadedModel& model, const std::string& path) {
+  lora::WriteOptions o;
+  o.format = lora::format_by_name(run.output.format);
+  o.dtype = dtype_by_name(run.output.save_dtype, "output.save_dtype");
+  o.base_model = model.denoiser->identity();
+  lora::write_lora(path, model.adapters->weights(model.family), lora::key_map(model.family), o);
+}
+
+LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, SampleSource& source,
+                    Objective& objective, bool resume) {
+  const TrainConfig& t = run.train;
+  const std::string run_dir = run.resolve(run.output.run_dir);
+  const bool trains = objective.trains();
+  const c10::Device device(run.model.device);
+  const c10::ScalarType dtype = dtype_by_name(run.model.dtype, "model.dtype");
+  if (t.gradient_accumulation < 1) throw Error("train.gradient_accumulation must be at least 1");
+  if (t.optimizer != "adamw") throw Error("train.optimizer '" + t.optimizer + "' is not one of adamw");
+  learning_rate_at(t, 0, 1);  // validates lr_schedule before the first step
+
+  // Checked before anything is computed.
+  check_writable(run_dir);
+  if (trains) check_writable(fs::path(lora_output(run)).parent_path().empty() ? "." : fs::path(lora_output(run)).parent_path().string());
+
+  const int64_t accumulation = t.gradient_accumulation;
+  int64_t total_batches = static_cast<int64_t>(plan.batches.size());
+  if (t.max_steps > 0) total_batches = std::min(total_batches, t.max_steps * accumulation);
+  const int64_t total_steps = (total_batches + accumulation - 1) / accumulation;
+
+  std::vector<at::Tensor> params = trains ? model.adapters->parameters() : std::vector<at::Tensor>{};
+  AdamW optimizer(params, {t.beta1, t.beta2, t.epsilon, t.weight_decay});
+  int64_t next_batch = 0, step = 0;
+  double loss_smooth = 0;
+  std::string last_checkpoint;
+  torch::manual_seed(static_cast<uint64_t>(t.seed));  // dropout draws from the default generators
+
+  if (resume && trains) {
+    if (auto c = latest_train_checkpoint(run_dir)) {
+      if (c->plan_hash != plan.hash)
+        throw file_error(c->path, "belongs to another plan (the data or the [train] settings changed); "
+                                  "resume with the same config or start a new run directory");
+      NamedTensors lora_state;
+      std::map<std::string, at::Tensor> adam_state;
+      for (const auto& [name, tensor] : c->tensors) {
+        if (name.rfind("lora.", 0) == 0) lora_state.emplace_back(name.substr(5), tensor);
+        if (name.rfind("adamw.", 0) == 0) adam_state[name] = tensor;
+      }
+      model.adapters->load_state_dict(lora_state);
+      optimizer.load_state(adam_state);
+      set_rng_state(c->tensors);
+      next_batch = c->next_batch;
+      step = c->optimizer_steps;
+      loss_smooth = c->loss_smooth;
+      last_checkpoint = c->path;
+      std::cout << "resuming from " << c->path << " (step " << step << ")\n";
+    }
+  }
+  if (auto done = objective.completed_batches(); resume && done) next_batch = *done;
+  if (!resume) fs::remove_all(fs::path(run_dir) / "checkpoints");
+
+  MetricsLog metrics(run_dir, run.output.tensorboard, resume ? step : 0);
+  model.denoiser->set_gradient_checkpointing(run.model.gradient_checkpointing && trains);
+  if (trains) model.denoiser->module().train();
+  else model.denoiser->module().eval();
+  objective.begin(*model.denoiser, plan);
+
+  auto save_checkpoint = [&]() {
+    objective.flush();
+    if (!trains || t.checkpoint_every <= 0) return;
+    TrainCheckpoint c;
+    c.next_batch = next_batch;
+    c.optimizer_steps = step;
+    c.loss_smooth = loss_smooth;
+    c.plan_hash = plan.hash;
+    for (const auto& [name, tensor] : model.adapters->state_dict()) c.tensors["lora." + name] = tensor;
+    for (const auto& [name, tensor] : optimizer.state()) c.tensors[name] = tensor;
+    for (const auto& [name, tensor] : rng_state()) c.tensors[name] = tensor;
+    last_checkpoint = write_train_checkpoint(run_dir, std::move(c), t.keep_checkpoints);
+  };
+
+  Progress progress(objective.name(), trains ? total_steps : total_batches);
+  progress.advance(trains ? step : next_batch);
+  double step_loss = 0;
+  int64_t step_items = 0;
+  auto step_start = std::chrono::steady_clock::now();
+  while (next_batch < total_batches) {
+    const int64_t group_start = next_batch - next_batch % accumulation;
+    const int64_t group_size = std::min(accumulation, total_batches - group_start);
+    StepResult r;
+    try {
+      Batch batch = make_batch(plan, next_batch, source, device, dtype);
+      step_items += static_cast<int64_t>(batch.items.size());
+      if (trains) {
+        r = objective.step(*model.denoiser, batch);
+        const double value = r.loss.item<double>();
+        if (!std::isfinite(value))
+          throw Error("the loss is " + std::string(std::isnan(value) ? "NaN" : "infinite") + " at step " +
+                      std::to_string(step + 1) + " (batch " + std::to_string(next_batch) + "); stopped" +
+                      (last_checkpoint.empty() ? "" : ", the last good checkpoint is " + last_checkpoint));
+        (r.loss / static_cast<double>(group_size)).backward();
+        step_loss += value / static_cast<double>(group_size);
+      } else {
+        torch::NoGradGuard no_grad;
+        r = objective.step(*model.denoiser, batch);
+      }
+    } catch (const c10::Error& e) {
+      if (is_out_of_memory(e.what())) out_of_memory(run, step + 1);
+      throw;
+    } catch (const std::bad_alloc&) {
+      out_of_memory(run, step + 1);
+    }
+    ++next_batch;
+    if (!trains) {
+      progress.advance();
+      if (t.checkpoint_every > 0 && next_batch % t.checkpoint_every == 0) objective.flush();
+      continue;
+    }
+    if (next_batch - group_start < group_size) continue;
+
+    // One optimizer step.
+    const double norm = gradient_norm(params);
+    if (!std::isfinite(norm))
+      throw Error("the gradient norm is " + std::string(std::isnan(norm) ? "NaN" : "infinite") + " at step " +
+                  std::to_string(step + 1) + "; stopped" +
+                  (last_checkpoint.empty() ? "" : ", the last good checkpoint is " + last_checkpoint));
+    clip_gradients(params, norm, t.clip_grad_norm);
+    const double lr = learning_rate_at(t, step, total_steps);
+    optimizer.step(lr);
+    optimizer.zero_grad();
+    ++step;
+    loss_smooth = step == 1 ? step_loss : run.output.loss_smoothing * loss_smooth + (1 - run.output.loss_smoothing) * step_loss;
+
+    const auto now = std::chrono::steady_clock::now();
+    const double seconds = std::chrono::duration<double>(now - step_start).count();
+    StepMetrics m{step, plan.batches[next_batch - 1].epoch, step_loss, loss_smooth, lr, norm, seconds,
+                  static_cast<double>(step_items) / std::max(seconds, 1e-9), r.metrics};
+    metrics.write(m);
+    char note[96];
+    std::snprintf(note, sizeof(note), "loss %.4f  lr %.2e", loss_smooth, lr);
+    progress.set_note(note);
+    progress.advance();
+    step_loss = 0;
+    step_items = 0;
+    step_start = now;
+
+    if (t.save_every > 0 && step % t.save_every == 0 && next_batch < total_batches) {
+      char name[40];
+      std::snprintf(name, sizeof(name), "lora-step-%06lld.safetensors", static_cast<long long>(step));
+      save_lora(run, model, (fs::path(run_dir) / name).string());
+    }
+    if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && next_batch < total_batches) save_checkpoint();
+  }
+  progress.finish();
+  objective.end();
+  if (trains) {
+    save_checkpoint();
+    save_lora(run, model, lora_output(run));
+  }
+  return {step, next_batch, loss_smooth};
+}
+
+}  // namespace dt

@@ -1,0 +1,205 @@
+#include "train/trainer.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "models/zimage/config.h"
+#include "models/zimage/family.h"
+#include "models/zimage/weights.h"
+#include "train/train_checkpoint.h"
+
+namespace dt {
+namespace {
+namespace fs = std::filesystem;
+
+// A tiny real Z-Image transformer (the golden's sizes) with LoRA adapters, in a temporary folder.
+struct TinyWorld {
+  fs::path dir;
+  RunConfig run;
+  explicit TinyWorld(const std::string& name) {
+    dir = fs::temp_directory_path() / ("dt_trainer_" + name + "_" + std::to_string(getpid()));
+    fs::remove_all(dir);
+    ZImageConfig c;
+    c.dim = 64;
+    c.n_heads = 2;
+    c.n_kv_heads = 2;
+    c.n_layers = 2;
+    c.n_refiner_layers = 1;
+    c.cap_feat_dim = 48;
+    c.axes_dims = {8, 12, 12};
+    c.axes_lens = {256, 64, 64};
+    zimage::write_random_checkpoint((dir / "model").string(), c, 1);
+    run.base_dir = dir.string();
+    run.model.base = "model";
+    run.model.family = "zimage";
+    run.model.dtype = "fp32";
+    run.lora.rank = 4;
+    run.lora.alpha = 4;
+    run.train.learning_rate = 3e-3;
+    run.train.checkpoint_every = 1;
+    run.output.run_dir = "run";
+    run.output.tensorboard = false;
+  }
+  ~TinyWorld() { fs::remove_all(dir); }
+};
+
+// Fixed latents (8×8, i.e. 64×64 pixels) and caption features per sample.
+class FixedSource : public SampleSource {
+ public:
+  explicit FixedSource(int n) {
+    torch::manual_seed(5);
+    for (int i = 0; i < n; ++i) {
+      latents_.push_back(torch::randn({16, 8, 8}));
+      texts_.push_back(torch::randn({3 + i, 48}));
+    }
+  }
+  at::Tensor latent(int32_t sample) override { return latents_.at(sample); }
+  TextFeatures text(int32_t sample, int32_t) override { return texts_.at(sample); }
+
+ private:
+  std::vector<at::Tensor> latents_, texts_;
+};
+
+Plan tiny_plan(int samples, int64_t epochs, int64_t batch_size) {
+  std::vector<PlanSample> s;
+  for (int i = 0; i < samples; ++i) s.push_back({"s" + std::to_string(i), 1, 1, 64, 64, 1.0, 0.0});
+  PlanOptions o;
+  o.epochs = epochs;
+  o.batch_size = batch_size;
+  return make_plan(s, "fixed", o);
+}
+
+// Fails once at a chosen batch (a crash in the middle of a run).
+class CrashingObjective : public FlowObjective {
+ public:
+  explicit CrashingObjective(int64_t crash_at) : crash_at_(crash_at) {}
+  StepResult step(Denoiser& model, const Batch& batch) override {
+    if (batch.index == crash_at_) throw std::runtime_error("crash");
+    return FlowObjective::step(model, batch);
+  }
+
+ private:
+  int64_t crash_at_;
+};
+
+class NanObjective : public FlowObjective {
+ public:
+  StepResult step(Denoiser& model, const Batch& batch) override {
+    StepResult r = FlowObjective::step(model, batch);
+    if (batch.index == 3) r.loss = r.loss * std::numeric_limits<double>::quiet_NaN();
+    return r;
+  }
+};
+
+std::map<std::string, at::Tensor> read_lora_tensors(const RunConfig& run) {
+  return load_safetensors((fs::path(run.resolve(run.output.run_dir)) / "lora.safetensors").string());
+}
+
+// The mean flow loss over fixed items (σ spread over (0, 1)), LoRA as it is now.
+double eval_loss(LoadedModel& model, SampleSource& source) {
+  torch::NoGradGuard no_grad;
+  double total = 0;
+  for (int s = 0; s < 2; ++s)
+    for (int k = 1; k < 8; ++k) {
+      Plan p = plan_from_batches({{"s0", 1, 1, 64, 64, 1, 0}, {"s1", 1, 1, 64, 64, 1, 0}}, "e",
+                                 {{0, {{s, 0, k / 8.f, static_cast<uint64_t>(100 + k)}}}}, {});
+      Batch b;
+      b.items = p.batches[0].items;
+      b.x0 = source.latent(s).unsqueeze(0);
+      b.noise = plan_noise(100 + k, {16, 8, 8}, {}).unsqueeze(0);
+      b.sigma = torch::tensor({k / 8.f});
+      b.x_t = noised(b.x0, b.noise, b.sigma);
+      b.loss_weight = torch::ones({1});
+      b.text = {source.text(s, 0)};
+      FlowObjective flow;
+      total += flow.step(*model.denoiser, b).loss.item<double>();
+    }
+  return total / 14;
+}
+
+TEST(Trainer, LossFallsOnAFittableDataset) {
+  TinyWorld w("fit");
+  w.run.train.learning_rate = 1e-2;
+  w.run.train.checkpoint_every = 0;
+  FixedSource source(2);
+  LoadedModel model = load_model(w.run, w.run.model, w.run.lora);
+  const double before = eval_loss(model, source);
+  FlowObjective flow;
+  run_loop(w.run, model, tiny_plan(2, 40, 2), source, flow, false);
+  const double after = eval_loss(model, source);
+  EXPECT_LT(after, 0.8 * before) << "before " << before << " after " << after;
+  // The metrics file has one line per optimizer step.
+  std::ifstream metrics(fs::path(w.run.resolve("run")) / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line);) ++lines;
+  EXPECT_EQ(lines, 40);
+}
+
+// A run that dies at any batch and is resumed ends with the same LoRA bits as an uninterrupted one
+// (accumulation, warm-up + cosine schedule, LoRA dropout drawing from the saved RNG state).
+TEST(Trainer, ResumedRunIsBitwiseIdentical) {
+  TinyWorld w("resume");
+  w.run.train.gradient_accumulation = 2;
+  w.run.train.lr_schedule = "cosine";
+  w.run.train.warmup_steps = 2;
+  w.run.lora.dropout = 0.2;
+  FixedSource source(3);
+  const Plan plan = tiny_plan(3, 4, 1);  // 12 batches, 6 optimizer steps
+  {
+    LoadedModel model = load_model(w.run, w.run.model, w.run.lora);
+    FlowObjective flow;
+    run_loop(w.run, model, plan, source, flow, false);
+  }
+  const auto reference = read_lora_tensors(w.run);
+  for (int64_t crash_at : {1, 4, 9}) {
+    RunConfig run = w.run;
+    run.output.run_dir = "run_crash_" + std::to_string(crash_at);
+    {
+      LoadedModel model = load_model(run, run.model, run.lora);
+      CrashingObjective crashing(crash_at);
+      EXPECT_THROW(run_loop(run, model, plan, source, crashing, false), std::runtime_error);
+    }
+    LoadedModel model = load_model(run, run.model, run.lora);
+    FlowObjective flow;
+    run_loop(run, model, plan, source, flow, true);
+    const auto resumed = read_lora_tensors(run);
+    ASSERT_EQ(resumed.size(), reference.size());
+    for (const auto& [name, t] : reference) EXPECT_TRUE(torch::equal(t, resumed.at(name))) << name << " crash at " << crash_at;
+  }
+}
+
+TEST(Trainer, NanLossStopsNamingTheStepAndKeepsTheCheckpoint) {
+  TinyWorld w("nan");
+  FixedSource source(2);
+  LoadedModel model = load_model(w.run, w.run.model, w.run.lora);
+  NanObjective nan;
+  try {
+    run_loop(w.run, model, tiny_plan(2, 4, 1), source, nan, false);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("the loss is NaN at step 4"), std::string::npos) << what;
+    EXPECT_NE(what.find("step-000000003.safetensors"), std::string::npos) << what;
+  }
+  auto last = latest_train_checkpoint(w.run.resolve("run"));
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->optimizer_steps, 3);
+}
+
+TEST(Trainer, UnwritableOutputIsFoundBeforeTheFirstStep) {
+  TinyWorld w("unwritable");
+  FixedSource source(2);
+  LoadedModel model = load_model(w.run, w.run.model, w.run.lora);
+  std::ofstream((w.dir / "file").string()) << "x";
+  w.run.output.lora = "file/lora.safetensors";  // a folder that is a file
+  CrashingObjective any_step(0);  // would throw std::runtime_error if a step ran
+  EXPECT_THROW(run_loop(w.run, model, tiny_plan(2, 1, 1), source, any_step, false), Error);
+}
+
+}  // namespace
+}  // namespace dt

@@ -1,0 +1,486 @@
+#include "transfer/delta_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+namespace dt {
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "the store is written in the host byte order");
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr char kFileMagic[8] = {'D', 'T', 'D', 'E', 'L', 'T', 'A', 'S'};
+constexpr uint64_t kFileHeaderBytes = 16;  // magic, u32 version, u32 CRC of the manifest text
+constexpr uint32_t kRecordMagic = 0x43455244;  // "DREC"
+// magic, bytes, item, seed, σ, checksum, caption, key bytes, dtype, tensor count, rank
+constexpr uint64_t kRecordFixedBytes = 4 + 8 + 8 + 8 + 8 + 4 + 4 + 2 + 1 + 1 + 1;
+constexpr int kMaxRank = 8;
+
+uint32_t crc32_of(const void* data, size_t size, uint32_t crc = 0) {
+  const auto* p = static_cast<const Bytef*>(data);
+  while (size > 0) {  // zlib takes uInt lengths
+    const uInt n = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+    crc = static_cast<uint32_t>(::crc32(crc, p, n));
+    p += n;
+    size -= n;
+  }
+  return crc;
+}
+
+std::string hex32(uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
+}
+
+int dtype_code(const std::string& dtype) { return dtype == "fp32" ? 0 : 1; }
+at::ScalarType dtype_type(int code) { return code == 0 ? at::kFloat : at::kBFloat16; }
+
+template <class T>
+void put(std::string& out, T value) {
+  out.append(reinterpret_cast<const char*>(&value), sizeof(T));
+}
+
+// A bounds-checked little-endian cursor over one record's bytes.
+class Cursor {
+ public:
+  Cursor(const std::string& bytes, std::string what) : bytes_(bytes), what_(std::move(what)) {}
+  template <class T>
+  T get() {
+    T value;
+    std::memcpy(&value, take(sizeof(T)), sizeof(T));
+    return value;
+  }
+  const char* take(uint64_t n) {
+    if (n > bytes_.size() - pos_) throw Error(what_ + " is malformed (its fields overrun its length)");
+    const char* p = bytes_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  uint64_t left() const { return bytes_.size() - pos_; }
+
+ private:
+  const std::string& bytes_;
+  std::string what_;
+  uint64_t pos_ = 0;
+};
+
+void pread_all(int fd, void* buf, size_t size, uint64_t offset, const std::string& path) {
+  auto* p = static_cast<char*>(buf);
+  while (size > 0) {
+    ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw file_error(path, n == 0 ? "unexpected end of file" : std::string("read failed: ") + std::strerror(errno));
+    p += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+void write_all(int fd, const std::string& bytes, const std::string& path) {
+  const char* p = bytes.data();
+  size_t size = bytes.size();
+  while (size > 0) {
+    ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw file_error(path, std::string("write failed: ") + std::strerror(errno));
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+uint64_t file_size(int fd, const std::string& path) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw file_error(path, std::string("stat failed: ") + std::strerror(errno));
+  return static_cast<uint64_t>(st.st_size);
+}
+
+std::string file_header(const StoreManifest& m) {
+  std::string h(kFileMagic, sizeof kFileMagic);
+  put<uint32_t>(h, static_cast<uint32_t>(m.version));
+  const std::string text = m.to_json();
+  put<uint32_t>(h, crc32_of(text.data(), text.size()));
+  return h;
+}
+
+// Checks records.bin's header against the manifest beside it.
+void check_file_header(int fd, const StoreManifest& m, const std::string& path) {
+  if (file_size(fd, path) < kFileHeaderBytes) throw file_error(path, "truncated: the file header is incomplete");
+  std::string h(kFileHeaderBytes, '\0');
+  pread_all(fd, h.data(), h.size(), 0, path);
+  if (h.compare(0, sizeof kFileMagic, kFileMagic, sizeof kFileMagic) != 0)
+    throw file_error(path, "not a delta store records file (bad magic)");
+  uint32_t version, manifest_crc;
+  std::memcpy(&version, h.data() + 8, 4);
+  std::memcpy(&manifest_crc, h.data() + 12, 4);
+  if (static_cast<int>(version) != kDeltaStoreVersion)
+    throw file_error(path, "delta store format version " + std::to_string(version) + " is not supported (this deltatrain reads version " +
+                               std::to_string(kDeltaStoreVersion) + ")");
+  if (h != file_header(m)) throw file_error(path, "the records belong to another manifest than the manifest.json beside them");
+}
+
+// Walks record headers from the file header on. Stops at the end of the file, or at a tail that
+// is not a whole record (returned in `torn`, with a reason). Bad magic is corruption: thrown.
+struct Walk {
+  std::vector<uint64_t> offsets;
+  uint64_t end = kFileHeaderBytes;  // end of the last whole record
+  std::string torn;                 // why the bytes after `end` are not a record; empty if none
+};
+
+Walk walk_records(int fd, const std::string& path) {
+  Walk w;
+  const uint64_t size = file_size(fd, path);
+  while (w.end < size) {
+    const uint64_t item = w.offsets.size();
+    if (size - w.end < 12) {
+      w.torn = "record " + std::to_string(item) + " is truncated (its header is incomplete)";
+      break;
+    }
+    char head[12];
+    pread_all(fd, head, sizeof head, w.end, path);
+    uint32_t magic;
+    uint64_t bytes;
+    std::memcpy(&magic, head, 4);
+    std::memcpy(&bytes, head + 4, 8);
+    if (magic != kRecordMagic)
+      throw file_error(path, "record " + std::to_string(item) + " at byte " + std::to_string(w.end) + " is corrupt (bad magic)");
+    if (bytes < kRecordFixedBytes + 4)
+      throw file_error(path, "record " + std::to_string(item) + " is corrupt (impossible length " + std::to_string(bytes) + ")");
+    if (bytes > size - w.end) {
+      w.torn = "record " + std::to_string(item) + " is truncated (it needs " + std::to_string(bytes) + " bytes, the file has " +
+               std::to_string(size - w.end) + " left)";
+      break;
+    }
+    w.offsets.push_back(w.end);
+    w.end += bytes;
+  }
+  return w;
+}
+
+std::string read_record_bytes(int fd, uint64_t begin, uint64_t end, const std::string& path) {
+  std::string bytes(end - begin, '\0');
+  pread_all(fd, bytes.data(), bytes.size(), begin, path);
+  return bytes;
+}
+
+bool crc_ok(const std::string& bytes) {
+  uint32_t stored;
+  std::memcpy(&stored, bytes.data() + bytes.size() - 4, 4);
+  return crc32_of(bytes.data(), bytes.size() - 4) == stored;
+}
+
+std::string serialize(const DeltaRecord& r, const std::string& dtype, bool exact) {
+  TORCH_CHECK(r.delta_c.defined(), "delta record without δc");
+  TORCH_CHECK(exact == r.delta_u.defined(), "delta record form does not match the store");
+  const auto shape = r.delta_c.sizes().vec();
+  if (exact) TORCH_CHECK(r.delta_u.sizes().vec() == shape, "δu and δc differ in shape");
+  if (r.sample_key.size() > std::numeric_limits<uint16_t>::max()) throw Error("sample key too long: " + r.sample_key);
+  const at::ScalarType type = dtype_type(dtype_code(dtype));
+  const uint64_t total = record_bytes(r.sample_key.size(), shape, dtype, exact);
+  std::string out;
+  out.reserve(total);
+  put<uint32_t>(out, kRecordMagic);
+  put<uint64_t>(out, total);
+  put<uint64_t>(out, r.item);
+  put<uint64_t>(out, r.noise_seed);
+  put<double>(out, r.sigma);
+  put<uint32_t>(out, r.latent_checksum);
+  put<int32_t>(out, r.caption_index);
+  put<uint16_t>(out, static_cast<uint16_t>(r.sample_key.size()));
+  put<uint8_t>(out, static_cast<uint8_t>(dtype_code(dtype)));
+  put<uint8_t>(out, exact ? 2 : 1);
+  put<uint8_t>(out, static_cast<uint8_t>(shape.size()));
+  for (int64_t d : shape) put<int64_t>(out, d);
+  out += r.sample_key;
+  for (const at::Tensor* t : {&r.delta_c, &r.delta_u}) {
+    if (!t->defined()) continue;
+    at::Tensor c = t->detach().to(at::kCPU).to(type).contiguous();
+    out.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  }
+  put<uint32_t>(out, crc32_of(out.data(), out.size()));
+  TORCH_CHECK(out.size() == total, "delta record size mismatch");
+  return out;
+}
+
+}  // namespace
+
+// ---- manifest ----------------------------------------------------------------------------------
+
+std::string StoreManifest::to_json() const {
+  json j = json::object();  // nlohmann sorts keys: the text is canonical
+  j["format"] = "deltatrain delta store";
+  j["version"] = version;
+  j["plan_hash"] = plan_hash;
+  j["count"] = count;
+  j["family"] = family;
+  j["teacher_model"] = teacher_model;
+  j["teacher_lora"] = teacher_lora;
+  j["latent_space"] = latent_space;
+  j["dtype"] = dtype;
+  j["form"] = exact ? "exact" : "approximate";
+  j["noise_offset"] = noise_offset;
+  j["noise_perturbation"] = noise_perturbation;
+  return j.dump(2) + "\n";
+}
+
+StoreManifest StoreManifest::from_json(const std::string& text, const std::string& path) {
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("format") || j["format"] != "deltatrain delta store")
+    throw file_error(path, "not a delta store manifest");
+  StoreManifest m;
+  try {
+    m.version = j.at("version").get<int>();
+    if (m.version != kDeltaStoreVersion)
+      throw file_error(path, "delta store format version " + std::to_string(m.version) +
+                                 " is not supported (this deltatrain reads version " + std::to_string(kDeltaStoreVersion) + ")");
+    m.plan_hash = j.at("plan_hash").get<std::string>();
+    m.count = j.at("count").get<uint64_t>();
+    m.family = j.at("family").get<std::string>();
+    m.teacher_model = j.at("teacher_model").get<std::string>();
+    m.teacher_lora = j.at("teacher_lora").get<std::string>();
+    m.latent_space = j.at("latent_space").get<std::string>();
+    m.dtype = j.at("dtype").get<std::string>();
+    const std::string form = j.at("form").get<std::string>();
+    if (form != "exact" && form != "approximate") throw file_error(path, "form must be \"exact\" or \"approximate\"");
+    m.exact = form == "exact";
+    m.noise_offset = j.at("noise_offset").get<double>();
+    m.noise_perturbation = j.at("noise_perturbation").get<double>();
+  } catch (const json::exception& e) {
+    throw file_error(path, std::string("malformed manifest: ") + e.what());
+  }
+  if (m.dtype != "bf16" && m.dtype != "fp32") throw file_error(path, "dtype must be \"bf16\" or \"fp32\", not \"" + m.dtype + "\"");
+  return m;
+}
+
+// ---- helpers -----------------------------------------------------------------------------------
+
+uint32_t latent_checksum(const at::Tensor& latent) {
+  at::Tensor c = latent.to(at::kCPU).contiguous();
+  std::string head = c10::toString(c.scalar_type());
+  for (int64_t d : c.sizes()) head.append(",").append(std::to_string(d));
+  uint32_t crc = crc32_of(head.data(), head.size());
+  return crc32_of(c.data_ptr(), c.numel() * c.element_size(), crc);
+}
+
+std::string file_hash(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw file_error(path, std::string("cannot open: ") + std::strerror(errno));
+  uint32_t crc = 0;
+  uint64_t total = 0;
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      throw file_error(path, std::string("read failed: ") + std::strerror(errno));
+    }
+    if (n == 0) break;
+    crc = crc32_of(buf.data(), static_cast<size_t>(n), crc);
+    total += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  return "crc32:" + hex32(crc) + ":" + std::to_string(total);
+}
+
+uint64_t record_bytes(size_t key_bytes, const std::vector<int64_t>& shape, const std::string& dtype, bool exact) {
+  uint64_t numel = 1;
+  for (int64_t d : shape) numel *= static_cast<uint64_t>(d);
+  const uint64_t element = dtype == "fp32" ? 4 : 2;
+  return kRecordFixedBytes + 8 * shape.size() + key_bytes + numel * element * (exact ? 2 : 1) + 4;
+}
+
+void check_disk_space(const std::string& dir, uint64_t needed_bytes, uint64_t records) {
+  std::error_code ec;
+  fs::path probe = dir;
+  while (!probe.empty() && !fs::exists(probe, ec)) probe = probe.parent_path();
+  const fs::space_info space = fs::space(probe.empty() ? fs::path(".") : probe, ec);
+  if (ec) throw file_error(dir, "cannot read the free disk space: " + ec.message());
+  auto mib = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20) + " MiB"; };
+  std::printf("delta store: %llu records to write, %s needed, %s free on the disk of %s\n",
+              static_cast<unsigned long long>(records), mib(needed_bytes).c_str(), mib(space.available).c_str(), dir.c_str());
+  std::fflush(stdout);
+  if (space.available < needed_bytes)
+    throw file_error(dir, "not enough disk space for the delta store: it needs " + mib(needed_bytes) + ", the disk has " +
+                              mib(space.available) + " free");
+}
+
+// ---- writer ------------------------------------------------------------------------------------
+
+DeltaStoreWriter::DeltaStoreWriter(const std::string& dir, const StoreManifest& manifest, bool resume)
+    : dir_(dir), path_((fs::path(dir) / "records.bin").string()), manifest_(manifest) {
+  const std::string manifest_path = (fs::path(dir) / "manifest.json").string();
+  const bool exists = fs::exists(manifest_path);
+  if (exists && !resume)
+    throw file_error(dir, "a delta store is already here; resume it (--resume) or choose another store path");
+  if (exists) {
+    const StoreManifest old = StoreManifest::from_json(read_file(manifest_path), manifest_path);
+    auto differ = [&](const char* what, const std::string& was, const std::string& now, const char* hint) {
+      if (was != now)
+        throw file_error(manifest_path, std::string(what) + " differs: the store has " + was + ", this run has " + now + " (" + hint + ")");
+    };
+    differ("the plan", old.plan_hash, manifest.plan_hash, "data, seed, epochs, batch or timestep settings changed since recording");
+    differ("the record count", std::to_string(old.count), std::to_string(manifest.count), "the plan changed");
+    differ("the teacher model", old.teacher_model, manifest.teacher_model, "another Base checkpoint");
+    differ("the teacher LoRA", old.teacher_lora, manifest.teacher_lora, "another LoRA file");
+    differ("the latent space", old.latent_space, manifest.latent_space, "another VAE or latent normalization");
+    differ("the dtype", old.dtype, manifest.dtype, "transfer.store_dtype changed");
+    differ("the form", old.exact ? "exact" : "approximate", manifest.exact ? "exact" : "approximate", "transfer.exact changed");
+    differ("the family", old.family, manifest.family, "another model family");
+    if (old.to_json() != manifest.to_json()) throw file_error(manifest_path, "the manifest differs from this run's");
+  } else {
+    fs::create_directories(dir);
+    write_file_atomic(manifest_path, manifest.to_json());
+  }
+
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw file_error(path_, std::string("cannot open for writing: ") + std::strerror(errno));
+  if (file_size(fd_, path_) < kFileHeaderBytes) {  // new, or killed before its header was whole
+    if (::ftruncate(fd_, 0) != 0) throw file_error(path_, std::string("truncate failed: ") + std::strerror(errno));
+    write_all(fd_, file_header(manifest_), path_);
+  }
+  check_file_header(fd_, manifest_, path_);
+
+  Walk w = walk_records(fd_, path_);
+  // The last whole record may still be torn (its length reached the disk, not all its bytes).
+  if (w.torn.empty() && !w.offsets.empty() && !crc_ok(read_record_bytes(fd_, w.offsets.back(), w.end, path_))) {
+    w.end = w.offsets.back();
+    w.offsets.pop_back();
+  }
+  for (size_t i = 0; i + 1 < w.offsets.size(); ++i)  // records before the last must be sound
+    if (!crc_ok(read_record_bytes(fd_, w.offsets[i], w.offsets[i + 1], path_)))
+      throw file_error(path_, "record " + std::to_string(i) + " is corrupt (CRC mismatch); the store cannot be resumed");
+  const uint64_t size = file_size(fd_, path_);
+  if (size > w.end) {
+    if (::ftruncate(fd_, static_cast<off_t>(w.end)) != 0)
+      throw file_error(path_, std::string("cannot cut the torn tail: ") + std::strerror(errno));
+    cut_ = size - w.end;
+  }
+  done_ = w.offsets.size();
+  end_ = w.end;
+  if (done_ > manifest_.count) throw file_error(path_, "holds more records than the plan has items");
+  if (::lseek(fd_, static_cast<off_t>(end_), SEEK_SET) < 0) throw file_error(path_, std::string("seek failed: ") + std::strerror(errno));
+}
+
+DeltaStoreWriter::~DeltaStoreWriter() {
+  if (fd_ >= 0) {
+    ::fsync(fd_);
+    ::close(fd_);
+  }
+}
+
+void DeltaStoreWriter::append(const DeltaRecord& record) {
+  if (record.item != done_)
+    throw Error("delta store: record for item " + std::to_string(record.item) + " appended where item " + std::to_string(done_) + " is due");
+  if (done_ >= manifest_.count) throw Error("delta store: more records than the plan has items");
+  const std::string bytes = serialize(record, manifest_.dtype, manifest_.exact);
+  write_all(fd_, bytes, path_);
+  end_ += bytes.size();
+  ++done_;
+}
+
+void DeltaStoreWriter::sync() {
+  if (::fsync(fd_) != 0) throw file_error(path_, std::string("fsync failed: ") + std::strerror(errno));
+}
+
+// ---- reader ------------------------------------------------------------------------------------
+
+std::shared_ptr<DeltaStore> DeltaStore::open(const std::string& dir) {
+  std::shared_ptr<DeltaStore> s(new DeltaStore());
+  s->dir_ = dir;
+  s->path_ = (fs::path(dir) / "records.bin").string();
+  const std::string manifest_path = (fs::path(dir) / "manifest.json").string();
+  if (!fs::exists(manifest_path)) throw file_error(dir, "no delta store here (manifest.json missing); run transfer record first");
+  s->manifest_ = StoreManifest::from_json(read_file(manifest_path), manifest_path);
+  s->fd_ = ::open(s->path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (s->fd_ < 0) throw file_error(s->path_, std::string("cannot open: ") + std::strerror(errno));
+  check_file_header(s->fd_, s->manifest_, s->path_);
+  Walk w = walk_records(s->fd_, s->path_);
+  if (!w.torn.empty()) throw file_error(s->path_, w.torn + "; resume transfer record to repair it");
+  if (w.offsets.size() != s->manifest_.count)
+    throw file_error(s->path_, "incomplete: " + std::to_string(w.offsets.size()) + " of " + std::to_string(s->manifest_.count) +
+                                   " records; resume transfer record to finish it");
+  s->offsets_ = std::move(w.offsets);
+  s->offsets_.push_back(w.end);
+  return s;
+}
+
+DeltaStore::~DeltaStore() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+DeltaRecord DeltaStore::read(uint64_t item) const {
+  if (item >= size()) throw Error("delta store: no record " + std::to_string(item) + " (the store has " + std::to_string(size()) + ")");
+  const std::string bytes = read_record_bytes(fd_, offsets_[item], offsets_[item + 1], path_);
+  if (!crc_ok(bytes)) throw Error(path_ + ": record " + std::to_string(item) + " is corrupt (CRC mismatch)");
+  return parse(item, bytes, true);
+}
+
+DeltaRecord DeltaStore::read_info(uint64_t item) const {
+  if (item >= size()) throw Error("delta store: no record " + std::to_string(item) + " (the store has " + std::to_string(size()) + ")");
+  const uint64_t prefix = kRecordFixedBytes + 8 * kMaxRank + std::numeric_limits<uint16_t>::max();
+  const uint64_t end = std::min(offsets_[item + 1], offsets_[item] + prefix);
+  return parse(item, read_record_bytes(fd_, offsets_[item], end, path_), false);
+}
+
+DeltaRecord DeltaStore::parse(uint64_t item, const std::string& bytes, bool tensors) const {
+  const std::string what = path_ + ": record " + std::to_string(item);
+  Cursor c(bytes, what);
+  c.take(12);  // magic and length, checked by the walk
+  DeltaRecord r;
+  r.item = c.get<uint64_t>();
+  r.noise_seed = c.get<uint64_t>();
+  r.sigma = c.get<double>();
+  r.latent_checksum = c.get<uint32_t>();
+  r.caption_index = c.get<int32_t>();
+  const uint16_t key_bytes = c.get<uint16_t>();
+  const uint8_t dtype = c.get<uint8_t>(), count = c.get<uint8_t>(), rank = c.get<uint8_t>();
+  if (r.item != item) throw Error(what + " is out of place (it holds item " + std::to_string(r.item) + ")");
+  if (dtype != dtype_code(manifest_.dtype) || count != (manifest_.exact ? 2 : 1) || rank > kMaxRank)
+    throw Error(what + " does not match the manifest (dtype, form or rank)");
+  std::vector<int64_t> shape(rank);
+  uint64_t numel = 1;
+  for (auto& d : shape) {
+    d = c.get<int64_t>();
+    if (d <= 0 || static_cast<uint64_t>(d) > (1ull << 32) || numel > (1ull << 40) / static_cast<uint64_t>(d))
+      throw Error(what + " has an impossible shape");
+    numel *= static_cast<uint64_t>(d);
+  }
+  r.sample_key.assign(c.take(key_bytes), key_bytes);
+  if (!tensors) return r;
+  const at::ScalarType type = dtype_type(dtype);
+  const uint64_t tensor_bytes = numel * static_cast<uint64_t>(c10::elementSize(type));
+  if (c.left() != tensor_bytes * count + 4) throw Error(what + " is malformed (its length does not fit its shape)");
+  for (int i = 0; i < count; ++i) {
+    const char* p = c.take(tensor_bytes);
+    at::Tensor t = torch::empty(shape, at::TensorOptions().dtype(type));
+    std::memcpy(t.data_ptr(), p, tensor_bytes);
+    (i == 0 ? r.delta_c : r.delta_u) = t.to(at::kFloat);
+  }
+  return r;
+}
+
+void DeltaStore::check_latent_space(const std::string& student_latent_space) const {
+  if (manifest_.latent_space != student_latent_space)
+    throw file_error(dir_, "latent space differs: the store was recorded in " + manifest_.latent_space + ", the student uses " +
+                               student_latent_space + " (teacher and student must share the VAE and latent normalization)");
+}
+
+}  // namespace dt

@@ -1,0 +1,164 @@
+#include "transfer/objectives.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <random>
+#include <utility>
+
+#include "core/error.h"
+#include "transfer/delta.h"
+
+namespace dt {
+namespace {
+
+double rms(const at::Tensor& t) { return t.to(torch::kFloat).square().mean().sqrt().item<double>(); }
+
+}  // namespace
+
+// ---- record ------------------------------------------------------------------------------------
+
+RecordObjective::RecordObjective(DeltaStoreWriter& store, SampleSource& source, bool exact, bool paired_forward)
+    : store_(store), source_(source), exact_(exact), paired_(paired_forward) {}
+
+void RecordObjective::begin(Denoiser&, const Plan& plan) {
+  plan_ = &plan;
+  first_item_.assign(1, 0);
+  for (const auto& b : plan.batches) first_item_.push_back(first_item_.back() + b.items.size());
+}
+
+std::optional<int64_t> RecordObjective::completed_batches() {
+  // Batches whose every item is in the store; a batch cut in the middle is recomputed whole (same
+  // batch, same numbers) and only its missing records appended.
+  const auto it = std::upper_bound(first_item_.begin(), first_item_.end(), store_.done());
+  return static_cast<int64_t>(it - first_item_.begin()) - 1;
+}
+
+StepResult RecordObjective::step(Denoiser& model, const Batch& batch) {
+  const uint64_t first = first_item_.at(batch.index);
+  const int64_t b = static_cast<int64_t>(batch.items.size());
+  if (first + b <= store_.done()) return {};
+
+  const at::Tensor delta_c = lora_delta(model, batch.x_t, batch.sigma, batch.text, paired_).cpu();
+  at::Tensor delta_u;
+  if (exact_) {
+    std::vector<TextFeatures> empty;
+    for (const auto& item : batch.items)
+      empty.push_back(source_.text(item.sample, kEmptyCaption).to(batch.text.at(0).options()));
+    delta_u = lora_delta(model, batch.x_t, batch.sigma, empty, paired_).cpu();
+  }
+  const at::Tensor x0 = batch.x0.cpu();
+  for (int64_t j = 0; j < b; ++j) {
+    if (first + j < store_.done()) continue;
+    const PlanItem& item = batch.items[j];
+    DeltaRecord r;
+    r.item = first + j;
+    r.sample_key = plan_->samples.at(item.sample).key;
+    r.caption_index = item.caption;
+    r.sigma = item.sigma;
+    r.noise_seed = item.noise_seed;
+    r.latent_checksum = latent_checksum(x0[j]);
+    r.delta_c = delta_c[j];
+    if (exact_) r.delta_u = delta_u[j];
+    store_.append(r);
+  }
+  StepResult result;
+  result.metrics["delta_c_rms"] = rms(delta_c);
+  if (exact_) result.metrics["delta_u_rms"] = rms(delta_u);
+  return result;
+}
+
+void RecordObjective::flush() { store_.sync(); }
+
+// ---- learn -------------------------------------------------------------------------------------
+
+LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> samples, const std::string& manifest_hash,
+                          int64_t batch_size, int64_t passes, const std::string& order, uint64_t seed) {
+  if (batch_size < 1) throw Error("transfer.learn_batch_size must be at least 1");
+  if (passes < 1) throw Error("transfer.learn_passes must be at least 1");
+  if (order != "recorded" && order != "shuffled")
+    throw Error("transfer.learn_order must be \"recorded\" or \"shuffled\", not \"" + order + "\"");
+
+  std::map<std::string, int32_t> by_key;
+  for (size_t i = 0; i < samples.size(); ++i) by_key[samples[i].key] = static_cast<int32_t>(i);
+  std::vector<PlanItem> items(store.size());
+  for (uint64_t r = 0; r < store.size(); ++r) {
+    const DeltaRecord info = store.read_info(r);
+    const auto it = by_key.find(info.sample_key);
+    if (it == by_key.end())
+      throw file_error(store.dir(), "record " + std::to_string(r) + " is of sample '" + info.sample_key +
+                                        "', which the student's dataset does not have (the data changed since recording)");
+    items[r] = {it->second, info.caption_index, static_cast<float>(info.sigma), info.noise_seed};
+  }
+
+  LearnPlan out;
+  std::vector<PlanBatch> batches;
+  std::mt19937_64 rng(seed);  // its output is fixed by the standard; shuffled below by hand, as
+                              // std::shuffle's algorithm differs between standard libraries
+  for (int64_t pass = 0; pass < passes; ++pass) {
+    std::vector<uint64_t> sequence(store.size());
+    std::iota(sequence.begin(), sequence.end(), 0);
+    if (order == "shuffled")
+      for (size_t i = sequence.size(); i > 1; --i) std::swap(sequence[i - 1], sequence[rng() % i]);
+    // Items of one bucket size share a batch: fill one open batch per bucket, in sequence order.
+    std::map<std::pair<int64_t, int64_t>, size_t> open;  // bucket → index in batches
+    for (uint64_t r : sequence) {
+      const PlanSample& s = samples[items[r].sample];
+      const auto bucket = std::make_pair(s.width, s.height);
+      auto it = open.find(bucket);
+      if (it == open.end()) {
+        it = open.emplace(bucket, batches.size()).first;
+        batches.push_back({static_cast<int32_t>(pass), {}});
+        out.records.emplace_back();
+      }
+      batches[it->second].items.push_back(items[r]);
+      out.records[it->second].push_back(r);
+      if (static_cast<int64_t>(batches[it->second].items.size()) == batch_size) open.erase(it);
+    }
+  }
+  const StoreManifest& m = store.manifest();
+  out.plan = plan_from_batches(std::move(samples), manifest_hash, std::move(batches), {m.noise_offset, m.noise_perturbation});
+  return out;
+}
+
+LearnObjective::LearnObjective(std::shared_ptr<const DeltaStore> store, const LearnPlan& plan, double guidance)
+    : store_(std::move(store)), plan_(plan), guidance_(guidance) {}
+
+at::Tensor LearnObjective::target(Denoiser& model, const Batch& batch) { return prior_and_target(model, batch).second; }
+
+std::pair<at::Tensor, at::Tensor> LearnObjective::prior_and_target(Denoiser& model, const Batch& batch) {
+  const auto& records = plan_.records.at(batch.index);
+  const at::Tensor x0 = batch.x0.cpu();
+  std::vector<at::Tensor> dc, du;
+  for (size_t j = 0; j < records.size(); ++j) {
+    DeltaRecord r = store_->read(records[j]);
+    const PlanItem& item = batch.items.at(j);
+    const std::string what = "record " + std::to_string(r.item) + " (" + r.sample_key + ")";
+    if (r.sample_key != plan_.plan.samples.at(item.sample).key || r.caption_index != item.caption ||
+        static_cast<float>(r.sigma) != item.sigma || r.noise_seed != item.noise_seed)
+      throw file_error(store_->dir(), what + " does not match the batch item it feeds");
+    if (r.latent_checksum != latent_checksum(x0[j]))
+      throw file_error(store_->dir(), what + ": latent checksum differs from the student's cached latent (the image, its "
+                                             "bucket/crop or the VAE changed since recording; re-record, or re-cache)");
+    if (r.delta_c.sizes() != x0[j].sizes())
+      throw file_error(store_->dir(), what + ": the recorded delta's shape differs from the student's latent");
+    dc.push_back(r.delta_c);
+    if (r.delta_u.defined()) du.push_back(r.delta_u);
+  }
+  const at::Tensor s0 = prior_prediction(model, batch.x_t, batch.sigma, batch.text);
+  const at::Tensor delta_u = du.empty() ? at::Tensor() : torch::stack(du);
+  return {s0, transfer_target(s0, torch::stack(dc), delta_u, guidance_)};
+}
+
+StepResult LearnObjective::step(Denoiser& model, const Batch& batch) {
+  const auto [s0, target] = prior_and_target(model, batch);
+  const at::Tensor s = model.velocity(batch.x_t, batch.sigma, batch.text);
+  StepResult result{weighted_mse(s, target, batch.loss_weight), {}};
+  // How far the LoRA's change of the student is from the transferred change: ‖S − target‖ / ‖target − S0‖.
+  result.metrics["transfer_error"] = rms(s.detach() - target) / std::max(rms(target - s0), 1e-30);
+  return result;
+}
+
+}  // namespace dt

@@ -1,0 +1,68 @@
+// The two transfer steps as objectives on the trainer's loop (train/objective.h):
+//   record: teacher, no gradients, δc [and δu] of every plan item appended to a delta store;
+//   learn:  student, MSE(S(c), S0(c) + g·δc [+ (1 − g)·δu]) over the store's records.
+// The arithmetic itself is transfer/delta.h.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "train/objective.h"
+#include "train/plan.h"
+#include "transfer/delta_store.h"
+
+namespace dt {
+
+class RecordObjective : public Objective {
+ public:
+  // `source` gives the empty caption's features for δu (exact form).
+  RecordObjective(DeltaStoreWriter& store, SampleSource& source, bool exact, bool paired_forward);
+  std::string name() const override { return "transfer-record"; }
+  bool trains() const override { return false; }
+  void begin(Denoiser& model, const Plan& plan) override;
+  StepResult step(Denoiser& model, const Batch& batch) override;
+  void flush() override;
+  std::optional<int64_t> completed_batches() override;
+  void end() override { flush(); }
+
+ private:
+  DeltaStoreWriter& store_;
+  SampleSource& source_;
+  bool exact_, paired_;
+  const Plan* plan_ = nullptr;
+  std::vector<uint64_t> first_item_;  // plan item number of each batch's first item; one past the end last
+};
+
+// Learn's plan: the store's records regrouped into batches of `batch_size` (items of one bucket
+// size per batch), in recorded order or shuffled per pass, over `passes` passes. Each item keeps
+// its record's sample, caption, σ and noise seed, so x_σ is rebuilt exactly whatever the grouping.
+struct LearnPlan {
+  Plan plan;
+  std::vector<std::vector<uint64_t>> records;  // the record of each item of each plan batch
+};
+
+// `samples` are the student's dataset samples (their keys must include every record's sample).
+LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> samples, const std::string& manifest_hash,
+                          int64_t batch_size, int64_t passes, const std::string& order, uint64_t seed);
+
+class LearnObjective : public Objective {
+ public:
+  LearnObjective(std::shared_ptr<const DeltaStore> store, const LearnPlan& plan, double guidance);
+  std::string name() const override { return "transfer-learn"; }
+  StepResult step(Denoiser& model, const Batch& batch) override;
+
+  // The target of one batch (S0(c) + g·δc [+ (1 − g)·δu]), after checking each record against the
+  // batch item it feeds: sample, caption, σ, noise seed and the student's latent checksum.
+  at::Tensor target(Denoiser& model, const Batch& batch);
+
+ private:
+  std::pair<at::Tensor, at::Tensor> prior_and_target(Denoiser& model, const Batch& batch);  // S0(c), target
+
+  std::shared_ptr<const DeltaStore> store_;
+  const LearnPlan& plan_;
+  double guidance_;
+};
+
+}  // namespace dt
