@@ -88,7 +88,7 @@ struct Result {
 
 Result bench(c10::ScalarType dtype, int steps) {
   const dt::ZImageConfig config = mid_size();
-  dt::ZImageTransformer model(config);
+  dt::zimage::ZImageTransformer model(config);
   randomize(*model);
   model->to(dtype);
   for (auto& p : model->parameters()) p.requires_grad_(false);
