@@ -211,7 +211,7 @@ TEST(Flux2Weights, StrictLoaderAndBadConfigs) {
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     const std::string message = e.what();
-    for (const std::string& part : {"single_transformer_blocks.1.attn.norm_k.weight", "proj_out.weight", dir.string()})
+    for (const std::string& part : std::vector<std::string>{"single_transformer_blocks.1.attn.norm_k.weight", "proj_out.weight", dir.string()})
       EXPECT_NE(message.find(part), std::string::npos) << message;
     EXPECT_EQ(message.find('\n'), std::string::npos);
   }

@@ -107,7 +107,9 @@ TEST(Flux2LoraFiles, WrittenLayoutsRoundTrip) {
   };
   for (const auto& [format, key] : example) {
     const std::string path = (dir / (std::string(format_name(format)) + ".safetensors")).string();
-    write_lora(path, source, keys(), {.format = format, .dtype = c10::kFloat});
+    WriteOptions options;
+    options.format = format;
+    write_lora(path, source, keys(), options);
     EXPECT_TRUE(Checkpoint::open(path).contains(key)) << format_name(format) << ": " << key;
     LoraWeights back = read_lora(path);
     EXPECT_EQ(back.family, "flux2-klein") << format_name(format);
