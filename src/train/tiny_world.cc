@@ -155,6 +155,8 @@ void make_tiny_world(const std::string& dir, const TinyWorldOptions& o) {
   // The transfer example: the LoRA trained by train.toml on the tiny Base, taught to the tiny Turbo.
   RunConfig transfer = train;
   transfer.output.run_dir = "transfer-run";
+  transfer.transfer.teacher_lora = "run/lora.safetensors";
+  transfer.transfer.student = "turbo";
   write_file_atomic((root / "transfer.toml").string(),
                     "# Tiny delta transfer: deltatrain transfer transfer.toml, after train.toml has run.\n" +
                         config_to_toml(transfer));
