@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   c.cap_feat_dim = 2560;
   c.axes_dims = {32, 48, 48};
   torch::manual_seed(0);
-  dt::ZImageTransformer model(c);
+  dt::zimage::ZImageTransformer model(c);
   {
     torch::NoGradGuard no_grad;
     for (auto& p : model->parameters()) p.normal_(0, 0.02).requires_grad_(false);

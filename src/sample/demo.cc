@@ -65,9 +65,6 @@ DemoResult run_demo(const DemoOptions& o) {
     write_config(r.train_config, train, "The demo's LoRA training on the tiny Base: deltatrain train train.toml");
 
     RunConfig transfer = load_run_config(r.transfer_config);
-    if (transfer.transfer.teacher_lora.empty())
-      transfer.transfer.teacher_lora = (fs::path(train.output.run_dir) / "lora.safetensors").string();
-    if (transfer.transfer.student.empty()) transfer.transfer.student = "turbo";
     if (o.learn_passes > 0) transfer.transfer.learn_passes = o.learn_passes;
     transfer.transfer.exact = true;
     transfer.sample = train.sample;
