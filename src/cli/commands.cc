@@ -12,6 +12,7 @@ int run_tokenize(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_config(int argc, char** argv);
 int run_transfer(int argc, char** argv);
+int run_make_tiny(int argc, char** argv);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -22,6 +23,7 @@ const std::vector<Command>& commands() {
       {"train", "Train a LoRA on a dataset (flow matching) from a run config", run_train},
       {"config", "Print documented defaults, a config's effective settings, or convert a OneTrainer config", run_config},
       {"transfer", "Teach a LoRA from a Base model to its Turbo sibling: record deltas, then learn (or one step)", run_transfer},
+      {"make-tiny", "Write a tiny model set (Base + Turbo), a dataset and example configs for smoke tests", run_make_tiny},
   };
   return table;
 }

@@ -24,11 +24,6 @@ namespace {
 constexpr const char* kImagePipeline = "lanczos3-v1";
 constexpr int64_t kTextBatch = 4;
 
-std::string resolve(const std::string& base_dir, const std::string& path) {
-  if (fs::path(path).is_absolute() || base_dir.empty()) return path;
-  return (fs::path(base_dir) / path).lexically_normal().string();
-}
-
 std::string latent_key(const Sample& s, const std::string& background, const std::string& vae) {
   const Crop& c = s.crop;
   return nlohmann::json{{"image", s.content_hash},
@@ -211,7 +206,7 @@ Image load_training_image(const Sample& sample, Rgb background) {
 CacheIdentities fill_cache(const Manifest& manifest, const DataConfig& config, const std::string& base_dir,
                            const CacheModels& models, bool progress, FillStats* stats) {
   if (!models.family) throw Error("fill_cache: no model family");
-  const std::string dir = resolve(base_dir, config.cache_dir);
+  const std::string dir = resolve_path(base_dir, config.cache_dir);
   const Rgb background = parse_color(config.background);
   KnownIdentities known((fs::path(dir) / "models.json").string());
   FillStats local;
@@ -276,7 +271,7 @@ CacheIdentities fill_cache(const Manifest& manifest, const DataConfig& config, c
 }
 
 DataCache::DataCache(const DataConfig& config, const std::string& base_dir, CacheIdentities identities)
-    : dir_(resolve(base_dir, config.cache_dir)), background_(config.background), identities_(std::move(identities)) {}
+    : dir_(resolve_path(base_dir, config.cache_dir)), background_(config.background), identities_(std::move(identities)) {}
 
 at::Tensor DataCache::latent(const Sample& sample) const {
   const std::string key = latent_key(sample, background_, identities_.vae);

@@ -15,7 +15,8 @@
 
 namespace dt {
 
-// The latent spaces the cache entries belong to (Autoencoder::identity, TextEncoder::identity).
+// The spaces the cache entries belong to: Autoencoder::identity and TextEncoder::identity, each
+// with the compute dtype appended ("...|BFloat16"), as fill_cache returns them.
 struct CacheIdentities {
   std::string vae, text;
 };
@@ -36,7 +37,8 @@ struct FillStats {
 // the unconditional input) are cached. Each model is loaded only when something is missing (or
 // its identity is not known for these model files yet), used, and freed before the next one
 // loads. Shows a progress bar per model when `progress` is set. Returns the identities the
-// entries were looked up under.
+// entries were looked up under. Training calls it first: with everything cached and the model
+// files unchanged it loads nothing and only checks the entries.
 CacheIdentities fill_cache(const Manifest& manifest, const DataConfig& config, const std::string& base_dir,
                            const CacheModels& models, bool progress = true, FillStats* stats = nullptr);
 

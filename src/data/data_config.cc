@@ -1,6 +1,7 @@
 #include "data/data_config.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "core/error.h"
 #include "data/image.h"
@@ -19,6 +20,11 @@ void check_choice(const std::string& file, const std::string& key, const std::st
 }
 
 }  // namespace
+
+std::string resolve_path(const std::string& base_dir, const std::string& path) {
+  if (path.empty() || std::filesystem::path(path).is_absolute() || base_dir.empty()) return path;
+  return (std::filesystem::path(base_dir) / path).lexically_normal().string();
+}
 
 void validate(const DataConfig& c, const std::string& file) {
   check_choice(file, "data.crop", c.crop, {"center", "random"});

@@ -68,6 +68,9 @@ struct DataConfig {
   }
 };
 
+// `path` when absolute or empty, else base_dir / path (how every path of [data] is read).
+std::string resolve_path(const std::string& base_dir, const std::string& path);
+
 // Throws dt::Error (naming `file`) when a setting holds a value outside its choices.
 void validate(const DataConfig& config, const std::string& file);
 

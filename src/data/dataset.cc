@@ -25,11 +25,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::string resolve(const std::string& base_dir, const std::string& path) {
-  if (path.empty() || fs::path(path).is_absolute() || base_dir.empty()) return path;
-  return (fs::path(base_dir) / path).lexically_normal().string();
-}
-
 // The message of an error about `path` without the "path: " prefix file_error puts in front.
 std::string problem(const Error& e, const std::string& path) {
   std::string m = e.what();
@@ -230,17 +225,17 @@ Manifest scan_dataset(const DataConfig& config, const std::string& base_dir, int
   Manifest m;
   std::vector<ConceptConfig> concepts = config.concepts;
   for (auto& c : concepts) {
-    c.path = resolve(base_dir, c.path);
-    if (c.caption_source == "file") c.caption = resolve(base_dir, c.caption);
+    c.path = resolve_path(base_dir, c.path);
+    if (c.caption_source == "file") c.caption = resolve_path(base_dir, c.caption);
   }
   if (!config.concepts_json.empty()) {
-    auto imported = read_onetrainer_concepts(resolve(base_dir, config.concepts_json), m.warnings);
+    auto imported = read_onetrainer_concepts(resolve_path(base_dir, config.concepts_json), m.warnings);
     concepts.insert(concepts.end(), imported.begin(), imported.end());
   }
   std::erase_if(concepts, [](const ConceptConfig& c) { return !c.enabled; });
   if (concepts.empty()) throw Error("the dataset has no enabled concepts (add [[data.concepts]] or data.concepts_json)");
 
-  ImageSizes sizes((fs::path(resolve(base_dir, config.cache_dir)) / "images.json").string(), m.warnings);
+  ImageSizes sizes((fs::path(resolve_path(base_dir, config.cache_dir)) / "images.json").string(), m.warnings);
   std::vector<Sample> samples;
   Scan scan{config, pixel_multiple, sizes, m.skipped, m.warnings, {}};
   std::set<std::string> names;

@@ -21,9 +21,7 @@ std::vector<ConceptConfig> read_onetrainer_concepts(const std::string& path, std
   }
   if (!root.is_array()) throw file_error(path, "expected a JSON array of concepts (OneTrainer concepts.json)");
   const fs::path folder = fs::path(path).parent_path();
-  auto resolve = [&](const std::string& p) {
-    return p.empty() || fs::path(p).is_absolute() ? p : (folder / p).lexically_normal().string();
-  };
+  auto resolve = [&](const std::string& p) { return resolve_path(folder.string(), p); };
   std::vector<ConceptConfig> out;
   for (size_t i = 0; i < root.size(); ++i) {
     const nlohmann::json& j = root[i];

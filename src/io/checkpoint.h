@@ -37,7 +37,7 @@ class Checkpoint {
   const TensorInfo& info(const std::string& name) const;
   at::Tensor get(const std::string& name) const;  // throws dt::Error naming the path and tensor
   const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
-  // Components of a pipeline that hold weights, in model_index.json order; empty otherwise.
+  // Components of a pipeline that hold weights, sorted by name; empty otherwise.
   const std::vector<std::string>& components() const { return components_; }
 
  private:

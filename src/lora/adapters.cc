@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/regex.h"
+#include "lora/listing.h"
 
 namespace dt::lora {
 
@@ -63,12 +64,6 @@ uint64_t layer_seed(uint64_t seed, const std::string& path) {
 std::map<std::string, nn::Linear> layers_by_path(torch::nn::Module& root) {
   std::map<std::string, nn::Linear> out;
   for (auto& [path, linear] : linear_layers(root)) out.emplace(path, linear);
-  return out;
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
   return out;
 }
 

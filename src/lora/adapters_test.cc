@@ -5,12 +5,14 @@
 
 #include "core/error.h"
 #include "lora/test_model.h"
+#include "models/family.h"
 
 namespace dt::lora {
 namespace {
 
 using testing::TinyZImage;
-using testing::zimage_presets;
+
+std::map<std::string, std::string> zimage_presets() { return family_by_name("zimage").lora_presets(); }
 
 std::vector<std::string> all_layers(TinyZImage& m) { return select_layers(m, {}, zimage_presets()); }
 
@@ -38,6 +40,34 @@ TEST(LoraAdapters, PresetsAndRegexesChooseLayers) {
   EXPECT_THROW(select_layers(m, {"no-such-preset", {}, {}}, zimage_presets()), Error);
   EXPECT_THROW(select_layers(m, {"", {"("}, {}}, zimage_presets()), Error);
   EXPECT_THROW(select_layers(m, {"", {"nothing_matches"}, {}}, zimage_presets()), Error);
+}
+
+// On the real Z-Image model through the family interface: one batch whose rows have the LoRA at
+// different strengths equals the separate forwards, for every preset (embedders included).
+TEST(LoraAdapters, RealModelPerSampleScaleBatch) {
+  const Family& family = family_by_name("zimage");
+  for (const auto& [preset, regex] : family.lora_presets()) {
+    auto denoiser = family.load_transformer(std::string(DT_SHARED_DIR) + "/golden/zimage_transformer/weights", {});
+    auto adapters = Adapters::create(denoiser->module(), denoiser->lora_state(),
+                                     select_layers(denoiser->module(), {preset, {}, {}}, family.lora_presets()),
+                                     {.rank = 4, .alpha = 4, .seed = 1});
+    randomize_up(adapters, 2);
+    torch::manual_seed(3);
+    at::Tensor x = torch::randn({2, 16, 4, 6}), sigma = torch::tensor({0.3f, 0.8f});
+    std::vector<at::Tensor> text = {torch::randn({5, 48}), torch::randn({9, 48})};
+    torch::NoGradGuard no_grad;
+    auto& state = denoiser->lora_state();
+    state.sample_scale = torch::tensor({1.0f, 0.0f});
+    at::Tensor mixed = denoiser->velocity(x, sigma, text);
+    state.sample_scale = at::Tensor();
+    at::Tensor on = denoiser->velocity(x.slice(0, 0, 1), sigma.slice(0, 0, 1), {text[0]});
+    state.enabled = false;
+    at::Tensor off = denoiser->velocity(x.slice(0, 1, 2), sigma.slice(0, 1, 2), {text[1]});
+    EXPECT_TRUE(torch::allclose(mixed[0], on[0], 1e-5, 1e-5)) << preset << " " << (mixed[0] - on[0]).abs().max().item<double>();
+    EXPECT_TRUE(torch::allclose(mixed[1], off[0], 1e-5, 1e-5)) << preset << " " << (mixed[1] - off[0]).abs().max().item<double>();
+    EXPECT_GT((on[0] - denoiser->velocity(x.slice(0, 0, 1), sigma.slice(0, 0, 1), {text[0]})[0]).abs().max().item<double>(), 1e-3)
+        << preset << ": the LoRA changes nothing";
+  }
 }
 
 TEST(LoraAdapters, ZeroUpEqualsNoLoraBitwise) {

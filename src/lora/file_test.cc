@@ -157,6 +157,8 @@ TEST(LoraFiles, PeftPatternsAndRslora) {
   w = read_lora(path, key_map("zimage"));
   EXPECT_DOUBLE_EQ(w.find("layers.0.attention.to_q")->scale(), 4.0);
   EXPECT_DOUBLE_EQ(w.find("layers.1.attention.to_q")->scale(), 8 / std::sqrt(2.0));
+  write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 8, "alpha_pattern": {"to_q(": 1}})"}});
+  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); }).find(path + ": lora_adapter_metadata: bad regular expression"), std::string::npos);
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 8})"}});
   EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); }).find("layers.1.attention.to_q: rank 2 in the tensors but 4"), std::string::npos);
   std::filesystem::remove(path);

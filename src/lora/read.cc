@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/regex.h"
+#include "lora/listing.h"
 #include "io/safetensors.h"
 #include "lora/adapters.h"
 #include "lora/file.h"
@@ -53,13 +54,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
-std::string join(const std::vector<std::string>& items, size_t limit = 20) {
-  std::string out;
-  for (size_t i = 0; i < items.size() && i < limit; ++i) out += (i ? ", " : "") + items[i];
-  if (items.size() > limit) out += ", ... (" + std::to_string(items.size()) + " in all)";
-  return out;
-}
-
 // Scale rules of a PEFT config (`lora_adapter_metadata`): scale = lora_alpha / r, with the first
 // matching alpha_pattern / rank_pattern key (in the JSON's order) overriding for a module.
 struct PeftConfig {
@@ -101,16 +95,21 @@ struct PeftConfig {
 
   // PEFT: the first key k for which (.*\.)?(k)$ matches the module path from its start.
   static double pick(const std::vector<std::pair<std::string, double>>& pattern, const std::string& module,
-                     double fallback) {
-    for (const auto& [key, value] : pattern)
-      if (Regex("(.*\\.)?(" + key + ")$").match_prefix(module)) return value;
+                     double fallback, const std::string& path) {
+    for (const auto& [key, value] : pattern) {
+      try {
+        if (Regex("(.*\\.)?(" + key + ")$").match_prefix(module)) return value;
+      } catch (const Error& e) {
+        throw file_error(path, std::string("lora_adapter_metadata: ") + e.what());
+      }
+    }
     return fallback;
   }
 
   // The alpha giving PEFT's scale to an adapter of `rank` rows (r from the config must agree).
   double alpha_for(const std::string& module, int64_t rank, const std::string& path) const {
-    double r_mod = pick(rank_pattern, module, r);
-    double a_mod = pick(alpha_pattern, module, lora_alpha);
+    double r_mod = pick(rank_pattern, module, r, path);
+    double a_mod = pick(alpha_pattern, module, lora_alpha, path);
     if (static_cast<int64_t>(r_mod) != rank)
       throw file_error(path, module + ": rank " + std::to_string(rank) + " in the tensors but " +
                                  std::to_string(static_cast<int64_t>(r_mod)) + " in lora_adapter_metadata");
@@ -242,6 +241,10 @@ Parsed parse(const SafetensorsFile& file, const KeyMap& keys, const std::set<std
         continue;
       }
       alpha = a.to(torch::kDouble).item<double>();
+      if (!std::isfinite(alpha)) {
+        bad.push_back(g.keys[2] + " (alpha " + std::to_string(alpha) + ")");
+        continue;
+      }
       any_alpha = true;
     } else if (peft) {
       alpha = peft->alpha_for(flat ? resolved->modules[0] : rest, rank, path);

@@ -88,12 +88,4 @@ class TinyZImage : public torch::nn::Module {
   std::map<std::string, nn::Linear> linears_;
 };
 
-// Z-Image's LoRA presets as OneTrainer defines them (specs/z-image.md §9).
-inline std::map<std::string, std::string> zimage_presets() {
-  return {{"full", ""},
-          {"blocks", "^layers\\."},
-          {"attn-mlp", "^layers\\.\\d+\\.(attention|feed_forward)\\."},
-          {"attn-only", "^layers\\.\\d+\\.attention\\."}};
-}
-
 }  // namespace dt::lora::testing

@@ -21,17 +21,18 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
   }
   if (!lora->state->enabled) return y;
   // The adapter computes in the activation dtype; its fp32 parameters receive fp32 gradients
-  // through the casts.
+  // through the casts. Scales apply to the rank-r activation, the smallest tensor on the way.
   at::Tensor h = torch::nn::functional::linear(x, lora->down.to(x.dtype()));
   if (lora->dropout > 0 && is_training()) h = torch::dropout(h, lora->dropout, /*train=*/true);
-  at::Tensor delta = torch::nn::functional::linear(h, lora->up.to(x.dtype())) * lora->scale();
+  h = h * lora->scale();
   const at::Tensor& s = lora->state->sample_scale;
   if (s.defined()) {
     std::vector<int64_t> shape(x.dim(), 1);
     shape[0] = s.size(0);
-    delta = delta * s.to(delta.dtype()).view(shape);
+    h = h * s.to(h.dtype()).view(shape);
   }
-  return y + delta;
+  // In place: the base linear's backward does not need its output.
+  return y.add_(torch::nn::functional::linear(h, lora->up.to(x.dtype())));
 }
 
 }  // namespace dt::nn

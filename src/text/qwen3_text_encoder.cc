@@ -33,6 +33,7 @@ Qwen3TextEncoder::Qwen3TextEncoder(const std::string& path, const LoadOptions& o
     throw file_error(path, "the tokenizer's ids go up to " + std::to_string(tokenizer_.vocab_size() - 1) +
                                " but the encoder's vocabulary has " + std::to_string(encoder_->config.vocab_size));
   files_ = {(tokenizer_dir / "tokenizer.json").string()};
+  if (fs::exists(tokenizer_dir / "tokenizer_config.json", ec)) files_.push_back((tokenizer_dir / "tokenizer_config.json").string());  // pad token
   const Checkpoint weights = Checkpoint::open(encoder_dir.string());
   for (const auto& f : weights.files()) files_.push_back(f->path());
 }

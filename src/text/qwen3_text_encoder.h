@@ -33,7 +33,8 @@ class Qwen3TextEncoder : public TextEncoder {
 
   // One float32 tensor per prompt (see Qwen3Prompting), computed without gradients.
   std::vector<TextFeatures> encode(const std::vector<std::string>& prompts) override;
-  // SHA-256 over the tokenizer and encoder files and the prompting settings; computed on first use.
+  // SHA-256 over the tokenizer files, the encoder's safetensors and the prompting settings; computed
+  // on first use (it reads every byte of the weights).
   std::string identity() const override;
 
   const Tokenizer& tokenizer() const { return tokenizer_; }

@@ -75,6 +75,13 @@ json parse_json(const std::string& text, const std::string& name) {
   return j;
 }
 
+// j[key] without a copy (json::value() copies), or null when absent.
+const json& member(const json& j, const char* key) {
+  static const json null;
+  auto it = j.is_object() ? j.find(key) : j.end();
+  return it == j.end() ? null : *it;
+}
+
 bool is_null_or(const json& j, const char* key, const json& value) {
   return !j.contains(key) || j[key].is_null() || j[key] == value;
 }
@@ -121,7 +128,7 @@ struct Tokenizer::Impl {
 
 void Tokenizer::Impl::load(const json& j) {
   auto fail = [&](const std::string& msg) { return file_error(name, msg); };
-  const json& model = j.value("model", json());
+  const json& model = member(j, "model");
   if (!model.is_object() || model.value("type", "") != "BPE") throw fail("model.type is not \"BPE\"");
   if (!is_null_or(model, "dropout", json()) ) throw fail("BPE dropout is not supported");
   if (model.value("byte_fallback", false)) throw fail("BPE byte_fallback is not supported");
@@ -129,7 +136,7 @@ void Tokenizer::Impl::load(const json& j) {
     throw fail("BPE subword prefixes/suffixes are not supported (not a byte-level BPE)");
   ignore_merges = model.value("ignore_merges", false);
 
-  const json& vocab = model.value("vocab", json());
+  const json& vocab = member(model, "vocab");
   if (!vocab.is_object() || vocab.empty()) throw fail("model.vocab is missing or empty");
   int32_t max_id = -1;
   for (const auto& [token, id] : vocab.items()) {
@@ -138,8 +145,8 @@ void Tokenizer::Impl::load(const json& j) {
     ids[token] = id.get<int32_t>();
     max_id = std::max(max_id, id.get<int32_t>());
   }
-  const json& added_json = j.value("added_tokens", json::array());
-  if (!added_json.is_array()) throw fail("added_tokens is not an array");
+  const json& added_json = member(j, "added_tokens");
+  if (!added_json.is_array() && !added_json.is_null()) throw fail("added_tokens is not an array");
   for (const auto& a : added_json) {
     if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !token_content(a))
       throw fail("an added token has no id or content");
@@ -190,8 +197,8 @@ void Tokenizer::Impl::load(const json& j) {
     byte_ids[b] = it->second;
   }
 
-  const json& merge_list = model.value("merges", json::array());
-  if (!merge_list.is_array()) throw fail("model.merges is not an array");
+  const json& merge_list = member(model, "merges");
+  if (!merge_list.is_array() && !merge_list.is_null()) throw fail("model.merges is not an array");
   merges.reserve(merge_list.size());
   for (size_t rank = 0; rank < merge_list.size(); ++rank) {
     const json& m = merge_list[rank];
@@ -212,11 +219,11 @@ void Tokenizer::Impl::load(const json& j) {
     merges.emplace(pair_key(l->second, r->second), Merge{static_cast<int32_t>(rank), lr->second});  // first (lowest) rank wins
   }
 
-  const json& normalizer = j.value("normalizer", json());
+  const json& normalizer = member(j, "normalizer");
   if (normalizer.is_object() && normalizer.value("type", "") == "NFC") nfc = true;
   else if (!normalizer.is_null()) throw fail("normalizer " + normalizer.dump() + " is not supported (only NFC or none)");
 
-  const json& pre = j.value("pre_tokenizer", json());
+  const json& pre = member(j, "pre_tokenizer");
   std::vector<json> steps;
   if (pre.is_object() && pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") && pre["pretokenizers"].is_array())
     steps.assign(pre["pretokenizers"].begin(), pre["pretokenizers"].end());
@@ -225,7 +232,7 @@ void Tokenizer::Impl::load(const json& j) {
   for (const json& step : steps) {
     const std::string type = step.value("type", "");
     if (type == "Split" && !byte_level && !split) {
-      const json& pattern = step.value("pattern", json());
+      const json& pattern = member(step, "pattern");
       if (!pattern.is_object() || !pattern.contains("Regex") || !pattern["Regex"].is_string())
         throw fail("Split pre-tokenizer without a Regex pattern is not supported");
       if (step.value("behavior", "") != "Isolated" || step.value("invert", false))
@@ -244,9 +251,9 @@ void Tokenizer::Impl::load(const json& j) {
   }
   if (!byte_level) throw fail("pre_tokenizer has no ByteLevel step: not a byte-level BPE tokenizer");
 
-  const json& decoder = j.value("decoder", json());
+  const json& decoder = member(j, "decoder");
   if (!decoder.is_null() && decoder.value("type", "") != "ByteLevel") throw fail("decoder other than ByteLevel is not supported");
-  const json& post = j.value("post_processor", json());
+  const json& post = member(j, "post_processor");
   if (!post.is_null() && post.value("type", "") != "ByteLevel")
     throw fail("post_processor " + post.value("type", std::string("?")) + " is not supported (it would add tokens)");
 

@@ -195,6 +195,16 @@ TEST(Tokenizer, RefusesWhatItDoesNotImplement) {
                           {"added_tokens", nlohmann::json::array()}};
   };
   EXPECT_EQ(Tokenizer::parse(minimal().dump(), "t.json").encode("hi").size(), 2u);
+  {
+    // A normalized added token matches after NFC; a raw one only as written.
+    auto j = minimal();
+    j["normalizer"] = {{"type", "NFC"}};
+    j["added_tokens"] = {{{"id", 256}, {"content", "\xC3\xA9"}, {"normalized", true}},
+                         {{"id", 257}, {"content", "<x>"}, {"normalized", false}, {"special", true}}};
+    Tokenizer t = Tokenizer::parse(j.dump(), "t.json");
+    EXPECT_EQ(t.encode("ae\xCC\x81<x>b"), (std::vector<int32_t>{'a', 256, 257, 'b'}));
+    EXPECT_EQ(t.decode({'a', 256, 257, 'b'}, /*skip_special_tokens=*/true), "a\xC3\xA9" "b");
+  }
   auto expect_error = [](nlohmann::json j, const std::string& what) {
     try {
       Tokenizer::parse(j.dump(), "t.json");

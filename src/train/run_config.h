@@ -132,7 +132,7 @@ struct OutputConfig {
   void fields(V& v) {
     v("run_dir", run_dir, "folder for checkpoints, intermediate LoRAs and metrics");
     v("lora", lora, "final LoRA file; empty = <run_dir>/lora.safetensors");
-    v("format", format, "LoRA file format: comfyui or peft");
+    v("format", format, "LoRA file layout: comfyui (loads in ComfyUI), peft (diffusers), kohya, onetrainer, comfyui-native, original or aitoolkit");
     v("save_dtype", save_dtype, "dtype of the saved LoRA tensors: fp32, bf16 or fp16");
     v("tensorboard", tensorboard, "also write TensorBoard event files to <run_dir>/tensorboard");
     v("loss_smoothing", loss_smoothing, "factor of the exponential moving average logged as loss_smooth");

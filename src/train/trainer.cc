@@ -97,6 +97,10 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
   learning_rate_at(t, 0, 1);  // validates lr_schedule before the first step
 
   // Checked before anything is computed.
+  if (trains) {
+    lora::format_by_name(run.output.format);
+    dtype_by_name(run.output.save_dtype, "output.save_dtype");
+  }
   check_writable(run_dir);
   if (trains) check_writable(fs::path(lora_output(run)).parent_path().empty() ? "." : fs::path(lora_output(run)).parent_path().string());
 
@@ -219,7 +223,6 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
     progress.advance();
     step_loss = 0;
     step_items = 0;
-    step_start = now;
 
     if (t.save_every > 0 && step % t.save_every == 0 && next_batch < total_batches) {
       char name[40];
@@ -227,6 +230,7 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
       save_lora(run, model, (fs::path(run_dir) / name).string());
     }
     if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && next_batch < total_batches) save_checkpoint();
+    step_start = std::chrono::steady_clock::now();  // step time and rate leave the saving out
   }
   progress.finish();
   objective.end();

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <iostream>
 #include <map>
 #include <numeric>
 #include <random>
@@ -33,19 +34,34 @@ std::optional<int64_t> RecordObjective::completed_batches() {
   return static_cast<int64_t>(it - first_item_.begin()) - 1;
 }
 
+at::Tensor RecordObjective::delta(Denoiser& model, const Batch& batch, const std::vector<TextFeatures>& text) {
+  if (paired_) {
+    try {
+      return lora_delta(model, batch.x_t, batch.sigma, text, true).cpu();
+    } catch (const c10::Error& e) {
+      if (std::string(e.what()).find("out of memory") == std::string::npos) throw;
+    } catch (const std::bad_alloc&) {
+    }
+    std::cerr << "warning: the paired LoRA-on/off forward ran out of memory; recording with two forwards from here on "
+                 "(set transfer.paired_forward = false to start that way)\n";
+    paired_ = false;
+  }
+  return lora_delta(model, batch.x_t, batch.sigma, text, false).cpu();
+}
+
 StepResult RecordObjective::step(Denoiser& model, const Batch& batch) {
   if (batch.plan != &plan_) throw Error("transfer record: the loop runs another plan than the store records");
   const uint64_t first = first_item_.at(batch.index);
   const int64_t b = static_cast<int64_t>(batch.items.size());
   if (first + b <= store_.done()) return {};
 
-  const at::Tensor delta_c = lora_delta(model, batch.x_t, batch.sigma, batch.text, paired_).cpu();
+  const at::Tensor delta_c = delta(model, batch, batch.text);
   at::Tensor delta_u;
   if (exact_) {
     std::vector<TextFeatures> empty;
     for (const auto& item : batch.items)
       empty.push_back(source_.text(item.sample, kEmptyCaption).to(batch.text.at(0).options()));
-    delta_u = lora_delta(model, batch.x_t, batch.sigma, empty, paired_).cpu();
+    delta_u = delta(model, batch, empty);
   }
   const at::Tensor x0 = batch.x0.cpu();
   for (int64_t j = 0; j < b; ++j) {

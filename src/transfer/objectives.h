@@ -28,6 +28,9 @@ class RecordObjective : public Objective {
   void end() override { flush(); }
 
  private:
+  // δ = T − P of the batch for `text` (paired when asked and memory allows), on the CPU.
+  at::Tensor delta(Denoiser& model, const Batch& batch, const std::vector<TextFeatures>& text);
+
   DeltaStoreWriter& store_;
   SampleSource& source_;
   bool exact_, paired_;

@@ -43,7 +43,8 @@ uint64_t store_bytes(const Family& family, const Plan& plan, const StoreManifest
 bool already_recorded(const std::string& dir, const StoreManifest& m) {
   if (!fs::exists(fs::path(dir) / "manifest.json")) return false;
   try {
-    const StoreManifest& have = DeltaStore::open(dir)->manifest();
+    const auto store = DeltaStore::open(dir);
+    const StoreManifest& have = store->manifest();
     return have.plan_hash == m.plan_hash && have.teacher_lora == m.teacher_lora && have.latent_space == m.latent_space &&
            have.dtype == m.dtype && have.exact == m.exact && have.family == m.family;
   } catch (const Error&) {

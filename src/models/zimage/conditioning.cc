@@ -10,48 +10,11 @@
 #include "vae/load.h"
 
 namespace dt::zimage {
-namespace {
-
 namespace fs = std::filesystem;
 
-fs::path subfolder(const std::string& pipeline, const char* name) {
-  const fs::path dir = fs::path(pipeline) / name;
-  if (!fs::is_directory(dir)) throw file_error(pipeline, std::string("not a Z-Image pipeline folder: no ") + name + "/ inside");
-  return dir;
-}
-
-}  // namespace
-
-ZImageTextEncoder::ZImageTextEncoder(Tokenizer tokenizer, std::shared_ptr<Qwen3Encoder> encoder, std::vector<std::string> files)
-    : tokenizer_(std::move(tokenizer)), encoder_(std::move(encoder)), files_(std::move(files)) {}
-
-std::unique_ptr<ZImageTextEncoder> ZImageTextEncoder::load(const std::string& path, const LoadOptions& options) {
-  const fs::path tokenizer_dir = subfolder(path, "tokenizer"), encoder_dir = subfolder(path, "text_encoder");
-  Tokenizer tokenizer = Tokenizer::load(tokenizer_dir.string());
-  auto encoder = Qwen3Encoder::load(encoder_dir.string(), options);
-  for (auto& p : encoder->parameters()) p.requires_grad_(false);
-  std::vector<std::string> files = {(tokenizer_dir / "tokenizer.json").string()};
-  for (const auto& f : checkpoint_files(encoder_dir.string())) files.push_back(f);
-  return std::unique_ptr<ZImageTextEncoder>(new ZImageTextEncoder(std::move(tokenizer), std::move(encoder), std::move(files)));
-}
-
-std::vector<TextFeatures> ZImageTextEncoder::encode(const std::vector<std::string>& prompts) {
-  torch::NoGradGuard no_grad;
-  EncodedPrompts tokens = encode_prompts(tokenizer_, prompts, ChatTemplate::zimage, kMaxLength);
-  const int64_t second_to_last = encoder_->config.num_hidden_layers - 1;  // hidden_states[-2]
-  at::Tensor hidden = encoder_->hidden_states(tokens.input_ids, tokens.attention_mask, {second_to_last})[0];
-  std::vector<TextFeatures> out;
-  for (int64_t i = 0; i < hidden.size(0); ++i) {
-    at::Tensor valid = tokens.attention_mask[i].to(at::kBool).to(hidden.device());
-    out.push_back(hidden[i].index({valid}));  // [L_i, hidden]
-  }
-  return out;
-}
-
-std::string ZImageTextEncoder::identity() const {
-  if (identity_.empty())
-    identity_ = content_identity("zimage", "text: qwen3 chat template (thinking), 512 tokens, hidden_states[-2], valid tokens", files_);
-  return identity_;
+const Qwen3Prompting& text_prompting() {
+  static const Qwen3Prompting prompting{ChatTemplate::zimage, 512, {-2}, /*valid_tokens_only=*/true};
+  return prompting;
 }
 
 ZImageAutoencoder::ZImageAutoencoder(vae::AutoencoderKL vae, std::vector<std::string> files)
@@ -84,7 +47,7 @@ at::Tensor ZImageAutoencoder::decode(const at::Tensor& latents) {
 }
 
 std::string ZImageAutoencoder::identity() const {
-  if (identity_.empty()) identity_ = content_identity("zimage", "vae: posterior mean, (z - 0.1159) * 0.3611", files_);
+  if (identity_.empty()) identity_ = content_identity("vae: posterior mean, (z - 0.1159) * 0.3611", files_);
   return identity_;
 }
 

@@ -1,4 +1,4 @@
-// The Z-Image glue around the Qwen3 encoder and the VAE, on a tiny random pipeline folder.
+// The family's text prompting and VAE glue, on a tiny random pipeline folder.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -73,8 +73,6 @@ TEST(ZImageConditioning, TextIsSecondToLastHiddenStateOfTheTemplatedPromptsValid
     EXPECT_TRUE(torch::allclose(features[i], states[0][0], 1e-5, 1e-5)) << i;
     EXPECT_FALSE(torch::allclose(features[i], states[1][0], 1e-2, 1e-2)) << i;  // not the final-normed state
   }
-  EXPECT_EQ(encoder->identity(), encoder->identity());
-  EXPECT_EQ(encoder->identity().rfind("zimage:", 0), 0u);
 }
 
 TEST(ZImageConditioning, LatentsAreTheShiftedScaledPosteriorMean) {

@@ -72,7 +72,7 @@ class ZImageFamily : public Family {
   }
 
   std::unique_ptr<TextEncoder> load_text_encoder(const std::string& path, const LoadOptions& o) const override {
-    return ZImageTextEncoder::load(path, o);
+    return std::make_unique<Qwen3TextEncoder>(path, o, text_prompting());
   }
   std::unique_ptr<Autoencoder> load_vae(const std::string& path, const LoadOptions& o) const override {
     return ZImageAutoencoder::load(path, o);
