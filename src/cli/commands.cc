@@ -13,6 +13,8 @@ int run_train(int argc, char** argv);
 int run_config(int argc, char** argv);
 int run_transfer(int argc, char** argv);
 int run_make_tiny(int argc, char** argv);
+int run_sample(int argc, char** argv);
+int run_demo(int argc, char** argv);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -24,6 +26,8 @@ const std::vector<Command>& commands() {
       {"config", "Print documented defaults, a config's effective settings, or convert a OneTrainer config", run_config},
       {"transfer", "Teach a LoRA from a Base model to its Turbo sibling: record deltas, then learn (or one step)", run_transfer},
       {"make-tiny", "Write a tiny model set (Base + Turbo), a dataset and example configs for smoke tests", run_make_tiny},
+      {"sample", "Generate images from prompts with a model and LoRA files (PNG with parameters, grid)", run_sample},
+      {"demo", "Run the whole mission end to end on a tiny generated world: train, transfer, sample grids", run_demo},
   };
   return table;
 }

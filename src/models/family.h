@@ -74,6 +74,9 @@ struct FamilyDefaults {
   double transfer_guidance;      // g of the learn target for a distilled student
   int sample_steps_base;         // Base: many steps with CFG
   double sample_guidance_base;   // in the family's own CFG convention
+  // The family's guidance g as a standard CFG weight: w = g + guidance_offset in
+  // v = v_neg + w·(v_pos − v_neg); CFG runs iff w > 1 (Z-Image: o_pos + g·(o_pos − o_neg), w = 1 + g).
+  double guidance_offset = 0;
   int sample_steps_distilled;    // Turbo / distilled: few steps, no CFG
   double learning_rate;          // typical LoRA learning rate on Base
   double learning_rate_distilled;

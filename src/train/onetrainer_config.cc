@@ -208,6 +208,17 @@ RunConfig import_onetrainer_config(const std::string& path, const std::string& c
   else if (!unit.empty() && unit != "NEVER" && backup > 0) lost.push_back("backup_after in " + unit + " (checkpoints count steps)");
   f.take("rolling_backup_count", run.train.keep_checkpoints);
 
+  // Samples (the sample list itself is OneTrainer's samples.json, read as it is).
+  int64_t sample_after = 0;
+  f.take("sample_after", sample_after);
+  if (const std::string unit = f.text("sample_after_unit"); unit == "STEP") run.sample.every_steps = sample_after;
+  else if (unit == "MINUTE") run.sample.every_minutes = static_cast<double>(sample_after);
+  else if (!unit.empty() && unit != "NEVER" && sample_after > 0) lost.push_back("sample_after in " + unit + " (steps and minutes map)");
+  if (const std::string file = f.text("sample_definition_file_name"); !file.empty()) {
+    if (fs::exists(local(file))) run.sample.file = local(file);
+    else warnings.push_back("sample file " + local(file) + " not found: no samples during training");
+  }
+
   // Output.
   if (const std::string dest = f.text("output_model_destination"); !dest.empty()) run.output.lora = local(dest);
   if (const std::string fmt = f.text("output_model_format"); !fmt.empty()) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/data_config.h"
+#include "sample/sample_config.h"
 #include "train/plan.h"
 #include "transfer/transfer_config.h"
 
@@ -146,6 +147,7 @@ struct RunConfig {
   TrainConfig train;
   OutputConfig output;
   TransferConfig transfer;
+  SampleConfig sample;
   std::string base_dir = ".";  // folder of the config file (not a setting)
   template <class V>
   void fields(V& v) {
@@ -155,6 +157,7 @@ struct RunConfig {
     v("train", train, "the training loop");
     v("output", output, "what the run writes");
     v("transfer", transfer, "delta transfer: teacher and student models, the delta store, learn settings");
+    v("sample", sample, "samples during train and learn: prompts, seeds, cadence, steps and guidance");
   }
 
   // A path from this config: absolute, or relative to the config's folder. Empty stays empty.

@@ -132,11 +132,17 @@ TEST(RunConfig, OneTrainerImport) {
   EXPECT_EQ(run.data.concepts[0].path, dir + "/images/mychar");
   EXPECT_EQ(run.data.concepts[1].samples_per_epoch, 40);
   EXPECT_EQ(run.data.concepts[1].loss_weight, 0.5);
+  EXPECT_EQ(run.sample.every_minutes, 10.0);
+  EXPECT_EQ(run.sample.file, dir + "/training_samples/samples.json");
+  const std::vector<SamplePrompt> samples = sample_prompts(run.sample, ".", 1024);
+  ASSERT_EQ(samples.size(), 1u);  // the disabled one left out
+  EXPECT_EQ(samples[0].steps, 28);
+  EXPECT_EQ(samples[0].cfg, 5.0);
   // The unmapped fields are listed, the mapped ones are not.
   std::string all;
   for (const auto& w : warnings) all += w + "\n";
   EXPECT_NE(all.find("OneTrainer fields not imported: "), std::string::npos) << all;
-  for (const char* unmapped : {"ema", "compile", "quantization", "text_encoder", "masked_training", "sample_after"})
+  for (const char* unmapped : {"ema", "compile", "quantization", "text_encoder", "masked_training", "samples"})
     EXPECT_NE(all.find(std::string(" ") + unmapped + ","), std::string::npos) << unmapped << "\n" << all;
   for (const char* mapped : {" lora_rank", " learning_rate,", " epochs", " timestep_distribution"})
     EXPECT_EQ(all.find(mapped), std::string::npos) << mapped << "\n" << all;

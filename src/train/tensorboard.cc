@@ -96,6 +96,25 @@ void TensorBoardWriter::scalars(int64_t step, const std::vector<std::pair<std::s
   record(event);
 }
 
+void TensorBoardWriter::image(int64_t step, const std::string& name, const std::string& png, int64_t width,
+                              int64_t height, int channels, double wall_time) {
+  std::string image;
+  int_field(image, 1, height);
+  int_field(image, 2, width);
+  int_field(image, 3, channels);
+  bytes_field(image, 4, png);
+  std::string v;
+  bytes_field(v, 1, name);
+  bytes_field(v, 4, image);
+  std::string summary;
+  bytes_field(summary, 1, v);
+  std::string event;
+  double_field(event, 1, wall_time);
+  int_field(event, 2, step);
+  bytes_field(event, 5, summary);
+  record(event);
+}
+
 void TensorBoardWriter::record(const std::string& event) {
   std::string header;
   const uint64_t length = event.size();

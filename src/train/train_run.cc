@@ -8,6 +8,7 @@
 #include "data/cache.h"
 #include "data/dataset.h"
 #include "lora/file.h"
+#include "sample/run_samples.h"
 #include "train/trainer.h"
 
 namespace dt {
@@ -109,11 +110,13 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
 
 LoopResult train(const RunConfig& run, bool resume) {
   const std::unique_ptr<RunData> data = prepare_data(run, run.model);
+  const std::unique_ptr<RunSampler> sampler = RunSampler::create(run, run.model);  // before the transformer loads
   LoadedModel model = load_model(run, run.model, run.lora);
   std::cout << "model " << model.family << " on " << run.model.device << " (" << run.model.dtype << "), "
             << model.adapters->size() << " LoRA adapters of rank " << run.lora.rank << "\n";
   FlowObjective objective;
-  return run_loop(run, model, data->plan, *data->source, objective, resume);
+  return run_loop(run, model, data->plan, *data->source, objective, resume,
+                  sampler ? sampler->begin(*model.denoiser, resume) : AfterStep{});
 }
 
 }  // namespace dt

@@ -86,7 +86,7 @@ void save_lora(const RunConfig& run, const LoadedModel& model, const std::string
 }
 
 LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, SampleSource& source,
-                    Objective& objective, bool resume) {
+                    Objective& objective, bool resume, const AfterStep& after_step) {
   const TrainConfig& t = run.train;
   const std::string run_dir = run.resolve(run.output.run_dir);
   const bool trains = objective.trains();
@@ -230,7 +230,8 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
       save_lora(run, model, (fs::path(run_dir) / name).string());
     }
     if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && next_batch < total_batches) save_checkpoint();
-    step_start = std::chrono::steady_clock::now();  // step time and rate leave the saving out
+    if (after_step) after_step(step, next_batch >= total_batches);
+    step_start = std::chrono::steady_clock::now();  // step time and rate leave the saving (and sampling) out
   }
   progress.finish();
   objective.end();

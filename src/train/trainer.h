@@ -2,6 +2,7 @@
 // schedule with warm-up, gradient accumulation and clipping, atomic LoRA saves, rolling
 // checkpoints (LoRA, optimizer, plan position, RNG) and bitwise resume, metrics, progress.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -52,12 +53,16 @@ struct LoopResult {
   double last_loss = 0;  // smoothed
 };
 
+// Called after every optimizer step with the step count and whether it was the last (e.g. to take
+// samples); its time is not counted in the step's metrics.
+using AfterStep = std::function<void(int64_t step, bool last)>;
+
 // Runs `objective` over plan.batches from the start, or with `resume` from the newest checkpoint in
 // run.output.run_dir (or the objective's own progress). Writes run.output.lora at the end when the
 // objective trains. Throws dt::Error on NaN/inf (naming the step), unwritable outputs (before the
 // first step) and out-of-memory (naming the setting to change).
 LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, SampleSource& source,
-                    Objective& objective, bool resume);
+                    Objective& objective, bool resume, const AfterStep& after_step = {});
 
 // The LoRA file of the adapters in the format and dtype of run.output.
 void save_lora(const RunConfig& run, const LoadedModel& model, const std::string& path);

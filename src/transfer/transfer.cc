@@ -7,6 +7,7 @@
 #include "core/hash.h"
 #include "data/cache.h"
 #include "data/dataset.h"
+#include "sample/run_samples.h"
 #include "transfer/delta_store.h"
 #include "transfer/objectives.h"
 
@@ -124,12 +125,19 @@ LoopResult learn(const RunConfig& run, bool resume) {
   } else {
     lora.init = t.student_lora == "fresh" ? "" : t.student_lora;
   }
+  // Samples: prompts encoded and the teacher's column made (Base loaded and freed) before the student loads.
+  const std::unique_ptr<RunSampler> sampler = RunSampler::create(run, student_config);
+  if (sampler) {
+    if (t.teacher_lora.empty()) throw Error("transfer grids need transfer.teacher_lora (the teacher column)");
+    sampler->add_teacher_column(run, with_base(run, t.teacher), t.teacher_lora);
+  }
   LoadedModel student = load_model(run, student_config, lora);
   std::cout << "learn: student " << family.name() << " (LoRA " << (lora.init.empty() ? "fresh" : lora.init) << "), "
             << store->size() << " records × " << t.learn_passes << " passes in " << plan.plan.batches.size()
             << " batches, g = " << guidance << ", " << (store->manifest().exact ? "exact" : "approximate") << " form\n";
   LearnObjective objective(store, plan, guidance);
-  return run_loop(run, student, plan.plan, *data->source, objective, resume);
+  return run_loop(run, student, plan.plan, *data->source, objective, resume,
+                  sampler ? sampler->begin(*student.denoiser, resume) : AfterStep{});
 }
 
 LoopResult transfer(const RunConfig& run, bool resume) {

@@ -4,6 +4,7 @@ generates from event.proto. Prints one JSON object per event; exits 1 on any fra
 
 usage: /usr/bin/python3 read_events.py EVENTS_FILE
 """
+import hashlib
 import json
 import os
 import struct
@@ -57,7 +58,12 @@ def main(path):
         if event.HasField("file_version"):
             out["file_version"] = event.file_version
         if event.HasField("summary"):
-            out["values"] = {v.tag: v.simple_value for v in event.summary.value}
+            out["values"] = {v.tag: v.simple_value for v in event.summary.value if v.WhichOneof("value") == "simple_value"}
+            images = {v.tag: v.image for v in event.summary.value if v.WhichOneof("value") == "image"}
+            if images:
+                out["images"] = {tag: {"height": i.height, "width": i.width, "colorspace": i.colorspace,
+                                       "sha256": hashlib.sha256(i.encoded_image_string).hexdigest()}
+                                 for tag, i in images.items()}
         print(json.dumps(out))
         pos += 16 + length
 

@@ -108,6 +108,7 @@ class ZImageFamily : public Family {
     // cited as the official Base default; the diffusers pipeline default 5.0 tends to oversaturate
     // the small sample previews a training run writes.
     d.sample_guidance_base = 4.0;
+    d.guidance_offset = 1.0;
     d.sample_steps_distilled = 8;  // Turbo, no CFG (σ' = 1, 0.955, …, 0.3 → 0)
     d.learning_rate = 3e-4;        // OneTrainer's Z-Image LoRA preset (rank 16, alpha 1)
     // Distilled students want a rate at least as high; 3e-4 already sits above the 1e-4 range

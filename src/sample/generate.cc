@@ -1,0 +1,71 @@
+#include "sample/generate.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "core/progress.h"
+#include "lora/file.h"
+#include "sample/sampler.h"
+
+namespace dt {
+
+PromptFeatures encode_prompts(const Family& family, const std::string& text_encoder_path, const LoadOptions& options,
+                              const std::vector<SamplePrompt>& prompts) {
+  std::vector<std::string> texts;
+  auto add = [&](const std::string& t) {
+    if (std::find(texts.begin(), texts.end(), t) == texts.end()) texts.push_back(t);
+  };
+  for (const SamplePrompt& p : prompts) {
+    add(p.prompt);
+    if (!(p.cfg <= 1)) add(p.negative_prompt);  // NaN: not resolved yet, CFG may run
+  }
+  PromptFeatures out;
+  if (texts.empty()) return out;
+  const std::unique_ptr<TextEncoder> encoder = family.load_text_encoder(text_encoder_path, options);
+  const std::vector<TextFeatures> features = encoder->encode(texts);
+  for (size_t i = 0; i < texts.size(); ++i) out[texts[i]] = features[i].cpu();
+  return out;
+}
+
+at::Tensor sample_prompt(Denoiser& model, const Family& family, const SamplePrompt& p, const PromptFeatures& features,
+                         const LoadOptions& options, Progress* progress) {
+  SamplerInput in;
+  in.noise = sample_noise(p.seed, family.latent_shape(p.height, p.width));
+  in.sigmas = family.sigmas(static_cast<int>(p.steps), p.height, p.width);
+  in.positive = features.at(p.prompt);
+  in.cfg = p.cfg;
+  if (p.cfg > 1) in.negative = features.at(p.negative_prompt);
+  return sample_latent(model, in, options.device, options.compute_dtype, [&] {
+    if (progress) progress->advance();
+  });
+}
+
+std::vector<Image> decode_latents(const Family& family, const std::string& vae_path, const LoadOptions& options,
+                                  const std::vector<at::Tensor>& latents) {
+  const std::unique_ptr<Autoencoder> vae = family.load_vae(vae_path, options);
+  std::vector<Image> images;
+  for (const at::Tensor& x0 : latents) images.push_back(image_from_tensor(vae->decode(x0.unsqueeze(0))[0]));
+  return images;
+}
+
+std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>& loras, const std::vector<SamplePrompt>& prompts) {
+  const Family& family = *m.family;
+  const PromptFeatures features = encode_prompts(family, m.text_encoder, m.options, prompts);
+  std::vector<at::Tensor> latents;
+  {
+    const std::unique_ptr<Denoiser> model = family.load_transformer(m.transformer, m.options);
+    std::vector<std::pair<std::string, double>> files;
+    for (const LoraFile& l : loras) files.emplace_back(l.path, l.strength);
+    if (!files.empty()) lora::merge_lora_files(model->module(), lora::key_map(family.name()), files);
+    model->module().eval();
+    int64_t total = 0;
+    for (const SamplePrompt& p : prompts) total += p.steps;
+    Progress progress("sample", total);
+    for (const SamplePrompt& p : prompts) latents.push_back(sample_prompt(*model, family, p, features, m.options, &progress));
+    progress.finish();
+  }
+  return decode_latents(family, m.vae, m.options, latents);
+}
+
+}  // namespace dt

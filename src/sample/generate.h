@@ -1,0 +1,45 @@
+// Prompts to images with a family's three components, each loaded only while it is used and freed
+// after: the text encoder (all prompts at once), the transformer (every sample), the VAE (every
+// decode). Training-time samplers reuse the pieces with the model they already hold.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/image.h"
+#include "models/family.h"
+#include "sample/output.h"
+#include "sample/sample_config.h"
+
+namespace dt {
+
+class Progress;
+
+// Where a sampler's components come from: pipeline folders (or a transformer checkpoint).
+struct SamplingModels {
+  const Family* family = nullptr;
+  std::string transformer, text_encoder, vae;
+  LoadOptions options;
+};
+
+// Caption features by prompt text, on the CPU.
+using PromptFeatures = std::map<std::string, TextFeatures>;
+
+// Features of every prompt and (where CFG runs) negative prompt of `prompts`.
+PromptFeatures encode_prompts(const Family& family, const std::string& text_encoder_path, const LoadOptions& options,
+                              const std::vector<SamplePrompt>& prompts);
+
+// The final latent of one resolved prompt on a loaded model, with its LoRA state as it is.
+at::Tensor sample_prompt(Denoiser& model, const Family& family, const SamplePrompt& prompt, const PromptFeatures& features,
+                         const LoadOptions& options, Progress* progress = nullptr);
+
+// Images from latents with the family's VAE.
+std::vector<Image> decode_latents(const Family& family, const std::string& vae_path, const LoadOptions& options,
+                                  const std::vector<at::Tensor>& latents);
+
+// The whole pipeline for resolved prompts; LoRA files are merged into the transformer's weights
+// at their strengths (any number; their deltas add up).
+std::vector<Image> generate(const SamplingModels& models, const std::vector<LoraFile>& loras,
+                            const std::vector<SamplePrompt>& prompts);
+
+}  // namespace dt
