@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the whole test suite in two stages, each ending with
+# Installs what is missing, builds, and runs the whole test suite in three stages, each ending with
 # CTest's summary:
-#   1. an optimized AddressSanitizer + UBSan build (build-asan/): every test, long ones included.
-#      LibTorch's kernels are not instrumented, so the sanitizers cost little on model tests, and
-#      one build instead of two keeps CI inside its time on 2 cores;
-#   2. the libFuzzer build (build-fuzz/, clang): each fuzz target for DT_FUZZ_SECONDS (60).
-# Exits non-zero when any stage fails; the later stage still runs.
+#   1. the Release build (build/): every test, long ones included;
+#   2. an AddressSanitizer + UBSan build of the readers of untrusted input (build-asan/:
+#      safetensors, checkpoints, configs, JSON, images, tokenizer) running their tests;
+#   3. the libFuzzer build (build-fuzz/, clang): each fuzz target for DT_FUZZ_SECONDS (60).
+# Exits non-zero when any stage fails; the later stages still run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -14,8 +14,12 @@ failed=()
 
 stage() { printf '\n=== %s\n' "$1"; }
 
-stage "AddressSanitizer + UBSan build (optimized): every test"
-DT_BUILD_DIR=build-asan bash scripts/build.sh -DDT_ASAN=ON -DDT_BENCH=OFF
+stage "Release build: every test"
+bash scripts/build.sh
+(cd build && ctest --output-on-failure -j "$jobs" --timeout 1500) || failed+=(release)
+
+stage "AddressSanitizer + UBSan build of the readers of untrusted input: their tests"
+DT_BUILD_DIR=build-asan bash scripts/build.sh -DDT_ASAN=ON -DDT_PARSERS_ONLY=ON -DDT_BENCH=OFF
 (cd build-asan && ctest --output-on-failure -j "$jobs" --timeout 1500) || failed+=(asan)
 
 stage "libFuzzer: the safetensors reader for ${DT_FUZZ_SECONDS:-60} s"

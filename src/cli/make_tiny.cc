@@ -20,7 +20,7 @@ int run_make_tiny(int argc, char** argv) {
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
   make_tiny_world(out, o);
-  std::cout << "wrote " << out << ": base/, turbo/, dataset/, train.toml, transfer.toml\n"
+  std::cout << "wrote " << out << ": base/, " << tiny_student_folder(o.family) << "/, dataset/, train.toml, transfer.toml\n"
             << "next: deltatrain train " << out << "/train.toml\n";
   return 0;
 }

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "data/image.h"
 #include "io/atomic_file.h"
+#include "models/flux2/tiny.h"
 #include "models/zimage/config.h"
 #include "models/zimage/weights.h"
 #include "text/qwen3.h"
@@ -137,18 +138,30 @@ RunConfig tiny_train_config() {
   return run;
 }
 
+std::string tiny_student_folder(const std::string& family) { return family == "flux2-klein" ? "distilled" : "turbo"; }
+
 void make_tiny_world(const std::string& dir, const TinyWorldOptions& o) {
-  if (o.family != "zimage") throw Error("make-tiny: no tiny world for the family '" + o.family + "' yet (known: zimage)");
+  const bool flux2 = o.family == "flux2-klein";
+  if (o.family != "zimage" && !flux2)
+    throw Error("make-tiny: no tiny world for the family '" + o.family + "' (known: zimage, flux2-klein)");
   if (o.images < 1 || o.resolution < 16 || o.resolution % 16 != 0)
     throw Error("make-tiny: needs at least one image and a resolution that is a multiple of 16");
   const fs::path root(dir);
   fs::create_directories(root);
-  write_pipeline(root / "base", 1);
-  write_pipeline(root / "turbo", 2);
+  const std::string student = tiny_student_folder(o.family);
+  if (flux2) {  // klein Base and distilled share text encoder and VAE, as the real pair
+    flux2::write_tiny_pipeline((root / "base").string(), 1, false);
+    flux2::write_tiny_pipeline((root / student).string(), 1, true);
+  } else {
+    write_pipeline(root / "base", 1);
+    write_pipeline(root / student, 2);
+  }
   write_dataset(root / "dataset" / "shapes", o.images, o.resolution);
 
   RunConfig train = tiny_train_config();
   train.data.resolutions = {o.resolution};
+  train.model.family = o.family;
+  if (flux2) train.lora.preset = "blocks";  // OneTrainer's FLUX.2 default
   write_file_atomic((root / "train.toml").string(),
                     "# Tiny smoke-test run: deltatrain train train.toml (paths are relative to this file).\n" +
                         config_to_toml(train));
@@ -156,7 +169,7 @@ void make_tiny_world(const std::string& dir, const TinyWorldOptions& o) {
   RunConfig transfer = train;
   transfer.output.run_dir = "transfer-run";
   transfer.transfer.teacher_lora = "run/lora.safetensors";
-  transfer.transfer.student = "turbo";
+  transfer.transfer.student = student;
   write_file_atomic((root / "transfer.toml").string(),
                     "# Tiny delta transfer: deltatrain transfer transfer.toml, after train.toml has run.\n" +
                         config_to_toml(transfer));

@@ -11,12 +11,15 @@
 namespace dt {
 
 struct TinyWorldOptions {
-  std::string family = "zimage";  // the only family with a tiny world so far
+  std::string family = "zimage";  // or "flux2-klein"
   int images = 8;
   int64_t resolution = 64;  // pixels per side of the generated images
 };
 
 void make_tiny_world(const std::string& dir, const TinyWorldOptions& options = {});
+
+// The folder of the distilled sibling: "turbo" (Z-Image-Turbo), "distilled" (FLUX.2 klein).
+std::string tiny_student_folder(const std::string& family);
 
 // The run config make_tiny_world writes as train.toml (paths relative to `dir`).
 RunConfig tiny_train_config();

@@ -47,7 +47,7 @@ at::Tensor ZImageAutoencoder::decode(const at::Tensor& latents) {
 }
 
 std::string ZImageAutoencoder::identity() const {
-  if (identity_.empty()) identity_ = content_identity("vae: posterior mean, (z - 0.1159) * 0.3611", files_);
+  if (identity_.empty()) identity_ = content_identity("zimage", "vae: posterior mean, (z - 0.1159) * 0.3611", files_);
   return identity_;
 }
 
