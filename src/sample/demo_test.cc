@@ -44,6 +44,7 @@ TEST(Demo, PipelineAtReducedSize) {
   o.resolution = 32;
   o.train_epochs = 2;
   o.learn_passes = 1;
+  o.sample_every = 1;
   o.prompts = {"a red circle on a blue background"};
   const DemoResult r = run_demo(o);
 
@@ -79,7 +80,9 @@ TEST(Demo, PipelineAtReducedSize) {
   EXPECT_GT(max_difference(student, plain), 0);  // the student's LoRA acts
 
   // Artefacts the summary names.
-  for (const std::string& path : {r.teacher_lora, r.student_lora, r.store + "/manifest.json", r.train_samples + "/step-000000/00.png"})
+  for (const std::string& path : {r.teacher_lora, r.student_lora, r.store + "/manifest.json", r.train_samples + "/step-000000/00.png",
+                                  r.train_samples + "/step-000001/00.png", r.train_samples + "/step-000002/00.png",
+                                  r.transfer_samples + "/step-000001/grid-00.png", r.transfer_samples + "/no-lora/00.png"})
     EXPECT_TRUE(fs::exists(path)) << path;
   bool tensorboard_images = false;
   for (const auto& e : fs::directory_iterator(transfer.resolve(transfer.output.run_dir) + "/tensorboard/samples"))
