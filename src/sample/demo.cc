@@ -1,6 +1,7 @@
 #include "sample/demo.h"
 
 #include <chrono>
+#include <exception>
 #include <filesystem>
 #include <iostream>
 
@@ -21,6 +22,7 @@ class Stage {
     std::cout << "\n[" << index << "/4] " << what << std::endl;
   }
   ~Stage() {
+    if (std::uncaught_exceptions() > 0) return;  // the error says what happened
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     std::printf("      done in %.1f s\n", s);
     std::fflush(stdout);
