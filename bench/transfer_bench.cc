@@ -8,7 +8,13 @@
 //   * bytes of one record against the latent it belongs to.
 // Targets (DESIGN): learn ≤ 1.35× plain, record ≤ 0.70× plain, learn peak RSS ≤ 1.05× plain.
 //
+// --precision: how much of δc survives bf16 compute. The same weights and LoRA (its up matrices
+// scaled to strengths 1, 0.3, 0.1) in fp32 and in bf16; δc of N items recorded in bf16 (paired
+// forward and two forwards) against δc computed in fp32 with two forwards: ‖δ_bf16 − δ_fp32‖ / ‖δ_fp32‖
+// over the items, with the LoRA's size ‖δ‖ / ‖v‖ beside it, and the time of each record.
+//
 // usage: transfer_bench [--steps N (default 3)] [--dtype fp32|bf16 (default fp32)]
+//        transfer_bench --precision N (items, default 3)
 //        (internal: --memory plain|learn --store DIR)                 DT_THREADS sets the threads
 #include <torch/torch.h>
 
@@ -26,6 +32,7 @@
 #include "models/zimage/family.h"
 #include "train/objective.h"
 #include "train/optimizer.h"
+#include "transfer/delta.h"
 #include "transfer/delta_store.h"
 #include "transfer/objectives.h"
 
@@ -96,6 +103,7 @@ class Source : public dt::SampleSource {
   explicit Source(World& w) : w_(w) {}
   at::Tensor latent(int32_t) override { return w_.x0; }
   dt::TextFeatures text(int32_t, int32_t caption) override { return caption == dt::kEmptyCaption ? w_.empty : w_.text; }
+  std::string caption(int32_t, int32_t caption) override { return caption == dt::kEmptyCaption ? "" : "a bench caption"; }
 
  private:
   World& w_;
@@ -144,7 +152,7 @@ int memory_child(const std::string& mode, const std::string& store_dir, c10::Sca
   } else {
     auto store = dt::DeltaStore::open(store_dir);
     const dt::LearnPlan learn = dt::make_learn_plan(*store, bench_plan(1).samples, "bench", 1, 1, "recorded", 0);
-    dt::LearnObjective objective(store, learn, 3.0);
+    dt::LearnObjective objective(store, learn, source, 3.0);
     for (int i = 0; i < 2; ++i) train_step(objective, w, adam, batch_of(learn.plan, i, source, dtype));
   }
   std::printf("%.4f\n", peak_rss_gib());
@@ -160,6 +168,57 @@ double child_peak(const std::string& mode, const std::string& store, const std::
   return gib;
 }
 
+// Scales the LoRA's up matrices (every second adapter parameter) by `factor`.
+void scale_lora(World& w, double factor) {
+  torch::NoGradGuard no_grad;
+  const std::vector<at::Tensor> p = w.adapters->parameters();  // down, up, down, up, ...
+  for (size_t i = 1; i < p.size(); i += 2) p[i].mul_(factor);
+}
+
+double l2(const at::Tensor& t) { return t.to(torch::kFloat).norm().item<double>(); }
+
+int precision(int items) {
+  World f32(torch::kFloat), b16(torch::kBFloat16);
+  Source sf(f32), sb(b16);
+  const dt::Plan plan = bench_plan(items);
+  std::printf("δc recorded in bf16 against fp32 compute: mid-size Z-Image (dim 1024, 8 layers, 1024 image + 128 "
+              "caption tokens, rank-16 attn-mlp LoRA), %d items at σ from 0.2 to 0.8, %d threads\n",
+              items, at::get_num_threads());
+  std::printf("%-9s %10s %16s %16s %16s %12s %12s %12s\n", "strength", "‖δ‖/‖v‖", "bf16 paired err", "bf16 2-fwd err",
+              "fp32 paired err", "fp32 s/rec", "bf16p s/rec", "bf16 2f s/rec");
+  double strength = 1;
+  for (double target : {1.0, 0.3, 0.1}) {
+    scale_lora(f32, target / strength);
+    scale_lora(b16, target / strength);
+    strength = target;
+    double ref2 = 0, v2 = 0, paired2 = 0, two2 = 0, f32paired2 = 0, t_f32 = 0, t_paired = 0, t_two = 0;
+    for (int i = 0; i < items; ++i) {
+      const dt::Batch bf = batch_of(plan, i, sf, torch::kFloat), bb = batch_of(plan, i, sb, torch::kBFloat16);
+      auto t0 = Clock::now();
+      const at::Tensor ref = dt::lora_delta(*f32.denoiser, bf.x_t, bf.sigma, bf.text, false);
+      t_f32 += seconds(t0);
+      const at::Tensor f32_paired = dt::lora_delta(*f32.denoiser, bf.x_t, bf.sigma, bf.text, true);
+      const at::Tensor v = dt::prior_prediction(*f32.denoiser, bf.x_t, bf.sigma, bf.text);
+      t0 = Clock::now();
+      const at::Tensor paired = dt::lora_delta(*b16.denoiser, bb.x_t, bb.sigma, bb.text, true);
+      t_paired += seconds(t0);
+      t0 = Clock::now();
+      const at::Tensor two = dt::lora_delta(*b16.denoiser, bb.x_t, bb.sigma, bb.text, false);
+      t_two += seconds(t0);
+      ref2 += std::pow(l2(ref), 2);
+      v2 += std::pow(l2(v), 2);
+      paired2 += std::pow(l2(paired - ref), 2);
+      two2 += std::pow(l2(two - ref), 2);
+      f32paired2 += std::pow(l2(f32_paired - ref), 2);
+    }
+    std::printf("%-9.1f %10.4f %16.4f %16.4f %16.2e %12.2f %12.2f %12.2f\n", strength, std::sqrt(ref2 / v2),
+                std::sqrt(paired2 / ref2), std::sqrt(two2 / ref2), std::sqrt(f32paired2 / ref2), t_f32 / items,
+                t_paired / items, t_two / items);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -168,6 +227,8 @@ int main(int argc, char** argv) {
   const c10::ScalarType dtype = dtype_name == "bf16" ? torch::kBFloat16 : torch::kFloat;
   if (const std::string mode = option(argc, argv, "--memory", ""); !mode.empty())
     return memory_child(mode, option(argc, argv, "--store", ""), dtype);
+  if (const std::string items = option(argc, argv, "--precision", ""); !items.empty())
+    return precision(std::max(1, std::atoi(items.c_str())));
   const int steps = std::max(1, std::atoi(option(argc, argv, "--steps", "3").c_str()));
 
   const fs::path store_dir = fs::temp_directory_path() / ("transfer_bench_" + std::to_string(getpid()));
@@ -210,7 +271,7 @@ int main(int argc, char** argv) {
 
   auto store = dt::DeltaStore::open(store_dir.string());
   const dt::LearnPlan learn = dt::make_learn_plan(*store, plan.samples, "bench", 1, 1, "recorded", 0);
-  dt::LearnObjective objective(store, learn, 3.0);
+  dt::LearnObjective objective(store, learn, source, 3.0);
   w.denoiser->module().train();
   train_step(objective, w, adam, batch_of(learn.plan, 0, source, dtype));  // warm-up
   double t_plain2 = 0, t_target = 0;

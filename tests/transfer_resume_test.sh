@@ -2,7 +2,8 @@
 # `deltatrain transfer` on make-tiny's world, killed with SIGKILL and resumed: a record killed in
 # the middle ends with a store byte-identical to an uninterrupted one; a learn killed and resumed
 # ends with a LoRA bitwise identical to an uninterrupted one. Also LoRA → LoRA at g = 1 from a fresh
-# LoRA, and a corrupted store refused by learn.
+# LoRA, checked on the recorded items; a corrupted store refused by learn; a complete store not
+# reused for another teacher checkpoint.
 # usage: transfer_resume_test.sh DELTATRAIN SHARED_DIR
 set -euo pipefail
 bin=$(realpath "$1")
@@ -71,6 +72,25 @@ echo "learn killed and resumed: LoRA identical"
   --set transfer.guidance=1 --set transfer.student_lora=fresh > "$dir/l2l.log"
 grep -q "g = 1," "$dir/l2l.log" && [ -f "$dir/l2l.safetensors" ] || { echo "LoRA to LoRA failed"; cat "$dir/l2l.log"; exit 1; }
 
+# What that LoRA learned, on every recorded item: a learn pass at learning rate 0 logs, per batch,
+# transfer_error = ‖(S_lora − S0) − δc‖ / ‖δc‖ (g = 1) before any update. From a fresh LoRA it is 1.
+transfer_error() {  # LoRA (file or "fresh") → mean transfer_error over every record
+  local eval="$dir/eval-$(basename "$1")"
+  "$bin" transfer learn "$cfg" --run-dir "$eval" "${settings[@]}" --set transfer.guidance=1 --set "transfer.student_lora=$1" \
+    --set "transfer.store=$dir/reference/deltas" --set train.learning_rate=0 --set transfer.learn_passes=1 > "$eval.log" ||
+    { echo "evaluation of $1 failed"; cat "$eval.log"; exit 1; }
+  /usr/bin/python3 - "$eval/metrics.jsonl" <<'PY'
+import json, sys
+errors = [json.loads(line)["transfer_error"] for line in open(sys.argv[1])]
+print(f"{sum(errors) / len(errors):.4f}")
+PY
+}
+fresh=$(transfer_error fresh)
+learned=$(transfer_error "$dir/l2l.safetensors")
+echo "LoRA → LoRA at g = 1: relative error of S_lora − S0 against δc on the recorded items: $fresh fresh, $learned learned"
+/usr/bin/python3 -c "import sys; f, l = $fresh, $learned; sys.exit(0 if abs(f - 1) < 1e-3 and l < 0.6 else 1)" ||
+  { echo "LoRA to LoRA did not approach δc"; exit 1; }
+
 # A flipped byte in a record: learn refuses it naming the record.
 /usr/bin/python3 - "$run/deltas/records.bin" <<'PY'
 import sys
@@ -80,4 +100,14 @@ if "$bin" transfer learn "$cfg" "${settings[@]}" --run-dir "$dir/corrupt" --set 
   echo "learn accepted a corrupt store"; exit 1
 fi
 grep -q "corrupt (CRC mismatch)" "$dir/c.log" || { echo "corrupt store:"; cat "$dir/c.log"; exit 1; }
+
+# Another Base under the same path: a complete store is not reused for it.
+/usr/bin/python3 - "$dir/world/base/transformer/diffusion_pytorch_model.safetensors" <<'PY'
+import sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[-3] ^= 1; open(p, "wb").write(b)
+PY
+if "$bin" transfer record "$cfg" --run-dir "$dir/reference" "${settings[@]}" --resume > "$dir/swap.log" 2>&1; then
+  echo "record reused a complete store for another teacher"; cat "$dir/swap.log"; exit 1
+fi
+grep -q "the teacher model differs" "$dir/swap.log" || { echo "teacher swap:"; cat "$dir/swap.log"; exit 1; }
 echo "all passed"

@@ -22,7 +22,6 @@ namespace {
 
 // Bump when the image preparation (decode, composite, resize) changes its pixels.
 constexpr const char* kImagePipeline = "lanczos3-v1";
-constexpr int64_t kTextBatch = 4;
 
 std::string latent_key(const Sample& s, const std::string& background, const std::string& vae) {
   const Crop& c = s.crop;
@@ -256,14 +255,14 @@ CacheIdentities fill_cache(const Manifest& manifest, const DataConfig& config, c
     }
     std::optional<Progress> bar;
     if (progress && !todo.empty()) bar.emplace("text", int64_t(todo.size()));
-    for (size_t i = 0; i < todo.size(); i += kTextBatch) {
-      std::vector<std::string> prompts;
-      for (size_t k = i; k < std::min(todo.size(), i + kTextBatch); ++k) prompts.push_back(todo[k].caption);
-      std::vector<TextFeatures> features = encoder->encode(prompts);
-      if (features.size() != prompts.size()) throw Error("text encoder returned the wrong number of features");
-      for (size_t k = 0; k < prompts.size(); ++k) write_entry(todo[i + k].path, todo[i + k].key, features[k]);
-      st.texts_computed += int64_t(prompts.size());
-      if (bar) bar->advance(int64_t(prompts.size()));
+    // One caption per forward: an entry is then the caption's own encoding, whatever else is
+    // cached beside it (a row of a batched GEMM need not equal the unbatched product bitwise).
+    for (const Job& j : todo) {
+      std::vector<TextFeatures> features = encoder->encode({j.caption});
+      if (features.size() != 1) throw Error("text encoder returned the wrong number of features");
+      write_entry(j.path, j.key, features[0]);
+      ++st.texts_computed;
+      if (bar) bar->advance();
     }
     known.set(text_fp, ids.text);
   }

@@ -49,6 +49,7 @@ class FakeFamily : public Family {
   std::string name() const override { return "fake"; }
   bool detect(const Checkpoint&) const override { return false; }
   std::unique_ptr<Denoiser> load_transformer(const std::string&, const LoadOptions&) const override { return nullptr; }
+  std::string transformer_identity(const std::string& path) const override { return read_file(path); }
   std::unique_ptr<TextEncoder> load_text_encoder(const std::string& path, const LoadOptions&) const override {
     ++text_loads;
     return std::make_unique<FakeTextEncoder>(read_file(path));

@@ -1,6 +1,7 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -20,12 +21,25 @@ std::string parent_dir(const std::string& path) {
   return parent.empty() ? std::string(".") : parent.string();
 }
 
+// The process's file-creation mask, read from /proc (Linux 4.7+): setting and restoring it with
+// umask() would briefly leave it 0 for every other thread that creates a file meanwhile.
+mode_t current_umask() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("Umask:", 0) == 0) return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8));
+  return 022;  // no /proc: the usual default
+}
+
 }  // namespace
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   temp_path_ = path_ + ".tmp-XXXXXX";
   fd_ = mkstemp(temp_path_.data());
   if (fd_ < 0) throw file_error(path_, std::string("cannot create a file here: ") + std::strerror(errno));
+  // mkstemp creates 0600; an output file is shared like any tool's output: 0666 less the umask.
+  if (::fchmod(fd_, 0666 & ~current_umask()) != 0)
+    throw file_error(path_, std::string("cannot set the file mode: ") + std::strerror(errno));
 }
 
 AtomicFile::~AtomicFile() {

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "lora/adapters.h"
@@ -162,6 +163,56 @@ TEST(LoraFiles, PeftPatternsAndRslora) {
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 8})"}});
   EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); }).find("layers.1.attention.to_q: rank 2 in the tensors but 4"), std::string::npos);
   std::filesystem::remove(path);
+}
+
+// A PEFT adapter folder (adapter_model.safetensors + adapter_config.json, as PEFT's save_pretrained
+// writes it): rank, alpha and target modules come from the config; a file whose own alpha
+// conflicts with it, a module outside target_modules or another rank is an error, not a guess.
+TEST(LoraFiles, PeftAdapterConfigBesideTheFile) {
+  const std::filesystem::path dir = temp("adapter_folder");
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "adapter_model.safetensors").string(), config = (dir / "adapter_config.json").string();
+  torch::manual_seed(2);
+  NamedTensors t = {{"base_model.model.layers.0.attention.to_q.lora_A.weight", torch::randn({4, 64})},
+                    {"base_model.model.layers.0.attention.to_q.lora_B.weight", torch::randn({64, 4})},
+                    {"base_model.model.layers.1.feed_forward.w2.lora_A.weight", torch::randn({4, 170})},
+                    {"base_model.model.layers.1.feed_forward.w2.lora_B.weight", torch::randn({64, 4})}};
+  write_safetensors(path, t);
+  testing::TinyZImage model;
+  EXPECT_DOUBLE_EQ(read_lora(path, key_map("zimage"), &model).find("layers.0.attention.to_q")->scale(), 1.0);  // no config: scale 1
+  write_file_atomic(config, R"({"peft_type": "LORA", "r": 4, "lora_alpha": 2, "target_modules": ["to_q", "w2", "to_k"]})");
+  LoraWeights w = read_lora(path, key_map("zimage"), &model);
+  EXPECT_EQ(w.format, "peft");
+  ASSERT_EQ(w.modules.size(), 2u);
+  for (const auto& m : w.modules) EXPECT_DOUBLE_EQ(m.scale(), 0.5) << m.name;
+  const at::Tensor want = torch::mm(t[1].second, t[0].second) * 0.5;
+  EXPECT_TRUE(torch::allclose(delta(*w.find("layers.0.attention.to_q")), want, 1e-6, 1e-6));
+  // target_modules as a regex over the whole name.
+  write_file_atomic(config, R"json({"r": 4, "lora_alpha": 8, "target_modules": "layers\\.\\d+\\.(attention\\.to_q|feed_forward\\.w2)"})json");
+  EXPECT_DOUBLE_EQ(read_lora(path, key_map("zimage")).find("layers.1.feed_forward.w2")->scale(), 2.0);
+  // A module the config does not target.
+  write_file_atomic(config, R"({"r": 4, "lora_alpha": 2, "target_modules": ["to_q"]})");
+  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); })
+                .find(path + ": layers.1.feed_forward.w2 is not among the target_modules of the adapter_config.json beside it"),
+            std::string::npos);
+  // Another rank.
+  write_file_atomic(config, R"({"r": 8, "lora_alpha": 2})");
+  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); }).find("rank 4 in the tensors but 8 in adapter_config.json"),
+            std::string::npos);
+  // The file's own alpha (tensors, or lora_adapter_metadata) must agree with the config's.
+  NamedTensors with_alpha = t;
+  with_alpha.push_back({"base_model.model.layers.0.attention.to_q.alpha", torch::tensor(2.0f)});
+  with_alpha.push_back({"base_model.model.layers.1.feed_forward.w2.alpha", torch::tensor(2.0f)});
+  write_safetensors(path, with_alpha);
+  write_file_atomic(config, R"({"r": 4, "lora_alpha": 2})");
+  EXPECT_DOUBLE_EQ(read_lora(path, key_map("zimage")).find("layers.0.attention.to_q")->scale(), 0.5);
+  write_file_atomic(config, R"({"r": 4, "lora_alpha": 8})");
+  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); })
+                .find("layers.0.attention.to_q: the file gives alpha 2 (scale 0.5), the adapter_config.json beside it 8 (scale 2)"),
+            std::string::npos);
+  write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 4})"}});
+  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); }).find("the file gives alpha 4 (scale 1)"), std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(LoraFiles, UnknownKeysAndWrongShapesAreListed) {

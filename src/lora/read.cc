@@ -2,6 +2,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <filesystem>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -9,6 +11,7 @@
 #include "core/error.h"
 #include "core/regex.h"
 #include "lora/listing.h"
+#include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "lora/adapters.h"
 #include "lora/file.h"
@@ -54,23 +57,39 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
-// Scale rules of a PEFT config (`lora_adapter_metadata`): scale = lora_alpha / r, with the first
-// matching alpha_pattern / rank_pattern key (in the JSON's order) overriding for a module.
+// Scale rules of a PEFT config (`lora_adapter_metadata` in the file, or an `adapter_config.json`
+// beside it as PEFT's save_pretrained writes it): scale = lora_alpha / r, with the first matching
+// alpha_pattern / rank_pattern key (in the JSON's order) overriding for a module.
 struct PeftConfig {
+  std::string source;  // where it was read, for messages
   double r = 0, lora_alpha = 0;
   bool rslora = false;
   std::vector<std::pair<std::string, double>> rank_pattern, alpha_pattern;
+  // target_modules: a regex over the whole module name, or names matching the name or its tail.
+  std::optional<std::string> target_regex;
+  std::vector<std::string> target_names;
 
   static std::optional<PeftConfig> from(const std::map<std::string, std::string>& metadata, const std::string& path) {
     auto it = metadata.find("lora_adapter_metadata");
     if (it == metadata.end()) return std::nullopt;
+    return parse_text(it->second, path, "lora_adapter_metadata");
+  }
+
+  // adapter_config.json in the LoRA file's folder, if there is one.
+  static std::optional<PeftConfig> beside(const std::string& path) {
+    const std::filesystem::path config = std::filesystem::path(path).parent_path() / "adapter_config.json";
+    if (!std::filesystem::exists(config)) return std::nullopt;
+    return parse_text(read_file(config.string()), config.string(), "adapter_config.json");
+  }
+
+  static PeftConfig parse_text(const std::string& text, const std::string& path, const std::string& source) {
     nlohmann::ordered_json j;
     try {
-      j = nlohmann::ordered_json::parse(it->second);
+      j = nlohmann::ordered_json::parse(text);
     } catch (const std::exception& e) {
-      throw file_error(path, std::string("lora_adapter_metadata is not JSON: ") + e.what());
+      throw file_error(path, source + " is not JSON: " + e.what());
     }
-    if (!j.is_object()) throw file_error(path, "lora_adapter_metadata is not a JSON object");
+    if (!j.is_object()) throw file_error(path, source + " is not a JSON object");
     if (!j.contains("r") && j.contains("transformer.r")) {  // diffusers pipelines prefix the component
       nlohmann::ordered_json inner;
       for (auto& [k, v] : j.items())
@@ -78,6 +97,7 @@ struct PeftConfig {
       j = inner;
     }
     PeftConfig c;
+    c.source = source;
     try {
       c.r = j.at("r").get<double>();
       c.lora_alpha = j.value("lora_alpha", c.r);
@@ -87,20 +107,25 @@ struct PeftConfig {
         auto& into = std::string(field) == "rank_pattern" ? c.rank_pattern : c.alpha_pattern;
         for (auto& [k, v] : j[field].items()) into.emplace_back(k, v.get<double>());
       }
+      if (j.contains("target_modules") && j["target_modules"].is_string())
+        c.target_regex = j["target_modules"].get<std::string>();
+      else if (j.contains("target_modules") && j["target_modules"].is_array())
+        c.target_names = j["target_modules"].get<std::vector<std::string>>();
     } catch (const std::exception& e) {
-      throw file_error(path, std::string("lora_adapter_metadata lacks a usable r / lora_alpha: ") + e.what());
+      throw file_error(path, source + " lacks a usable r / lora_alpha / target_modules: " + e.what());
     }
+    if (!(c.r > 0) || !std::isfinite(c.lora_alpha)) throw file_error(path, source + ": r must be positive and lora_alpha finite");
     return c;
   }
 
   // PEFT: the first key k for which (.*\.)?(k)$ matches the module path from its start.
-  static double pick(const std::vector<std::pair<std::string, double>>& pattern, const std::string& module,
-                     double fallback, const std::string& path) {
+  double pick(const std::vector<std::pair<std::string, double>>& pattern, const std::string& module, double fallback,
+              const std::string& path) const {
     for (const auto& [key, value] : pattern) {
       try {
         if (Regex("(.*\\.)?(" + key + ")$").match_prefix(module)) return value;
       } catch (const Error& e) {
-        throw file_error(path, std::string("lora_adapter_metadata: ") + e.what());
+        throw file_error(path, source + ": " + e.what());
       }
     }
     return fallback;
@@ -112,9 +137,25 @@ struct PeftConfig {
     double a_mod = pick(alpha_pattern, module, lora_alpha, path);
     if (static_cast<int64_t>(r_mod) != rank)
       throw file_error(path, module + ": rank " + std::to_string(rank) + " in the tensors but " +
-                                 std::to_string(static_cast<int64_t>(r_mod)) + " in lora_adapter_metadata");
+                                 std::to_string(static_cast<int64_t>(r_mod)) + " in " + source);
     double scale = rslora ? a_mod / std::sqrt(r_mod) : a_mod / r_mod;
     return scale * static_cast<double>(rank);
+  }
+
+  // PEFT's target_modules rule: a string is a regex over the whole name; a list matches a name
+  // equal to an entry or ending in "." + entry. No target_modules: every module.
+  bool targets(const std::string& module, const std::string& path) const {
+    if (target_regex) {
+      try {
+        return Regex("^(?:" + *target_regex + ")$").match_prefix(module);
+      } catch (const Error& e) {
+        throw file_error(path, source + ": target_modules: " + e.what());
+      }
+    }
+    if (target_names.empty()) return true;
+    for (const auto& t : target_names)
+      if (module == t || ends_with(module, "." + t)) return true;
+    return false;
   }
 };
 
@@ -192,6 +233,7 @@ Parsed parse(const SafetensorsFile& file, const KeyMap& keys, const std::set<std
   if (groups.empty()) throw file_error(path, "no LoRA tensors (…lora_down/lora_up or …lora_A/lora_B)");
 
   auto peft = PeftConfig::from(file.metadata(), path);
+  const auto beside = PeftConfig::beside(path);
   Parsed parsed;
   LoraWeights& w = parsed.weights;
   w.family = keys.family;
@@ -248,6 +290,18 @@ Parsed parse(const SafetensorsFile& file, const KeyMap& keys, const std::set<std
       any_alpha = true;
     } else if (peft) {
       alpha = peft->alpha_for(flat ? resolved->modules[0] : rest, rank, path);
+    } else if (beside) {
+      alpha = beside->alpha_for(flat ? resolved->modules[0] : rest, rank, path);
+    }
+    if (beside) {
+      const std::string module = flat ? resolved->modules[0] : rest;
+      if (!beside->targets(module, path))
+        throw file_error(path, module + " is not among the target_modules of the adapter_config.json beside it");
+      const double configured = beside->alpha_for(module, rank, path);
+      if (std::abs(configured - alpha) > 1e-6 * std::max(1.0, std::abs(alpha)))
+        throw file_error(path, module + ": the file gives alpha " + c10::str(alpha) + " (scale " + c10::str(alpha / rank) +
+                                   "), the adapter_config.json beside it " + c10::str(configured) + " (scale " +
+                                   c10::str(configured / rank) + ")");
     }
     any_kohya_style = any_kohya_style || g.kohya_style;
     LoraModule m{resolved->modules[0], down, up, alpha};
@@ -277,7 +331,8 @@ Parsed parse(const SafetensorsFile& file, const KeyMap& keys, const std::set<std
   if (!bad.empty()) throw file_error(path, "malformed LoRA tensors: " + join(bad));
   if (!duplicates.empty()) throw file_error(path, "several adapters for one layer: " + join(duplicates));
   std::sort(w.modules.begin(), w.modules.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  w.format = layout_name(first_prefix == "-" ? "" : first_prefix, any_kohya_style, any_alpha, peft.has_value(), any_fused);
+  w.format = layout_name(first_prefix == "-" ? "" : first_prefix, any_kohya_style, any_alpha,
+                         peft.has_value() || beside.has_value(), any_fused);
   return parsed;
 }
 

@@ -92,6 +92,8 @@ class Family {
   // `path` is a transformer checkpoint (diffusers folder or single file) or a pipeline folder
   // holding transformer/, text_encoder/, tokenizer/, vae/.
   virtual std::unique_ptr<Denoiser> load_transformer(const std::string& path, const LoadOptions& o) const = 0;
+  // Denoiser::identity of the transformer at `path` without loading it (it still reads every byte).
+  virtual std::string transformer_identity(const std::string& path) const = 0;
   virtual std::unique_ptr<TextEncoder> load_text_encoder(const std::string& path, const LoadOptions& o) const = 0;
   virtual std::unique_ptr<Autoencoder> load_vae(const std::string& path, const LoadOptions& o) const = 0;
 

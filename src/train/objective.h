@@ -1,9 +1,10 @@
 // What one step of the loop computes. The loop (trainer.h) turns plan items into a Batch and hands
 // it to an Objective; the plain flow objective, transfer-record and transfer-learn are three
 // objectives on the same loop (DESIGN §3):
-//   flow:   loss = MSE(v̂, ε − x0)                       trains, no side output
+//   flow:   loss = L(v̂, ε − x0)                       trains, no side output
 //   record: δc = T(c) − P(c) [, δu] written to a store  no gradients, no optimizer
-//   learn:  loss = MSE(S(c), S0(c) + g·δc [+ (1−g)·δu])  trains; an extra LoRA-off forward
+//   learn:  loss = L(S(c), S0(c) + g·δc [+ (1−g)·δu])  trains; an extra LoRA-off forward
+// L is the run's loss function (train.loss: MSE by default).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -26,6 +27,8 @@ class SampleSource {
   virtual at::Tensor latent(int32_t sample) = 0;
   // Features of caption `caption` of plan.samples[sample] (on the CPU).
   virtual TextFeatures text(int32_t sample, int32_t caption) = 0;
+  // The text of that caption ("" for kEmptyCaption): what the features were encoded from.
+  virtual std::string caption(int32_t sample, int32_t caption) = 0;
 };
 
 // One micro-batch, materialized on the compute device.
@@ -65,15 +68,32 @@ class Objective {
   virtual void end() {}
 };
 
-// Per-sample mean squared error over every non-batch dimension, in float32, weighted by the
-// samples' loss weights and averaged over the batch.
-at::Tensor weighted_mse(const at::Tensor& prediction, const at::Tensor& target, const at::Tensor& loss_weight);
+// The element-wise loss of train.loss (OneTrainer's three, specs/training.md §5), d = prediction − target:
+//   mse    d²
+//   mae    |d|
+//   huber  d²/2 where |d| ≤ δ, else δ·(|d| − δ/2)   (torch.nn.functional.huber_loss; δ = huber_delta)
+struct LossFunction {
+  enum class Kind { mse, mae, huber };
+  Kind kind = Kind::mse;
+  double huber_delta = 1.0;
+  // Throws dt::Error for any other name or a δ that is not positive.
+  static LossFunction from_settings(const std::string& name, double huber_delta);
+};
+
+// Per-sample mean of the element-wise loss over every non-batch dimension, in float32, weighted by
+// the samples' loss weights and averaged over the batch.
+at::Tensor weighted_loss(const LossFunction& loss, const at::Tensor& prediction, const at::Tensor& target,
+                         const at::Tensor& loss_weight);
 
 // The plain flow-matching objective: v̂(x_σ, σ, c) regressed on ε − x0.
 class FlowObjective : public Objective {
  public:
+  explicit FlowObjective(LossFunction loss = {}) : loss_(loss) {}
   std::string name() const override { return "flow"; }
   StepResult step(Denoiser& model, const Batch& batch) override;
+
+ private:
+  LossFunction loss_;
 };
 
 }  // namespace dt

@@ -160,13 +160,19 @@ RunConfig import_onetrainer_config(const std::string& path, const std::string& c
     number("eps", run.train.epsilon);
     number("weight_decay", run.train.weight_decay);
   }
-  double mse = 1, mae = 0;
+  double mse = 1, mae = 0, huber = 0, log_cosh = 0;
   f.take("mse_strength", mse);
   f.take("mae_strength", mae);
-  if (mae > 0 && mse == 0) run.train.loss = "mae";
-  else if (mae > 0) lost.push_back("a mix of mse_strength and mae_strength (mse is used)");
-  for (const char* key : {"log_cosh_strength", "huber_strength"})
-    if (const json* v = f.get(key); v && v->is_number() && v->get<double>() != 0) lost.push_back(std::string(key));
+  f.take("huber_strength", huber);
+  f.take("log_cosh_strength", log_cosh);
+  f.take("huber_delta", run.train.huber_delta);
+  const int terms = (mse != 0) + (mae != 0) + (huber != 0) + (log_cosh != 0);
+  if (terms == 1 && mae != 0) run.train.loss = "mae";
+  else if (terms == 1 && huber != 0) run.train.loss = "huber";
+  else if (terms == 1 && log_cosh != 0) lost.push_back("log_cosh_strength (mse is used)");
+  else if (terms > 1) lost.push_back("a mix of mse, mae, huber and log_cosh strengths (mse is used)");
+  if (terms == 1 && (mse + mae + huber + log_cosh) != 1)
+    lost.push_back("a loss strength other than 1 (the loss is not scaled)");
   if (const std::string w = f.text("loss_weight_fn"); !w.empty() && w != "CONSTANT") lost.push_back("loss_weight_fn " + w);
   if (const std::string s = f.text("loss_scaler"); !s.empty() && s != "NONE") lost.push_back("loss_scaler " + s);
 

@@ -145,11 +145,16 @@ TEST(Plan, NoiseIsStandardNormalAndSeeded) {
   EXPECT_FALSE(torch::equal(a, plan_noise(124, {4, 32, 32}, {})));
   EXPECT_NEAR(a.mean().item<double>(), 0.0, 0.05);
   EXPECT_NEAR(a.std().item<double>(), 1.0, 0.05);
-  // The same thread-independent stream whatever the thread count.
+  // The same stream whatever the thread count: a tensor of 16 grains (64 Ki values, 8 × the
+  // parallel grain of 4096 pairs) is split between the threads, one thread or four.
   const int threads = at::get_num_threads();
   at::set_num_threads(1);
-  EXPECT_TRUE(torch::equal(a, plan_noise(123, {4, 32, 32}, {})));
+  const at::Tensor one_thread = plan_noise(321, {16, 64, 64}, {});
+  at::set_num_threads(4);
+  EXPECT_EQ(at::get_num_threads(), 4);
+  const at::Tensor four_threads = plan_noise(321, {16, 64, 64}, {});
   at::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(one_thread, four_threads));
   // Offset noise adds one constant per channel.
   const at::Tensor off = plan_noise(123, {4, 32, 32}, {0.5, 0.0}) - a;
   EXPECT_LT((off - off.flatten(1).mean(1).view({4, 1, 1})).abs().max().item<double>(), 1e-6);

@@ -71,6 +71,7 @@ struct TrainConfig {
   double min_lr_factor = 0.0;
   double clip_grad_norm = 1.0;
   std::string loss = "mse";
+  double huber_delta = 1.0;
   std::string timestep_distribution = "logit_normal";
   double logit_mean = 0.0;
   double logit_std = 1.0;
@@ -102,7 +103,8 @@ struct TrainConfig {
     v("warmup_steps", warmup_steps, "optimizer steps of linear warm-up from 0 to learning_rate");
     v("min_lr_factor", min_lr_factor, "final learning rate of linear and cosine, as a fraction of learning_rate");
     v("clip_grad_norm", clip_grad_norm, "clip the global gradient norm of the LoRA to this; 0 = off");
-    v("loss", loss, "mse or mae, per sample over all latent elements, weighted by the concept's loss weight");
+    v("loss", loss, "mse, mae or huber: the element-wise loss, averaged per sample over all latent elements, weighted by the concept's loss weight (train and transfer learn)");
+    v("huber_delta", huber_delta, "huber: where the loss turns from quadratic (d²/2) to linear (δ·(|d| − δ/2))");
     v("timestep_distribution", timestep_distribution, "how σ is drawn before the shift: uniform, logit_normal or sigmoid");
     v("logit_mean", logit_mean, "logit_normal: mean of the normal whose sigmoid is σ");
     v("logit_std", logit_std, "logit_normal: standard deviation");

@@ -25,8 +25,9 @@ class ManifestSource : public SampleSource {
  public:
   ManifestSource(const Manifest& manifest, const DataCache& cache) : manifest_(manifest), cache_(cache) {}
   at::Tensor latent(int32_t sample) override { return cache_.latent(manifest_.samples.at(sample)); }
-  TextFeatures text(int32_t sample, int32_t caption) override {
-    return cache_.text(caption == kEmptyCaption ? std::string() : manifest_.samples.at(sample).captions.at(caption));
+  TextFeatures text(int32_t sample, int32_t caption) override { return cache_.text(this->caption(sample, caption)); }
+  std::string caption(int32_t sample, int32_t caption) override {
+    return caption == kEmptyCaption ? std::string() : manifest_.samples.at(sample).captions.at(caption);
   }
 
  private:
@@ -109,12 +110,12 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
 }
 
 LoopResult train(const RunConfig& run, bool resume) {
+  FlowObjective objective(LossFunction::from_settings(run.train.loss, run.train.huber_delta));
   const std::unique_ptr<RunData> data = prepare_data(run, run.model);
   const std::unique_ptr<RunSampler> sampler = RunSampler::create(run, run.model);  // before the transformer loads
   LoadedModel model = load_model(run, run.model, run.lora);
   std::cout << "model " << model.family << " on " << run.model.device << " (" << run.model.dtype << "), "
             << model.adapters->size() << " LoRA adapters of rank " << run.lora.rank << "\n";
-  FlowObjective objective;
   return run_loop(run, model, data->plan, *data->source, objective, resume,
                   sampler ? sampler->begin(*model.denoiser, resume) : AfterStep{});
 }

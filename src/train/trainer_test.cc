@@ -60,6 +60,7 @@ class FixedSource : public SampleSource {
   }
   at::Tensor latent(int32_t sample) override { return latents_.at(sample); }
   TextFeatures text(int32_t sample, int32_t) override { return texts_.at(sample); }
+  std::string caption(int32_t sample, int32_t) override { return "sample " + std::to_string(sample); }
 
  private:
   std::vector<at::Tensor> latents_, texts_;
@@ -120,6 +121,59 @@ double eval_loss(LoadedModel& model, SampleSource& source) {
       total += flow.step(*model.denoiser, b).loss.item<double>();
     }
   return total / 14;
+}
+
+// The three loss functions against hand computations: d = prediction − target per element, the
+// per-sample mean, weighted by the samples' loss weights, averaged over the batch.
+TEST(Trainer, LossFunctionsMatchHandComputations) {
+  const at::Tensor target = torch::tensor({1.0f, 1.0f, 1.0f, -1.0f, -1.0f, -1.0f}).view({2, 3, 1, 1});
+  const at::Tensor d = torch::tensor({0.5f, -2.0f, 1.0f, 3.0f, 0.0f, -0.25f}).view({2, 3, 1, 1});
+  const at::Tensor weight = torch::tensor({1.0f, 2.0f});
+  auto loss = [&](const std::string& name, double delta) {
+    return weighted_loss(LossFunction::from_settings(name, delta), target + d, target, weight).item<double>();
+  };
+  // mse: per sample (0.25 + 4 + 1)/3 = 1.75 and (9 + 0 + 0.0625)/3; weighted mean.
+  EXPECT_NEAR(loss("mse", 1), (1.75 + 2 * 9.0625 / 3) / 2, 1e-6);
+  // mae: (0.5 + 2 + 1)/3 and (3 + 0 + 0.25)/3.
+  EXPECT_NEAR(loss("mae", 1), (3.5 / 3 + 2 * 3.25 / 3) / 2, 1e-6);
+  // huber δ = 1: 0.125, 1·(2 − 0.5), 0.5 | 1·(3 − 0.5), 0, 0.03125.
+  EXPECT_NEAR(loss("huber", 1), (2.125 / 3 + 2 * 2.53125 / 3) / 2, 1e-6);
+  // huber δ = 2: 0.125, 2, 0.5 | 2·(3 − 1), 0, 0.03125.
+  EXPECT_NEAR(loss("huber", 2), (2.625 / 3 + 2 * 4.03125 / 3) / 2, 1e-6);
+  EXPECT_THROW(LossFunction::from_settings("l2", 1), Error);
+  EXPECT_THROW(LossFunction::from_settings("huber", 0), Error);
+}
+
+// The flow objective uses the configured loss (here mae, against |v̂ − (ε − x0)| by hand), and a
+// run with an unknown loss is refused before anything loads.
+TEST(Trainer, FlowObjectiveUsesTheConfiguredLoss) {
+  TinyWorld w("loss");
+  FixedSource source(1);
+  LoadedModel model = load_model(w.run, w.run.model, w.run.lora);
+  Batch b;
+  b.x0 = source.latent(0).unsqueeze(0);
+  b.noise = plan_noise(7, {16, 8, 8}, {}).unsqueeze(0);
+  b.sigma = torch::tensor({0.6f});
+  b.x_t = noised(b.x0, b.noise, b.sigma);
+  b.loss_weight = torch::ones({1});
+  b.text = {source.text(0, 0)};
+  torch::NoGradGuard no_grad;
+  const at::Tensor v = model.denoiser->velocity(b.x_t, b.sigma, b.text);
+  const double mae = (v - (b.noise - b.x0)).abs().mean().item<double>();
+  FlowObjective flow(LossFunction::from_settings("mae", 1));
+  EXPECT_NEAR(flow.step(*model.denoiser, b).loss.item<double>(), mae, 1e-6 * mae);
+  const double mse = (v - (b.noise - b.x0)).square().mean().item<double>();
+  EXPECT_NEAR(FlowObjective().step(*model.denoiser, b).loss.item<double>(), mse, 1e-6 * mse);
+
+  RunConfig run = w.run;
+  run.train.loss = "l1";
+  run.model.base = "no_such_model";
+  try {
+    train(run, false);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "train.loss 'l1' is not one of mse, mae, huber");
+  }
 }
 
 TEST(Trainer, LossFallsOnAFittableDataset) {

@@ -54,9 +54,16 @@ at::Tensor lora_delta(Denoiser& model, const at::Tensor& x, const at::Tensor& si
   return v.slice(0, 0, b) - v.slice(0, b, 2 * b);
 }
 
-at::Tensor transfer_target(const at::Tensor& s0_c, const at::Tensor& delta_c, const at::Tensor& delta_u, double guidance) {
-  at::Tensor target = s0_c.to(at::kFloat) + guidance * delta_c.to(s0_c.device(), at::kFloat);
-  if (delta_u.defined()) target = target + (1.0 - guidance) * delta_u.to(s0_c.device(), at::kFloat);
+at::Tensor transfer_target(const at::Tensor& s0_c, const at::Tensor& delta_c, const at::Tensor& delta_u, double guidance,
+                           const std::vector<bool>& empty_caption) {
+  TORCH_CHECK(static_cast<int64_t>(empty_caption.size()) == s0_c.size(0), "transfer_target: one flag per item");
+  std::vector<float> g;
+  for (bool empty : empty_caption) g.push_back(empty ? 1.0f : static_cast<float>(guidance));
+  std::vector<int64_t> per_item(s0_c.dim(), 1);
+  per_item[0] = s0_c.size(0);
+  const at::Tensor gs = torch::tensor(g).view(per_item).to(s0_c.device());
+  at::Tensor target = s0_c.to(at::kFloat) + gs * delta_c.to(s0_c.device(), at::kFloat);
+  if (delta_u.defined()) target = target + (1.0f - gs) * delta_u.to(s0_c.device(), at::kFloat);
   return target.detach();
 }
 

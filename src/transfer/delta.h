@@ -24,8 +24,12 @@ namespace dt {
 at::Tensor lora_delta(Denoiser& model, const at::Tensor& x, const at::Tensor& sigma,
                       const std::vector<TextFeatures>& text, bool paired);
 
-// The learn target S0(c) + g·δc + (1 − g)·δu; δu undefined = the approximate form. float32.
-at::Tensor transfer_target(const at::Tensor& s0_c, const at::Tensor& delta_c, const at::Tensor& delta_u, double guidance);
+// The learn target S0(c) + g·δc + (1 − g)·δu per item; δu undefined = the approximate form. float32.
+// An item whose c is the empty caption (caption dropout) has c = u, so T_g(u) − P_g(u) = δu and its
+// target is S0(u) + δu in either form: it was recorded with δc = δu, and takes g = 1. (The
+// approximate form's g·δc would push it g times too far.)
+at::Tensor transfer_target(const at::Tensor& s0_c, const at::Tensor& delta_c, const at::Tensor& delta_u, double guidance,
+                           const std::vector<bool>& empty_caption);
 
 // The prediction of `model` with its LoRA off and no gradients: P(c) on the teacher, S0(c) on the
 // student.

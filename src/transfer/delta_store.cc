@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "io/atomic_file.h"
 
 namespace dt {
@@ -29,8 +30,8 @@ namespace fs = std::filesystem;
 constexpr char kFileMagic[8] = {'D', 'T', 'D', 'E', 'L', 'T', 'A', 'S'};
 constexpr uint64_t kFileHeaderBytes = 16;  // magic, u32 version, u32 CRC of the manifest text
 constexpr uint32_t kRecordMagic = 0x43455244;  // "DREC"
-// magic, bytes, item, seed, σ, checksum, caption, key bytes, dtype, tensor count, rank
-constexpr uint64_t kRecordFixedBytes = 4 + 8 + 8 + 8 + 8 + 4 + 4 + 2 + 1 + 1 + 1;
+// magic, bytes, item, seed, σ, checksum, caption index, caption hash, key bytes, dtype, tensor count, rank
+constexpr uint64_t kRecordFixedBytes = 4 + 8 + 8 + 8 + 8 + 4 + 4 + 8 + 2 + 1 + 1 + 1;
 constexpr int kMaxRank = 8;
 
 uint32_t crc32_of(const void* data, size_t size, uint32_t crc = 0) {
@@ -197,6 +198,7 @@ std::string serialize(const DeltaRecord& r, const std::string& dtype, bool exact
   put<double>(out, r.sigma);
   put<uint32_t>(out, r.latent_checksum);
   put<int32_t>(out, r.caption_index);
+  put<uint64_t>(out, r.caption_hash);
   put<uint16_t>(out, static_cast<uint16_t>(r.sample_key.size()));
   put<uint8_t>(out, static_cast<uint8_t>(dtype_code(dtype)));
   put<uint8_t>(out, exact ? 2 : 1);
@@ -271,6 +273,15 @@ uint32_t latent_checksum(const at::Tensor& latent) {
   for (int64_t d : c.sizes()) head.append(",").append(std::to_string(d));
   uint32_t crc = crc32_of(head.data(), head.size());
   return crc32_of(c.data_ptr(), c.numel() * c.element_size(), crc);
+}
+
+uint64_t caption_hash(const std::string& caption) {
+  Sha256 h;
+  h.update(caption);
+  const std::array<uint8_t, 32> d = h.digest();
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = v << 8 | d[i];
+  return v;
 }
 
 uint64_t record_bytes(size_t key_bytes, const std::vector<int64_t>& shape, const std::string& dtype, bool exact) {
@@ -423,6 +434,7 @@ DeltaRecord DeltaStore::parse(uint64_t item, const std::string& bytes, bool tens
   r.sigma = c.get<double>();
   r.latent_checksum = c.get<uint32_t>();
   r.caption_index = c.get<int32_t>();
+  r.caption_hash = c.get<uint64_t>();
   const uint16_t key_bytes = c.get<uint16_t>();
   const uint8_t dtype = c.get<uint8_t>(), count = c.get<uint8_t>(), rank = c.get<uint8_t>();
   if (r.item != item) throw Error(what + " is out of place (it holds item " + std::to_string(r.item) + ")");

@@ -6,8 +6,8 @@
 // A record is self-describing and self-checking (little-endian):
 //
 //   u32 magic "DREC" | u64 record bytes (all of it, CRC included) | u64 item | u64 noise seed
-//   f64 σ | u32 latent checksum | i32 caption index | u16 key bytes | u8 dtype | u8 tensor count
-//   u8 rank | i64 shape[rank] | key | δc | [δu] | u32 CRC-32 of every byte before it
+//   f64 σ | u32 latent checksum | i32 caption index | u64 caption hash | u16 key bytes | u8 dtype
+//   u8 tensor count | u8 rank | i64 shape[rank] | key | δc | [δu] | u32 CRC-32 of every byte before it
 //
 // Appending is crash-safe: a record is written with one write() at the end of the file, and a
 // store that was killed mid-record has a torn tail that reopening for append detects and cuts,
@@ -23,7 +23,7 @@
 
 namespace dt {
 
-constexpr int kDeltaStoreVersion = 1;
+constexpr int kDeltaStoreVersion = 2;  // 2: records carry their caption hash
 
 struct StoreManifest {
   int version = kDeltaStoreVersion;
@@ -47,6 +47,7 @@ struct DeltaRecord {
   uint64_t item = 0;            // index in the plan
   std::string sample_key;       // the sample in the dataset cache
   int32_t caption_index = 0;    // which of the sample's captions was c (−1: the empty caption)
+  uint64_t caption_hash = 0;    // of that caption's text (caption_hash()): binds the record to it
   double sigma = 0;             // noise level of x_σ
   uint64_t noise_seed = 0;      // ε = the CPU generator's randn with this seed
   uint32_t latent_checksum = 0; // of the cached latent x0 (see latent_checksum())
@@ -56,6 +57,9 @@ struct DeltaRecord {
 
 // CRC-32 of a CPU tensor's dtype, shape and bytes: identifies a cached latent.
 uint32_t latent_checksum(const at::Tensor& latent);
+// The first 64 bits of the SHA-256 of a caption's text: identifies the text (and so the student's
+// text-cache entry, which is keyed by it) that a record's δ was computed for.
+uint64_t caption_hash(const std::string& caption);
 
 // Bytes one record takes on disk.
 uint64_t record_bytes(size_t key_bytes, const std::vector<int64_t>& shape, const std::string& dtype, bool exact);

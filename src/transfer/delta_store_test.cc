@@ -43,6 +43,7 @@ class DeltaStoreTest : public ::testing::Test {
     r.item = item;
     r.sample_key = "images/sample_" + std::to_string(item * 37) + ".png";
     r.caption_index = static_cast<int32_t>(item % 3) - 1;
+    r.caption_hash = caption_hash("caption " + std::to_string(item));
     r.sigma = 0.05 + 0.1 * static_cast<double>(item);
     r.noise_seed = 0x9e3779b97f4a7c15ull * (item + 1);
     r.latent_checksum = static_cast<uint32_t>(1000 + item);
@@ -74,6 +75,7 @@ TEST_F(DeltaStoreTest, RoundTripBf16AndFp32BothForms) {
         EXPECT_EQ(got.item, i);
         EXPECT_EQ(got.sample_key, want.sample_key);
         EXPECT_EQ(got.caption_index, want.caption_index);
+        EXPECT_EQ(got.caption_hash, want.caption_hash);
         EXPECT_EQ(got.sigma, want.sigma);
         EXPECT_EQ(got.noise_seed, want.noise_seed);
         EXPECT_EQ(got.latent_checksum, want.latent_checksum);
@@ -157,16 +159,19 @@ TEST_F(DeltaStoreTest, EveryMismatchOrCorruptionHasItsOwnMessage) {
   };
 
   // Format version (manifest and records file).
-  std::string v2 = manifest_text;
-  v2.replace(v2.find("\"version\": 1"), 12, "\"version\": 2");
-  write_file_atomic(dir + "/manifest.json", v2);
-  EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find("format version 2 is not supported"), std::string::npos);
-  restore();
-  std::string r2 = records;
-  r2[8] = 2;
-  write_file_atomic(dir + "/records.bin", r2);
-  EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find("format version 2 is not supported"), std::string::npos);
-  restore();
+  for (int other : {1, 3}) {  // the store before captions were bound, and a newer one
+    const std::string version = "format version " + std::to_string(other) + " is not supported";
+    std::string text = manifest_text;
+    text.replace(text.find("\"version\": 2"), 12, "\"version\": " + std::to_string(other));
+    write_file_atomic(dir + "/manifest.json", text);
+    EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find(version), std::string::npos);
+    restore();
+    std::string bytes = records;
+    bytes[8] = static_cast<char>(other);
+    write_file_atomic(dir + "/records.bin", bytes);
+    EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find(version), std::string::npos);
+    restore();
+  }
 
   // Latent space.
   auto store = DeltaStore::open(dir);

@@ -77,16 +77,27 @@ TEST(Delta, LoraDeltaIsLoraOnMinusLoraOffPairedOrNot) {
 
 TEST(Delta, TargetFormsAndGuidance) {
   at::Tensor s0 = torch::randn({2, 4, 3, 3}), dc = torch::randn({2, 4, 3, 3}), du = torch::randn({2, 4, 3, 3});
-  EXPECT_TRUE(torch::allclose(transfer_target(s0, dc, {}, 3.0), s0 + 3.0 * dc));
-  EXPECT_TRUE(torch::allclose(transfer_target(s0, dc, du, 3.0), s0 + 3.0 * dc - 2.0 * du));
+  const std::vector<bool> captioned = {false, false};
+  EXPECT_TRUE(torch::allclose(transfer_target(s0, dc, {}, 3.0, captioned), s0 + 3.0 * dc));
+  EXPECT_TRUE(torch::allclose(transfer_target(s0, dc, du, 3.0, captioned), s0 + 3.0 * dc - 2.0 * du));
   // g = 1: the unconditional term vanishes, both forms agree.
-  EXPECT_TRUE(torch::equal(transfer_target(s0, dc, du, 1.0), transfer_target(s0, dc, {}, 1.0)));
+  EXPECT_TRUE(torch::equal(transfer_target(s0, dc, du, 1.0, captioned), transfer_target(s0, dc, {}, 1.0, captioned)));
   // The exact target is the CFG-guided difference (T_g − P_g) added to S0.
   at::Tensor pc = torch::randn({2, 4, 3, 3}), pu = torch::randn({2, 4, 3, 3});
   at::Tensor tc = pc + dc, tu = pu + du;
   const double g = 2.5;
   at::Tensor guided = (tu + g * (tc - tu)) - (pu + g * (pc - pu));
-  EXPECT_TRUE(torch::allclose(transfer_target(s0, dc, du, g), s0 + guided, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(transfer_target(s0, dc, du, g, captioned), s0 + guided, 1e-5, 1e-5));
+  // An item with the empty caption (c = u, so δc = δu) gets S0 + δu in both forms; the other item
+  // keeps its form's target.
+  const std::vector<bool> second_dropped = {false, true};
+  at::Tensor dc_dropped = dc.clone();
+  dc_dropped[1] = du[1];
+  for (const at::Tensor& u : {at::Tensor(), du}) {
+    const at::Tensor t = transfer_target(s0, dc_dropped, u, 3.0, second_dropped);
+    EXPECT_TRUE(torch::allclose(t[1], s0[1] + du[1], 1e-6, 1e-6));
+    EXPECT_TRUE(torch::allclose(t[0], s0[0] + 3.0 * dc[0] - (u.defined() ? 2.0 * du[0] : at::zeros_like(du[0])), 1e-6, 1e-6));
+  }
 }
 
 }  // namespace

@@ -71,6 +71,7 @@ StepResult RecordObjective::step(Denoiser& model, const Batch& batch) {
     r.item = first + j;
     r.sample_key = plan_.samples.at(item.sample).key;
     r.caption_index = item.caption;
+    r.caption_hash = caption_hash(source_.caption(item.sample, item.caption));
     r.sigma = item.sigma;
     r.noise_seed = item.noise_seed;
     r.latent_checksum = latent_checksum(x0[j]);
@@ -137,8 +138,23 @@ LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> sampl
   return out;
 }
 
-LearnObjective::LearnObjective(std::shared_ptr<const DeltaStore> store, const LearnPlan& plan, double guidance)
-    : store_(std::move(store)), plan_(plan), guidance_(guidance) {}
+LearnObjective::LearnObjective(std::shared_ptr<const DeltaStore> store, const LearnPlan& plan, SampleSource& source,
+                               double guidance, LossFunction loss)
+    : store_(std::move(store)), plan_(plan), source_(source), guidance_(guidance), loss_(loss) {}
+
+void LearnObjective::check_caption(const DeltaRecord& r, const PlanItem& item) {
+  if (const std::string caption = source_.caption(item.sample, item.caption); r.caption_hash != caption_hash(caption))
+    throw file_error(store_->dir(), "record " + std::to_string(r.item) + ": caption " + std::to_string(r.caption_index) +
+                                        " of sample '" + r.sample_key + "' is not the text it was recorded with (it reads now \"" +
+                                        caption + "\"; the captions changed since recording: re-record)");
+}
+
+void LearnObjective::begin(Denoiser& model, const Plan& plan) {
+  // Every record's caption before the first step, not hours into the run.
+  for (size_t b = 0; b < plan_.records.size(); ++b)
+    for (size_t j = 0; j < plan_.records[b].size(); ++j)
+      check_caption(store_->read_info(plan_.records[b][j]), plan_.plan.batches[b].items.at(j));
+}
 
 at::Tensor LearnObjective::target(Denoiser& model, const Batch& batch) { return prior_and_target(model, batch).second; }
 
@@ -146,6 +162,7 @@ std::pair<at::Tensor, at::Tensor> LearnObjective::prior_and_target(Denoiser& mod
   const auto& records = plan_.records.at(batch.index);
   const at::Tensor x0 = batch.x0.cpu();
   std::vector<at::Tensor> dc, du;
+  std::vector<bool> empty_caption;
   for (size_t j = 0; j < records.size(); ++j) {
     DeltaRecord r = store_->read(records[j]);
     const PlanItem& item = batch.items.at(j);
@@ -153,6 +170,7 @@ std::pair<at::Tensor, at::Tensor> LearnObjective::prior_and_target(Denoiser& mod
     if (r.sample_key != plan_.plan.samples.at(item.sample).key || r.caption_index != item.caption ||
         static_cast<float>(r.sigma) != item.sigma || r.noise_seed != item.noise_seed)
       throw file_error(store_->dir(), what + " does not match the batch item it feeds");
+    check_caption(r, item);
     if (r.latent_checksum != latent_checksum(x0[j]))
       throw file_error(store_->dir(), what + ": latent checksum differs from the student's cached latent (the image, its "
                                              "bucket/crop or the VAE changed since recording; re-record, or re-cache)");
@@ -160,16 +178,17 @@ std::pair<at::Tensor, at::Tensor> LearnObjective::prior_and_target(Denoiser& mod
       throw file_error(store_->dir(), what + ": the recorded delta's shape differs from the student's latent");
     dc.push_back(r.delta_c);
     if (r.delta_u.defined()) du.push_back(r.delta_u);
+    empty_caption.push_back(r.caption_index == kEmptyCaption);
   }
   const at::Tensor s0 = prior_prediction(model, batch.x_t, batch.sigma, batch.text);
   const at::Tensor delta_u = du.empty() ? at::Tensor() : torch::stack(du);
-  return {s0, transfer_target(s0, torch::stack(dc), delta_u, guidance_)};
+  return {s0, transfer_target(s0, torch::stack(dc), delta_u, guidance_, empty_caption)};
 }
 
 StepResult LearnObjective::step(Denoiser& model, const Batch& batch) {
   const auto [s0, target] = prior_and_target(model, batch);
   const at::Tensor s = model.velocity(batch.x_t, batch.sigma, batch.text);
-  StepResult result{weighted_mse(s, target, batch.loss_weight), {}};
+  StepResult result{weighted_loss(loss_, s, target, batch.loss_weight), {}};
   // How far the LoRA's change of the student is from the transferred change: ‖S − target‖ / ‖target − S0‖.
   result.metrics["transfer_error"] = rms(s.detach() - target) / std::max(rms(target - s0), 1e-30);
   return result;

@@ -1,6 +1,6 @@
 // The two transfer steps as objectives on the trainer's loop (train/objective.h):
 //   record: teacher, no gradients, δc [and δu] of every plan item appended to a delta store;
-//   learn:  student, MSE(S(c), S0(c) + g·δc [+ (1 − g)·δu]) over the store's records.
+//   learn:  student, L(S(c), S0(c) + g·δc [+ (1 − g)·δu]) over the store's records (L: train.loss).
 // The arithmetic itself is transfer/delta.h.
 #pragma once
 #include <cstdint>
@@ -52,20 +52,27 @@ LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> sampl
 
 class LearnObjective : public Objective {
  public:
-  LearnObjective(std::shared_ptr<const DeltaStore> store, const LearnPlan& plan, double guidance);
+  // `source` gives the student's caption texts, checked against the ones each record was made for.
+  LearnObjective(std::shared_ptr<const DeltaStore> store, const LearnPlan& plan, SampleSource& source, double guidance,
+                 LossFunction loss = {});
   std::string name() const override { return "transfer-learn"; }
+  void begin(Denoiser& model, const Plan& plan) override;  // checks every record's caption
   StepResult step(Denoiser& model, const Batch& batch) override;
 
-  // The target of one batch (S0(c) + g·δc [+ (1 − g)·δu]), after checking each record against the
-  // batch item it feeds: sample, caption, σ, noise seed and the student's latent checksum.
+  // The target of one batch (transfer_target), after checking each record against the batch item
+  // it feeds: sample, caption index and text, σ, noise seed and the student's latent checksum.
   at::Tensor target(Denoiser& model, const Batch& batch);
 
  private:
   std::pair<at::Tensor, at::Tensor> prior_and_target(Denoiser& model, const Batch& batch);  // S0(c), target
+  // Refuses a record whose caption text is not the student's caption of its item.
+  void check_caption(const DeltaRecord& r, const PlanItem& item);
 
   std::shared_ptr<const DeltaStore> store_;
   const LearnPlan& plan_;
+  SampleSource& source_;
   double guidance_;
+  LossFunction loss_;
 };
 
 }  // namespace dt

@@ -39,15 +39,11 @@ uint64_t store_bytes(const Family& family, const Plan& plan, const StoreManifest
   return bytes;
 }
 
-// True when `dir` holds a complete store of exactly this recording (the teacher's weights aside,
-// whose identity needs the model loaded).
+// True when `dir` holds a complete store of exactly this recording (`m` with the teacher's identity).
 bool already_recorded(const std::string& dir, const StoreManifest& m) {
   if (!fs::exists(fs::path(dir) / "manifest.json")) return false;
   try {
-    const auto store = DeltaStore::open(dir);
-    const StoreManifest& have = store->manifest();
-    return have.plan_hash == m.plan_hash && have.teacher_lora == m.teacher_lora && have.latent_space == m.latent_space &&
-           have.dtype == m.dtype && have.exact == m.exact && have.family == m.family;
+    return DeltaStore::open(dir)->manifest().to_json() == m.to_json();
   } catch (const Error&) {
     return false;  // incomplete or damaged: the writer repairs or explains
   }
@@ -81,6 +77,9 @@ void record(const RunConfig& run, bool resume) {
   m.exact = t.exact;
   m.noise_offset = plan.noise.offset;
   m.noise_perturbation = plan.noise.perturbation;
+  // The teacher's identity from its files (a complete store is reused only for the same Base); a
+  // store that differs in it, or in anything else, is explained by the writer below.
+  m.teacher_model = family.transformer_identity(run.resolve(teacher_config.base));
   if (resume && already_recorded(dir, m)) {
     std::cout << "delta store " << dir << " is complete (" << m.count << " records)\n";
     return;
@@ -93,7 +92,6 @@ void record(const RunConfig& run, bool resume) {
   lora.init = t.teacher_lora;
   lora.dropout = 0;
   LoadedModel teacher = load_model(run, teacher_config, lora);
-  m.teacher_model = teacher.denoiser->identity();
   DeltaStoreWriter writer(dir, m, resume);
   if (writer.torn_bytes_cut() > 0) std::cout << "cut " << writer.torn_bytes_cut() << " bytes of an interrupted record\n";
   std::cout << "record: teacher " << family.name() << " + " << t.teacher_lora << ", " << (t.exact ? "exact" : "approximate")
@@ -108,6 +106,7 @@ LoopResult learn(const RunConfig& run, bool resume) {
   const TransferConfig& t = run.transfer;
   if (t.student.empty()) throw Error("transfer.student is not set (the model to teach, e.g. the Turbo checkpoint)");
   if (t.guidance < 0) throw Error("transfer.guidance must be positive (0 = the family default)");
+  const LossFunction loss = LossFunction::from_settings(run.train.loss, run.train.huber_delta);
   const auto store = DeltaStore::open(store_dir(run));
   const ModelConfig student_config = with_base(run, t.student);
   const Family& family = family_of(run, student_config);
@@ -135,7 +134,7 @@ LoopResult learn(const RunConfig& run, bool resume) {
   std::cout << "learn: student " << family.name() << " (LoRA " << (lora.init.empty() ? "fresh" : lora.init) << "), "
             << store->size() << " records × " << t.learn_passes << " passes in " << plan.plan.batches.size()
             << " batches, g = " << guidance << ", " << (store->manifest().exact ? "exact" : "approximate") << " form\n";
-  LearnObjective objective(store, plan, guidance);
+  LearnObjective objective(store, plan, *data->source, guidance, loss);
   return run_loop(run, student, plan.plan, *data->source, objective, resume,
                   sampler ? sampler->begin(*student.denoiser, resume) : AfterStep{});
 }

@@ -1,14 +1,18 @@
-// Delta transfer on tiny real Z-Image transformers (the golden's sizes): record on a "Base" with a
-// trained LoRA, learn on a "Turbo" (another random checkpoint), through the trainer's loop.
+// Delta transfer on tiny real Z-Image (the golden's sizes) and FLUX.2 klein transformers: record on a
+// "Base" with a trained LoRA, learn on a "Turbo" (the Base moved towards another random checkpoint),
+// through the trainer's loop.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "models/flux2/tiny.h"
+#include "models/flux2/weights.h"
 #include "models/zimage/config.h"
 #include "models/zimage/weights.h"
 #include "train/trainer.h"
@@ -22,20 +26,25 @@ namespace fs = std::filesystem;
 struct World {
   fs::path dir;
   RunConfig run;
-  explicit World(const std::string& name) {
+  explicit World(const std::string& name, const std::string& family = "zimage") {
     dir = fs::temp_directory_path() / ("dt_transfer_" + name + "_" + std::to_string(getpid()));
     fs::remove_all(dir);
-    ZImageConfig c;
-    c.dim = 64;
-    c.n_heads = 2;
-    c.n_kv_heads = 2;
-    c.n_layers = 2;
-    c.n_refiner_layers = 1;
-    c.cap_feat_dim = 48;
-    c.axes_dims = {8, 12, 12};
-    c.axes_lens = {256, 64, 64};
-    zimage::write_random_checkpoint((dir / "base").string(), c, 1);
-    zimage::write_random_checkpoint((dir / "other").string(), c, 2);
+    if (family == "zimage") {
+      ZImageConfig c;
+      c.dim = 64;
+      c.n_heads = 2;
+      c.n_kv_heads = 2;
+      c.n_layers = 2;
+      c.n_refiner_layers = 1;
+      c.cap_feat_dim = 48;
+      c.axes_dims = {8, 12, 12};
+      c.axes_lens = {256, 64, 64};
+      zimage::write_random_checkpoint((dir / "base").string(), c, 1);
+      zimage::write_random_checkpoint((dir / "other").string(), c, 2);
+    } else {
+      flux2::write_random_checkpoint((dir / "base").string(), flux2::tiny_config(), 1);
+      flux2::write_random_checkpoint((dir / "other").string(), flux2::tiny_config(), 2);
+    }
     // The "Turbo": a fine-tune of the Base (its weights moved a fifth of the way to other ones).
     auto base = load_safetensors((dir / "base/diffusion_pytorch_model.safetensors").string());
     auto other = load_safetensors((dir / "other/diffusion_pytorch_model.safetensors").string());
@@ -46,7 +55,7 @@ struct World {
     fs::copy_file(dir / "base/config.json", dir / "turbo/config.json");
     run.base_dir = dir.string();
     run.model.base = "base";
-    run.model.family = "zimage";
+    run.model.family = family;
     run.model.dtype = "fp32";
     run.lora.rank = 4;
     run.lora.alpha = 4;
@@ -83,44 +92,51 @@ struct World {
   std::string store() const { return (dir / "deltas").string(); }
 };
 
-// Fixed latents (8×8: 64×64 pixels; one 8×12 sample for a second bucket), caption features, and
-// the empty caption's features.
+// Fixed latents (Z-Image 16 × 8×8: 64×64 pixels, one 8×12 sample for a second bucket; FLUX.2 the
+// same pixels in its 128 × 4×4 and 4×6 layout), caption features and texts, and the empty caption's.
 class FixedSource : public SampleSource {
  public:
-  FixedSource() {
+  explicit FixedSource(const std::string& family = "zimage") {
+    const bool flux2 = family == "flux2-klein";
+    const int64_t channels = flux2 ? 128 : 16, side = flux2 ? 4 : 8, features = flux2 ? 96 : 48;
     torch::manual_seed(5);
     for (int i = 0; i < 4; ++i) {
-      latents_.push_back(torch::randn({16, 8, i == 3 ? 12 : 8}));
-      texts_.push_back(torch::randn({3 + i, 48}));
+      latents_.push_back(torch::randn({channels, side, i == 3 ? side * 3 / 2 : side}));
+      texts_.push_back(torch::randn({flux2 ? 6 : 3 + i, features}));  // klein's features have one length
+      captions_.push_back("caption of sample " + std::to_string(i));
     }
-    empty_ = torch::randn({2, 48});
+    empty_ = torch::randn({flux2 ? 6 : 2, features});
   }
   at::Tensor latent(int32_t sample) override { return latents_.at(sample); }
   TextFeatures text(int32_t sample, int32_t caption) override {
     return caption == kEmptyCaption ? empty_ : texts_.at(sample);
   }
+  std::string caption(int32_t sample, int32_t caption) override {
+    return caption == kEmptyCaption ? std::string() : captions_.at(sample);
+  }
   std::vector<at::Tensor> latents_, texts_;
+  std::vector<std::string> captions_;
   at::Tensor empty_;
 };
 
-std::vector<PlanSample> samples() {
+std::vector<PlanSample> samples(double caption_dropout = 0.0) {
   std::vector<PlanSample> s;
-  for (int i = 0; i < 4; ++i) s.push_back({"s" + std::to_string(i), 1, 1, i == 3 ? 96 : 64, 64, 1.0, 0.0});
+  for (int i = 0; i < 4; ++i) s.push_back({"s" + std::to_string(i), 1, 1, i == 3 ? 96 : 64, 64, 1.0, caption_dropout});
   return s;
 }
 
-Plan record_plan(int64_t epochs, int64_t batch_size) {
+Plan record_plan(int64_t epochs, int64_t batch_size, double caption_dropout = 0.0) {
   PlanOptions o;
   o.epochs = epochs;
   o.batch_size = batch_size;
-  return make_plan(samples(), "fixed", o);
+  return make_plan(samples(caption_dropout), "fixed", o);
 }
 
-StoreManifest manifest_for(const Plan& plan, bool exact) {
+StoreManifest manifest_for(const Plan& plan, bool exact, const std::string& family) {
   StoreManifest m;
   m.plan_hash = plan.hash;
   m.count = static_cast<uint64_t>(plan.item_count());
-  m.family = "zimage";
+  m.family = family;
   m.teacher_model = "base";
   m.teacher_lora = "lora";
   m.latent_space = "fixed";
@@ -143,7 +159,7 @@ class StoppingRecord : public RecordObjective {
 
 void record_store(World& w, const Plan& plan, SampleSource& source, bool exact, bool resume, int64_t stop_after = 0) {
   LoadedModel teacher = w.teacher();
-  DeltaStoreWriter writer(w.store(), manifest_for(plan, exact), resume);
+  DeltaStoreWriter writer(w.store(), manifest_for(plan, exact, w.run.model.family), resume);
   StoppingRecord objective(writer, plan, source, exact, stop_after);
   run_loop(w.run, teacher, plan, source, objective, resume);
 }
@@ -170,29 +186,172 @@ Batch batch_of(const Plan& plan, int64_t index, SampleSource& source) {
   return b;
 }
 
+// A world whose delta store is recorded from `plan` by the teacher, and learn plans over it.
+struct Recorded {
+  World w;
+  FixedSource source;
+  Plan plan;
+  std::shared_ptr<DeltaStore> store;
+  Recorded(const std::string& name, const std::string& family, Plan recorded, bool exact)
+      : w(name, family), source(family), plan(std::move(recorded)) {
+    record_store(w, plan, source, exact, false);
+    store = DeltaStore::open(w.store());
+  }
+  LearnPlan learn_plan() const { return make_learn_plan(*store, plan.samples, "fixed", 2, 1, "recorded", 1); }
+};
+
+// The model's prediction for a batch with its LoRA on or off, switched by hand (not through the
+// transfer code under test).
+at::Tensor prediction(LoadedModel& m, const Batch& b, const std::vector<TextFeatures>& text, bool lora) {
+  torch::NoGradGuard no_grad;
+  m.denoiser->lora_state().enabled = lora;
+  at::Tensor v = m.denoiser->velocity(b.x_t, b.sigma, text);
+  m.denoiser->lora_state().enabled = true;
+  return v;
+}
+
+// Calls check(record, target, S0(c)) for every item of the learn plan: the objective's target and
+// the student's LoRA-off prediction of the same batch.
+void each_target(Recorded& r, const LearnPlan& learn, LearnObjective& objective, LoadedModel& student,
+                 const std::function<void(const DeltaRecord&, const at::Tensor&, const at::Tensor&)>& check) {
+  for (size_t i = 0; i < learn.plan.batches.size(); ++i) {
+    const Batch b = batch_of(learn.plan, static_cast<int64_t>(i), r.source);
+    const at::Tensor s0 = prediction(student, b, b.text, false);
+    const at::Tensor target = objective.target(*student.denoiser, b);
+    for (size_t j = 0; j < learn.records[i].size(); ++j) check(r.store->read(learn.records[i][j]), target[j], s0[j]);
+  }
+}
+
+// max |a − b| / max |b|
+double relative_difference(const at::Tensor& a, const at::Tensor& b) {
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
+
 // (a) Student = teacher model, initial student LoRA = teacher LoRA, g = 1: the target is the
 // teacher's LoRA-on prediction and the first loss is ~0.
-TEST(Transfer, IdentityTargetIsTheTeacherPrediction) {
-  World w("identity");
-  FixedSource source;
-  const Plan plan = record_plan(1, 2);
-  record_store(w, plan, source, /*exact=*/false, false);
-  auto store = DeltaStore::open(w.store());
-  LoadedModel student = w.student("base", true);
-  const LearnPlan learn = make_learn_plan(*store, samples(), "fixed", 2, 1, "recorded", 1);
-  LearnObjective objective(store, learn, 1.0);
+void identity_target_is_the_teacher_prediction(const std::string& family) {
+  Recorded r("identity_" + family, family, record_plan(1, 2), /*exact=*/false);
+  LoadedModel student = r.w.student("base", true);
+  const LearnPlan learn = r.learn_plan();
+  LearnObjective objective(r.store, learn, r.source, 1.0);
   for (size_t i = 0; i < learn.plan.batches.size(); ++i) {
-    const Batch b = batch_of(learn.plan, static_cast<int64_t>(i), source);
-    torch::NoGradGuard no_grad;
-    const at::Tensor teacher_on = student.denoiser->velocity(b.x_t, b.sigma, b.text);
+    const Batch b = batch_of(learn.plan, static_cast<int64_t>(i), r.source);
+    const at::Tensor teacher_on = prediction(student, b, b.text, true);
     const at::Tensor target = objective.target(*student.denoiser, b);
     EXPECT_LT((target - teacher_on).abs().max().item<double>(), 1e-4 * teacher_on.abs().max().item<double>());
   }
-  RunConfig run = w.run;
+  RunConfig run = r.w.run;
   run.train.max_steps = 1;
-  const LoopResult r = run_loop(run, student, learn.plan, source, objective, false);
-  EXPECT_LT(r.last_loss, 1e-9);
-  EXPECT_GT(objective.target(*student.denoiser, batch_of(learn.plan, 0, source)).abs().mean().item<double>(), 0.1);
+  const LoopResult result = run_loop(run, student, learn.plan, r.source, objective, false);
+  EXPECT_LT(result.last_loss, 1e-9);
+  EXPECT_GT(objective.target(*student.denoiser, batch_of(learn.plan, 0, r.source)).abs().mean().item<double>(), 0.1);
+}
+
+TEST(Transfer, IdentityTargetIsTheTeacherPrediction) { identity_target_is_the_teacher_prediction("zimage"); }
+TEST(Transfer, Flux2IdentityTargetIsTheTeacherPrediction) { identity_target_is_the_teacher_prediction("flux2-klein"); }
+
+// A one-item plan of a record's item (its sample, caption, σ and noise seed).
+Plan one_item_plan(const Plan& plan, const DeltaRecord& r) {
+  const PlanItem item{std::stoi(r.sample_key.substr(1)), r.caption_index, static_cast<float>(r.sigma), r.noise_seed};
+  return plan_from_batches(plan.samples, "one", {{0, {item}}}, plan.noise);
+}
+
+// (f) Exact form at g = 2.5: each record's δc and δu equal T(c) − P(c) and T(u) − P(u) computed one
+// item at a time with separate forwards, and the learn target equals S0(c) + g·δc + (1 − g)·δu.
+// The recorded pairs ran batched (2 items, LoRA on and off in one forward): they differ from the
+// separate forwards by fp32 rounding only, far below 1e-4 of the deltas' size, while δu computed
+// from the caption instead of the empty caption would differ by the whole of δc − δu.
+void exact_form_deltas_and_target(const std::string& family) {
+  Recorded r("exact_" + family, family, record_plan(1, 2), /*exact=*/true);
+  {
+    LoadedModel teacher = r.w.teacher();
+    double smallest_gap = 1e9;  // between δc and δu
+    for (uint64_t i = 0; i < r.store->size(); ++i) {
+      const DeltaRecord record = r.store->read(i);
+      const Batch b = batch_of(one_item_plan(r.plan, record), 0, r.source);
+      const std::vector<TextFeatures> empty = {r.source.empty_};
+      const at::Tensor dc = (prediction(teacher, b, b.text, true) - prediction(teacher, b, b.text, false))[0];
+      const at::Tensor du = (prediction(teacher, b, empty, true) - prediction(teacher, b, empty, false))[0];
+      EXPECT_LT(relative_difference(record.delta_c, dc), 1e-4) << "record " << i;
+      EXPECT_LT(relative_difference(record.delta_u, du), 1e-4) << "record " << i;
+      smallest_gap = std::min(smallest_gap, relative_difference(dc, du));
+    }
+    EXPECT_GT(smallest_gap, 0.05);  // the test tells δc from δu
+  }
+  LoadedModel student = r.w.student("turbo", true);
+  const double g = 2.5;
+  const LearnPlan learn = r.learn_plan();
+  LearnObjective objective(r.store, learn, r.source, g);
+  each_target(r, learn, objective, student, [&](const DeltaRecord& record, const at::Tensor& target, const at::Tensor& s0) {
+    const at::Tensor hand = s0 + g * record.delta_c + (1 - g) * record.delta_u;
+    EXPECT_LT(relative_difference(target, hand), 1e-6) << "record " << record.item;
+  });
+}
+
+TEST(Transfer, ExactFormRecordsBothDeltasAndTheHandTarget) { exact_form_deltas_and_target("zimage"); }
+TEST(Transfer, Flux2ExactFormRecordsBothDeltasAndTheHandTarget) { exact_form_deltas_and_target("flux2-klein"); }
+
+// Caption dropout in the approximate form: a dropped item was recorded with the empty caption, so
+// its δc is δu, and since c = u its target is S0(u) + δu (T_g(u) − P_g(u) = δu), not S0(u) + g·δu;
+// the other items keep S0(c) + g·δc.
+TEST(Transfer, DroppedCaptionsTargetTheUnconditionalChangeOnce) {
+  Recorded r("dropout", "zimage", record_plan(4, 2, /*caption_dropout=*/0.5), /*exact=*/false);
+  LoadedModel student = r.w.student("turbo", true);
+  const double g = 3.0;
+  const LearnPlan learn = r.learn_plan();
+  LearnObjective objective(r.store, learn, r.source, g);
+  int dropped = 0, kept = 0;
+  each_target(r, learn, objective, student, [&](const DeltaRecord& record, const at::Tensor& target, const at::Tensor& s0) {
+    const bool empty = record.caption_index == kEmptyCaption;
+    (empty ? dropped : kept)++;
+    const at::Tensor hand = s0 + (empty ? 1.0 : g) * record.delta_c;
+    EXPECT_LT(relative_difference(target, hand), 1e-6) << "record " << record.item << (empty ? " (dropped)" : "");
+  });
+  EXPECT_GT(dropped, 0);
+  EXPECT_GT(kept, 0);
+}
+
+// Learn regresses on the target with the configured loss: huber (δ = 0.05, so both of its pieces
+// are used) against a hand computation on S(c) − target.
+TEST(Transfer, LearnUsesTheConfiguredLoss) {
+  Recorded r("loss", "zimage", record_plan(1, 2), /*exact=*/false);
+  LoadedModel student = r.w.student("turbo", true);
+  const LearnPlan learn = r.learn_plan();
+  const double delta = 0.05;
+  LearnObjective objective(r.store, learn, r.source, 3.0, LossFunction::from_settings("huber", delta));
+  const Batch b = batch_of(learn.plan, 0, r.source);
+  const at::Tensor target = objective.target(*student.denoiser, b);
+  const at::Tensor d = (prediction(student, b, b.text, true) - target).abs();
+  const double small = (d <= delta).to(torch::kFloat).mean().item<double>();
+  EXPECT_GT(small, 0.01);
+  EXPECT_LT(small, 0.99);
+  const double hand = torch::where(d <= delta, 0.5 * d.square(), delta * (d - 0.5 * delta)).mean().item<double>();
+  torch::NoGradGuard no_grad;
+  EXPECT_NEAR(objective.step(*student.denoiser, b).loss.item<double>(), hand, 1e-5 * hand);
+}
+
+// A caption edited between record and learn is refused, naming the sample (its latent and index
+// are unchanged, so only the caption binding can tell): by the batch that uses it, and by the loop
+// before its first step.
+TEST(Transfer, LearnRefusesAnEditedCaption) {
+  Recorded r("caption", "zimage", record_plan(1, 2), /*exact=*/false);
+  LoadedModel student = r.w.student("turbo", true);
+  const LearnPlan learn = r.learn_plan();
+  LearnObjective objective(r.store, learn, r.source, 3.0);
+  EXPECT_NO_THROW(objective.target(*student.denoiser, batch_of(learn.plan, 0, r.source)));
+  const int32_t edited = learn.plan.batches[0].items[0].sample;
+  r.source.captions_[edited] += ", edited";
+  try {
+    objective.target(*student.denoiser, batch_of(learn.plan, 0, r.source));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("of sample 's" + std::to_string(edited) + "' is not the text it was recorded with"), std::string::npos) << what;
+    EXPECT_NE(what.find(r.source.captions_[edited]), std::string::npos) << what;
+  }
+  EXPECT_THROW(run_loop(r.w.run, student, learn.plan, r.source, objective, false), Error);
+  const fs::path metrics = fs::path(r.w.run.resolve(r.w.run.output.run_dir)) / "metrics.jsonl";
+  EXPECT_TRUE(!fs::exists(metrics) || fs::file_size(metrics) == 0);
 }
 
 // ‖(S_lora − S0) − g·δc‖ / ‖g·δc‖ over every record: how well the student learned the transfer.
@@ -201,10 +360,7 @@ double transfer_error(LoadedModel& student, const DeltaStore& store, const Plan&
   double err = 0, norm = 0;
   for (uint64_t i = 0; i < store.size(); ++i) {
     const DeltaRecord r = store.read(i);
-    const Plan one = plan_from_batches(plan.samples, "e", {{0, {{std::stoi(r.sample_key.substr(1)), r.caption_index,
-                                                                 static_cast<float>(r.sigma), r.noise_seed}}}},
-                                       plan.noise);
-    const Batch b = batch_of(one, 0, source);
+    const Batch b = batch_of(one_item_plan(plan, r), 0, source);
     const at::Tensor change = lora_delta(*student.denoiser, b.x_t, b.sigma, b.text, false)[0];
     err += (change - g * r.delta_c).square().sum().item<double>();
     norm += (g * r.delta_c).square().sum().item<double>();
@@ -230,7 +386,7 @@ TEST(Transfer, LearnOnAnotherModelApproachesTheRecordedDeltas) {
   run.train.learning_rate = 2e-2;
   run.train.checkpoint_every = 0;
   const LearnPlan learn = make_learn_plan(*store, samples(), "fixed", 2, 50, "shuffled", 3);
-  LearnObjective objective(store, learn, g);
+  LearnObjective objective(store, learn, source, g);
   run_loop(run, student, learn.plan, source, objective, false);
   const double after = transfer_error(student, *store, plan, source, g);
   std::printf("transfer relative error: %.4f before, %.4f after %zu steps\n", before, after, learn.plan.batches.size());
@@ -268,7 +424,7 @@ TEST(Transfer, InterruptedRecordAndLearnResumeIdentically) {
   run.lora.dropout = 0.1;
   {
     LoadedModel student = w.student("turbo", true);
-    LearnObjective objective(store, learn, 3.0);
+    LearnObjective objective(store, learn, source, 3.0);
     run_loop(run, student, learn.plan, source, objective, false);
   }
   const auto uninterrupted = lora_of(run);
@@ -283,11 +439,11 @@ TEST(Transfer, InterruptedRecordAndLearnResumeIdentically) {
       }
     };
     LoadedModel student = w.student("turbo", true);
-    Crash objective(store, learn, 3.0);
+    Crash objective(store, learn, source, 3.0);
     EXPECT_THROW(run_loop(run, student, learn.plan, source, objective, false), std::runtime_error);
   }
   LoadedModel student = w.student("turbo", true);
-  LearnObjective objective(store, learn, 3.0);
+  LearnObjective objective(store, learn, source, 3.0);
   run_loop(run, student, learn.plan, source, objective, true);
   const auto resumed = lora_of(run);
   ASSERT_EQ(resumed.size(), uninterrupted.size());
@@ -306,7 +462,7 @@ TEST(Transfer, BatchSizeAndOrderLeaveEachTargetUnchanged) {
   int compared = 0;
   for (auto [batch_size, order] : std::vector<std::pair<int64_t, std::string>>{{1, "recorded"}, {3, "shuffled"}, {2, "shuffled"}}) {
     const LearnPlan learn = make_learn_plan(*store, samples(), "fixed", batch_size, 1, order, 7);
-    LearnObjective objective(store, learn, 2.5);
+    LearnObjective objective(store, learn, source, 2.5);
     std::set<uint64_t> seen;
     for (size_t i = 0; i < learn.plan.batches.size(); ++i) {
       const Batch b = batch_of(learn.plan, static_cast<int64_t>(i), source);
@@ -336,7 +492,7 @@ TEST(Transfer, LearnRefusesChangedLatentsAndMissingSamples) {
   auto store = DeltaStore::open(w.store());
   LoadedModel student = w.student("turbo", true);
   const LearnPlan learn = make_learn_plan(*store, samples(), "fixed", 2, 1, "recorded", 1);
-  LearnObjective objective(store, learn, 3.0);
+  LearnObjective objective(store, learn, source, 3.0);
   source.latents_[learn.plan.batches[0].items[0].sample][0][0][0] += 1e-3f;
   try {
     objective.target(*student.denoiser, batch_of(learn.plan, 0, source));

@@ -122,6 +122,9 @@ class Flux2Family : public Family {
     for (auto& p : model->parameters()) p.requires_grad_(false);
     return std::make_unique<Flux2Denoiser>(std::move(model), checkpoint_files(where));
   }
+  std::string transformer_identity(const std::string& path) const override {
+    return content_identity("flux2", "transformer", checkpoint_files(component_path(path, "transformer")));
+  }
 
   // Qwen3 through the chat template without thinking, 512 positions, hidden states 9, 18, 27
   // stacked per token, every position kept (specs/flux2.md §5).

@@ -70,6 +70,9 @@ class ZImageFamily : public Family {
     for (auto& p : model->parameters()) p.requires_grad_(false);
     return std::make_unique<ZImageDenoiser>(std::move(model), checkpoint_files(where));
   }
+  std::string transformer_identity(const std::string& path) const override {
+    return content_identity("zimage", "transformer", checkpoint_files(transformer_path(path)));
+  }
 
   std::unique_ptr<TextEncoder> load_text_encoder(const std::string& path, const LoadOptions& o) const override {
     return std::make_unique<Qwen3TextEncoder>(path, o, text_prompting());
