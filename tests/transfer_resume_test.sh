@@ -108,6 +108,17 @@ if "$bin" transfer learn "$cfg" "${settings[@]}" --run-dir "$dir/corrupt" --set 
 fi
 grep -q "corrupt (CRC mismatch)" "$dir/c.log" || { echo "corrupt store:"; cat "$dir/c.log"; exit 1; }
 
+# A bf16 run records in fp32 unless told otherwise (transfer.record_dtype), and the manifest says so.
+for record_dtype in fp32 model; do
+  "$bin" transfer record "$cfg" --run-dir "$dir/bf16-$record_dtype" "${settings[@]}" --set 'model.dtype="bf16"' \
+    --set "transfer.record_dtype=$record_dtype" > "$dir/bf16.log" || { cat "$dir/bf16.log"; exit 1; }
+done
+grep -q '"compute_dtype": "fp32"' "$dir/bf16-fp32/deltas/manifest.json" || { echo "record_dtype fp32 not in the manifest"; exit 1; }
+grep -q '"compute_dtype": "bf16"' "$dir/bf16-model/deltas/manifest.json" || { echo "record_dtype model not in the manifest"; exit 1; }
+if cmp -s "$dir/bf16-fp32/deltas/records.bin" "$dir/bf16-model/deltas/records.bin"; then
+  echo "records computed in fp32 and in bf16 are the same bytes"; exit 1
+fi
+
 # Another Base under the same path: a complete store is not reused for it.
 /usr/bin/python3 - "$dir/world/base/transformer/diffusion_pytorch_model.safetensors" <<'PY'
 import sys

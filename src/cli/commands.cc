@@ -15,6 +15,7 @@ int run_transfer(int argc, char** argv);
 int run_make_tiny(int argc, char** argv);
 int run_sample(int argc, char** argv);
 int run_demo(int argc, char** argv);
+int run_world(int argc, char** argv);
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
@@ -28,6 +29,7 @@ const std::vector<Command>& commands() {
       {"make-tiny", "Write a tiny model set (Base + Turbo), a dataset and example configs for smoke tests", run_make_tiny},
       {"sample", "Generate images from prompts with a model and LoRA files (PNG with parameters, grid)", run_sample},
       {"demo", "Run the whole mission end to end on a tiny generated world: train, transfer, sample grids", run_demo},
+      {"world", "Render a miniature world's datasets (images with known attributes and captions), or score images of it", run_world},
   };
   return table;
 }

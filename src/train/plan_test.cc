@@ -1,8 +1,10 @@
 #include "train/plan.h"
 
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -151,7 +153,9 @@ TEST(Plan, NoiseIsStandardNormalAndSeeded) {
   at::set_num_threads(1);
   const at::Tensor one_thread = plan_noise(321, {16, 64, 64}, {});
   at::set_num_threads(4);
-  EXPECT_EQ(at::get_num_threads(), 4);
+  std::atomic<int> chunks{0};  // the loop really is split (our code is built with OpenMP)
+  at::parallel_for(0, 16 * 64 * 64 / 2, 4096, [&](int64_t, int64_t) { ++chunks; });
+  EXPECT_EQ(chunks.load(), 4);
   const at::Tensor four_threads = plan_noise(321, {16, 64, 64}, {});
   at::set_num_threads(threads);
   EXPECT_TRUE(torch::equal(one_thread, four_threads));

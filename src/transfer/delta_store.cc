@@ -230,6 +230,7 @@ std::string StoreManifest::to_json() const {
   j["teacher_lora"] = teacher_lora;
   j["latent_space"] = latent_space;
   j["dtype"] = dtype;
+  j["compute_dtype"] = compute_dtype;
   j["form"] = exact ? "exact" : "approximate";
   j["noise_offset"] = noise_offset;
   j["noise_perturbation"] = noise_perturbation;
@@ -253,6 +254,7 @@ StoreManifest StoreManifest::from_json(const std::string& text, const std::strin
     m.teacher_lora = j.at("teacher_lora").get<std::string>();
     m.latent_space = j.at("latent_space").get<std::string>();
     m.dtype = j.at("dtype").get<std::string>();
+    m.compute_dtype = j.at("compute_dtype").get<std::string>();
     const std::string form = j.at("form").get<std::string>();
     if (form != "exact" && form != "approximate") throw file_error(path, "form must be \"exact\" or \"approximate\"");
     m.exact = form == "exact";
@@ -326,6 +328,7 @@ DeltaStoreWriter::DeltaStoreWriter(const std::string& dir, const StoreManifest& 
     differ("the teacher LoRA", old.teacher_lora, manifest.teacher_lora, "another LoRA file");
     differ("the latent space", old.latent_space, manifest.latent_space, "another VAE or latent normalization");
     differ("the dtype", old.dtype, manifest.dtype, "transfer.store_dtype changed");
+    differ("the compute dtype", old.compute_dtype, manifest.compute_dtype, "transfer.record_dtype or model.dtype changed");
     differ("the form", old.exact ? "exact" : "approximate", manifest.exact ? "exact" : "approximate", "transfer.exact changed");
     differ("the family", old.family, manifest.family, "another model family");
     if (old.to_json() != manifest.to_json()) throw file_error(manifest_path, "the manifest differs from this run's");

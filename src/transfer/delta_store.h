@@ -33,7 +33,8 @@ struct StoreManifest {
   std::string teacher_model;   // content identity of the teacher weights
   std::string teacher_lora;    // content hash of the teacher LoRA file
   std::string latent_space;    // VAE identity + latent normalization
-  std::string dtype = "bf16";  // "bf16" or "fp32"
+  std::string dtype = "bf16";  // storage of δ: "bf16" or "fp32"
+  std::string compute_dtype = "fp32";  // the teacher's compute dtype when δ was recorded
   bool exact = false;          // records hold δu as well as δc
   double noise_offset = 0;        // the plan's extra noise: part of ε, so learn must use the same
   double noise_perturbation = 0;

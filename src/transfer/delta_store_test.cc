@@ -205,7 +205,7 @@ TEST_F(DeltaStoreTest, EveryMismatchOrCorruptionHasItsOwnMessage) {
   EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find("corrupt (bad magic)"), std::string::npos);
   restore();
 
-  // Plan, teacher, LoRA, latent space, dtype, form mismatches on resume.
+  // Plan, teacher, LoRA, latent space, dtypes, form mismatches on resume.
   auto changed = [&](auto edit) {
     StoreManifest m = manifest(false);
     edit(m);
@@ -216,6 +216,7 @@ TEST_F(DeltaStoreTest, EveryMismatchOrCorruptionHasItsOwnMessage) {
   EXPECT_NE(changed([](StoreManifest& m) { m.teacher_lora = "x"; }).find("the teacher LoRA differs"), std::string::npos);
   EXPECT_NE(changed([](StoreManifest& m) { m.latent_space = "x"; }).find("the latent space differs"), std::string::npos);
   EXPECT_NE(changed([](StoreManifest& m) { m.dtype = "fp32"; }).find("the dtype differs"), std::string::npos);
+  EXPECT_NE(changed([](StoreManifest& m) { m.compute_dtype = "bf16"; }).find("the compute dtype differs"), std::string::npos);
   EXPECT_NE(changed([](StoreManifest& m) { m.exact = true; }).find("the form differs"), std::string::npos);
   EXPECT_NE(error_of([&] { DeltaStoreWriter(dir, manifest(false), false); }).find("already here"), std::string::npos);
 

@@ -61,6 +61,12 @@ void record(const RunConfig& run, bool resume) {
   if (t.teacher_lora.empty()) throw Error("transfer.teacher_lora is not set (the LoRA trained on the teacher model)");
   if (t.store_dtype != "bf16" && t.store_dtype != "fp32")
     throw Error("transfer.store_dtype '" + t.store_dtype + "' is not one of bf16, fp32");
+  if (t.record_dtype != "fp32" && t.record_dtype != "bf16" && t.record_dtype != "model")
+    throw Error("transfer.record_dtype '" + t.record_dtype + "' is not one of fp32, bf16, model");
+  // The teacher computes in record_dtype; the data caches (and so the latent space learn checks)
+  // stay those of model.dtype.
+  RunConfig teacher_run = run;
+  if (t.record_dtype != "model") teacher_run.model.dtype = t.record_dtype;
   const ModelConfig teacher_config = with_base(run, t.teacher);
   const Family& family = family_of(run, teacher_config);
   const std::unique_ptr<RunData> data = prepare_data(run, teacher_config);
@@ -74,6 +80,7 @@ void record(const RunConfig& run, bool resume) {
   m.teacher_lora = sha256_file(run.resolve(t.teacher_lora));
   m.latent_space = data->cache->identities().vae;
   m.dtype = t.store_dtype;
+  m.compute_dtype = teacher_run.model.dtype;
   m.exact = t.exact;
   m.noise_offset = plan.noise.offset;
   m.noise_perturbation = plan.noise.perturbation;
@@ -91,13 +98,13 @@ void record(const RunConfig& run, bool resume) {
   LoraConfig lora = run.lora;
   lora.init = t.teacher_lora;
   lora.dropout = 0;
-  LoadedModel teacher = load_model(run, teacher_config, lora);
+  LoadedModel teacher = load_model(teacher_run, with_base(teacher_run, t.teacher), lora);
   DeltaStoreWriter writer(dir, m, resume);
   if (writer.torn_bytes_cut() > 0) std::cout << "cut " << writer.torn_bytes_cut() << " bytes of an interrupted record\n";
-  std::cout << "record: teacher " << family.name() << " + " << t.teacher_lora << ", " << (t.exact ? "exact" : "approximate")
-            << " form, " << writer.done() << " of " << m.count << " records already in " << dir << "\n";
+  std::cout << "record: teacher " << family.name() << " + " << t.teacher_lora << " in " << m.compute_dtype << ", "
+            << (t.exact ? "exact" : "approximate") << " form, " << writer.done() << " of " << m.count << " records already in " << dir << "\n";
   RecordObjective objective(writer, plan, *data->source, t.exact, t.paired_forward);
-  run_loop(run, teacher, plan, *data->source, objective, resume);
+  run_loop(teacher_run, teacher, plan, *data->source, objective, resume);
   writer.sync();
   if (writer.done() != m.count) throw Error("record stopped after " + std::to_string(writer.done()) + " of " + std::to_string(m.count) + " records");
 }

@@ -16,6 +16,7 @@ struct TransferConfig {
   double guidance = 0;
   std::string store;
   std::string store_dtype = "bf16";
+  std::string record_dtype = "fp32";
   bool paired_forward = true;
   int64_t learn_batch_size = 0;
   int64_t learn_passes = 1;
@@ -31,6 +32,7 @@ struct TransferConfig {
     v("guidance", guidance, "g of the learn target S0(c) + g·δc (+ (1 − g)·δu); 0 = the family default (Z-Image-Turbo 3.0, FLUX.2 klein 2.5); 1 for a non-distilled student");
     v("store", store, "folder of the delta store; empty = <run_dir>/deltas");
     v("store_dtype", store_dtype, "dtype of the recorded deltas: bf16 or fp32");
+    v("record_dtype", record_dtype, "compute dtype of the teacher in record: fp32, bf16, or \"model\" (model.dtype). δ is a small difference of two predictions: in bf16 their rounding swamps a weak LoRA's δ (bench/RESULTS.md), so fp32 by default");
     v("paired_forward", paired_forward, "record LoRA-on and LoRA-off in one forward of twice the batch (faster); false = two forwards (less memory)");
     v("learn_batch_size", learn_batch_size, "records per learn micro-batch; 0 = train.batch_size");
     v("learn_passes", learn_passes, "passes over the store's records in learn");

@@ -1,0 +1,74 @@
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "world/score.h"
+
+namespace dt {
+
+// deltatrain world render WORLD --out DIR [--images N] [--seed S] [--concept TRIGGER] [--set k=v]...
+// deltatrain world score WORLD IMAGE...
+int run_world(int argc, char** argv) {
+  const bool score = argc > 1 && !std::strcmp(argv[1], "score");
+  if (argc > 1 && (score || !std::strcmp(argv[1], "render"))) {
+    argv[1] = argv[0];  // the step becomes part of the program name
+    --argc;
+    ++argv;
+  }
+  CLI::App app(score ? "Read back the attributes of world images (the scene as its caption) and how far each is from a "
+                       "clean rendering."
+                     : "Render a dataset of a world (worlds/*.toml): PNG images with same-name .txt captions, of the Base's "
+                       "world or of one concept. Steps: deltatrain world render|score WORLD ...",
+               std::string(argv[0]) + (score ? " score" : " render"));
+  std::string world_path, out, concept_trigger;
+  std::vector<std::string> images, overrides;
+  int64_t count = 0;
+  uint64_t seed = 1;
+  app.add_option("WORLD", world_path, "the world config (TOML)")->required();
+  app.add_option("--set", overrides, "override a world setting: --set size=96 (repeatable)");
+  if (score) {
+    app.add_option("IMAGE", images, "PNG, JPEG or WebP images of the world's size")->required();
+  } else {
+    app.add_option("--out", out, "the dataset folder to write (created)")->required();
+    app.add_option("--images", count, "how many (default: 200 for the Base's world, the concept's `images`)")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--seed", seed, "first scene seed; image i uses seed + i (default 1)");
+    app.add_option("--concept", concept_trigger, "render this concept's dataset (its trigger word)");
+  }
+  int code = 0;
+  if (!parse_args(app, argc, argv, code)) return code;
+
+  const world::World w = world::load_world(world_path, overrides);
+  if (score) {
+    for (const std::string& path : images) {
+      const Image image = composite(read_image(path), Rgb{0, 0, 0});
+      std::printf("%s\t%s\tinvalid %.4f\n", path.c_str(), w.caption(world::read_scene(w, image)).c_str(),
+                  world::invalid_fraction(w, image));
+    }
+    return 0;
+  }
+  int concept_index = -1;
+  for (int k = 0; k < static_cast<int>(w.concepts().size()); ++k)
+    if (w.concepts()[k].trigger == concept_trigger) concept_index = k;
+  if (!concept_trigger.empty() && concept_index < 0) throw file_error(world_path, "no concept with trigger '" + concept_trigger + "'");
+  if (count == 0) count = concept_index >= 0 ? w.concepts()[concept_index].images : 200;
+  std::filesystem::create_directories(out);
+  for (int64_t i = 0; i < count; ++i) {
+    const uint64_t s = seed + static_cast<uint64_t>(i);
+    const world::Scene scene = concept_index >= 0 ? w.concept_scene(concept_index, s) : w.base_scene(s);
+    char name[32];
+    std::snprintf(name, sizeof name, "%06lld", static_cast<long long>(i));
+    const std::filesystem::path base = std::filesystem::path(out) / name;
+    write_png(base.string() + ".png", w.render(scene));
+    write_file_atomic(base.string() + ".txt", w.caption(scene) + "\n");
+  }
+  std::cout << "wrote " << count << " images with captions to " << out << "\n";
+  return 0;
+}
+
+}  // namespace dt
