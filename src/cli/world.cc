@@ -15,8 +15,10 @@ namespace dt {
 // deltatrain world score WORLD IMAGE...
 int run_world(int argc, char** argv) {
   const bool score = argc > 1 && !std::strcmp(argv[1], "score");
+  std::string program = argv[0];
   if (argc > 1 && (score || !std::strcmp(argv[1], "render"))) {
-    argv[1] = argv[0];  // the step becomes part of the program name
+    program += std::string(" ") + argv[1];  // the step becomes part of the program name
+    argv[1] = argv[0];
     --argc;
     ++argv;
   }
@@ -24,7 +26,7 @@ int run_world(int argc, char** argv) {
                        "clean rendering."
                      : "Render a dataset of a world (worlds/*.toml): PNG images with same-name .txt captions, of the Base's "
                        "world or of one concept. Steps: deltatrain world render|score WORLD ...",
-               std::string(argv[0]) + (score ? " score" : " render"));
+               program);
   std::string world_path, out, concept_trigger;
   std::vector<std::string> images, overrides;
   int64_t count = 0;
