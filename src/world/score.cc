@@ -9,11 +9,7 @@
 namespace dt::world {
 namespace {
 
-double distance(const uint8_t* p, const Rgb& c) {
-  double s = 0;
-  for (int k = 0; k < 3; ++k) s += (double(p[k]) - c[k]) * (double(p[k]) - c[k]);
-  return std::sqrt(s);
-}
+double distance(const uint8_t* p, const Rgb& c) { return colour_distance(p, c.data()); }
 
 template <class List>
 int nearest(const List& list, const uint8_t* p) {
@@ -188,7 +184,7 @@ double invalid_fraction(const World& w, const Image& image, double tolerance) {
         const Image clean = w.render(s);
         int64_t off = 0;
         for (int64_t y = 0; y < n; ++y)
-          for (int64_t x = 0; x < n; ++x) off += distance(image.at(x, y), Rgb{clean.at(x, y)[0], clean.at(x, y)[1], clean.at(x, y)[2]}) > tolerance;
+          for (int64_t x = 0; x < n; ++x) off += colour_distance(image.at(x, y), clean.at(x, y)) > tolerance;
         best = std::min(best, static_cast<double>(off) / static_cast<double>(n * n));
       }
   return best;

@@ -15,12 +15,6 @@ namespace {
 // scorer to separate shape from background at any anti-aliased coverage above one half.
 constexpr double kMinContrast = 80;
 
-double distance(const Rgb& a, const Rgb& b) {
-  double s = 0;
-  for (int c = 0; c < 3; ++c) s += (double(a[c]) - b[c]) * (double(a[c]) - b[c]);
-  return std::sqrt(s);
-}
-
 Rgb colour_of(const std::string& text, const std::string& where, const std::string& source) {
   try {
     return parse_color(text);
@@ -66,6 +60,12 @@ class Draw {
 };
 
 }  // namespace
+
+double colour_distance(const uint8_t* a, const uint8_t* b) {
+  double s = 0;
+  for (int c = 0; c < 3; ++c) s += (double(a[c]) - b[c]) * (double(a[c]) - b[c]);
+  return std::sqrt(s);
+}
 
 bool Shape::contains(double x, double y) const {
   if (polygon.empty()) return x * x + y * y <= 1.0;
@@ -126,9 +126,9 @@ World::World(WorldConfig config, const std::string& source) : config_(std::move(
   }
   for (const auto& [what, rgb] : on_shapes)
     for (const auto& bg : backgrounds_)
-      if (distance(rgb, bg.rgb) < kMinContrast)
+      if (colour_distance(rgb.data(), bg.rgb.data()) < kMinContrast)
         throw file_error(source, what + " is too close to background " + bg.name + " for the scorer (RGB distance " +
-                                     std::to_string(static_cast<int>(distance(rgb, bg.rgb))) + " < 80)");
+                                     std::to_string(static_cast<int>(colour_distance(rgb.data(), bg.rgb.data()))) + " < 80)");
   // Every shape stays whole inside the image (and inside a style's frame), whatever its jitter.
   for (const auto& size : c.sizes) {
     if (size.radius <= 0) throw file_error(source, "size " + size.name + ": radius must be positive");

@@ -26,6 +26,9 @@ struct Shape {
   bool contains(double x, double y) const;         // in the shape's unit coordinates
 };
 
+// Euclidean distance of two RGB pixels (3 bytes each).
+double colour_distance(const uint8_t* a, const uint8_t* b);
+
 struct Named {
   std::string name;
   Rgb rgb{};
