@@ -13,8 +13,8 @@
 #include "core/hash.h"
 #include "data/cache.h"
 #include "data/dataset.h"
-#include "data/fake_models.h"
-#include "data/test_util.h"
+#include "testing/fake_models.h"
+#include "testing/images.h"
 
 namespace {
 

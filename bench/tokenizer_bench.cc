@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   for (double& seconds : pass) {
     tokens = 0;
     t0 = Clock::now();
-    for (const auto& p : prompts) tokens += tokenizer.encode(dt::apply_chat_template(dt::ChatTemplate::zimage, p)).size();
+    for (const auto& p : prompts) tokens += tokenizer.encode(dt::apply_chat_template(dt::ChatTemplate::qwen3, p)).size();
     seconds = seconds_since(t0);
   }
   const double per_prompt = static_cast<double>(tokens) / prompts.size();

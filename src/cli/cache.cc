@@ -9,8 +9,8 @@
 #include "cli/command.h"
 #include "data/cache.h"
 #include "data/dataset.h"
-#include "train/run_config.h"
-#include "train/trainer.h"
+#include "run/run_config.h"
+#include "run/train_run.h"
 
 namespace dt {
 

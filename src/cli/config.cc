@@ -8,8 +8,8 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
-#include "train/onetrainer_config.h"
-#include "train/run_config.h"
+#include "run/onetrainer_config.h"
+#include "run/run_config.h"
 
 namespace dt {
 

@@ -1,8 +1,8 @@
-// deltatrain demo [--workdir DIR]: the whole mission on a tiny generated world (sample/demo.h).
+// deltatrain demo [--workdir DIR]: the whole mission on a tiny generated world (run/demo.h).
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
-#include "sample/demo.h"
+#include "run/demo.h"
 
 namespace dt {
 

@@ -4,20 +4,17 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/listing.h"
+#include "models/family.h"
 
 namespace dt {
 
-void forward_vae_encode(const ForwardArgs& args);  // forward_vae.cc
-void forward_vae_decode(const ForwardArgs& args);
-
-const std::vector<ForwardComponent>& forward_components() {
-  static const std::vector<ForwardComponent> table = {
-      {"zimage-transformer", forward_zimage_transformer},
-      {"flux2-transformer", forward_flux2_transformer},
-      {"qwen3", forward_qwen3},
-      {"vae-encode", forward_vae_encode},
-      {"vae-decode", forward_vae_decode},
-  };
+std::vector<ForwardComponent> forward_components() {
+  std::vector<ForwardComponent> table;
+  for (const Family* f : families()) table.push_back({f->forward_component(), nullptr, f});
+  table.push_back({"qwen3", forward_qwen3});
+  table.push_back({"vae-encode", forward_vae_encode});
+  table.push_back({"vae-decode", forward_vae_decode});
   return table;
 }
 
@@ -26,9 +23,9 @@ int run_forward(int argc, char** argv) {
   std::string component;
   std::vector<std::string> loras;
   ForwardArgs args;
-  std::string names;
-  for (const auto& c : forward_components()) names += (names.empty() ? "" : ", ") + std::string(c.name);
-  app.add_option("--component", component, "one of: " + names)->required();
+  std::vector<std::string> names;
+  for (const auto& c : forward_components()) names.push_back(c.name);
+  app.add_option("--component", component, "one of: " + join(names))->required();
   app.add_option("--model", args.model, "weights folder (config.json + safetensors) or file")->required();
   app.add_option("--inputs", args.inputs, "io.safetensors holding the inputs")->required();
   app.add_option("--case", args.case_name, "case prefix of the inputs (A, B, ...)");
@@ -55,11 +52,12 @@ int run_forward(int argc, char** argv) {
   }
   for (const auto& c : forward_components()) {
     if (component == c.name) {
-      c.run(args);
+      if (c.family) c.family->forward(args);
+      else c.run(args);
       return 0;
     }
   }
-  throw Error("unknown component '" + component + "' (known: " + names + ")");
+  throw Error("unknown component '" + component + "' (known: " + join(names) + ")");
 }
 
 }  // namespace dt

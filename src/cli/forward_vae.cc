@@ -1,12 +1,12 @@
 // `deltatrain forward --component vae-encode | vae-decode` (shared/golden/README.md): either VAE,
-// told apart by its weights. For AutoencoderKLFlux2 the encode also writes the klein pipeline's
-// pipe.image_latents and pipe.image_tokens.
+// told apart by its weights. The encode also writes what a family's pipeline derives from the
+// posterior mean (Family::vae_pipeline_outputs: pipe.image_latents, pipe.image_tokens).
 #include <torch/torch.h>
 
 #include "cli/forward.h"
 #include "core/error.h"
 #include "io/safetensors.h"
-#include "vae/flux2_latents.h"
+#include "models/family.h"
 #include "vae/load.h"
 
 namespace dt {
@@ -30,11 +30,8 @@ void forward_vae_encode(const ForwardArgs& args) {
   NamedTensors out = {{args.out("enc.parameters"), f32(post.parameters)},
                       {args.out("enc.mean"), f32(post.mean)},
                       {args.out("enc.logvar"), f32(post.logvar)}};
-  if (model->config().kind == VaeKind::kFlux2) {
-    const at::Tensor latents = vae::flux2_normalize(*model, vae::patchify_2x2(post.mean));
-    out.emplace_back("pipe.image_latents", f32(latents));
-    out.emplace_back("pipe.image_tokens", f32(vae::pack_tokens(latents)));
-  }
+  for (const Family* family : families())
+    for (auto& output : family->vae_pipeline_outputs(*model, post.mean)) out.push_back(std::move(output));
   write_safetensors(args.output, out);
 }
 

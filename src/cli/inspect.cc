@@ -6,24 +6,10 @@
 #include "cli/command.h"
 #include "io/checkpoint.h"
 #include "lora/file.h"
-#include "models/flux2/weights.h"
+#include "lora/keymap.h"
+#include "models/family.h"
 
 namespace dt {
-
-// What a checkpoint is, each told by one detector: "family: zimage", "lora format: kohya", ...
-// A detector returns an empty string when it does not recognise the checkpoint.
-struct InspectProbe {
-  const char* label;
-  std::string (*detect)(const Checkpoint& checkpoint);
-};
-
-const std::vector<InspectProbe>& inspect_probes() {
-  static const std::vector<InspectProbe> table = {
-      {"lora", lora::describe_lora},
-      {"model", flux2::describe_checkpoint},
-  };
-  return table;
-}
 
 int run_inspect(int argc, char** argv) {
   CLI::App app("Show the tensors, parameter count and metadata of a checkpoint or LoRA.", argv[0]);
@@ -56,10 +42,12 @@ int run_inspect(int argc, char** argv) {
   }
   std::cout << "files: " << ck.files().size() << "\ntensors: " << ck.names().size() << "\nparameters: " << params
             << "\nbytes: " << bytes << "\n";
-  for (const auto& probe : inspect_probes()) {
-    const std::string found = probe.detect(ck);
-    if (!found.empty()) std::cout << probe.label << ": " << found << "\n";
-  }
+  // What the checkpoint is: a LoRA of some family's layers, or a family's model.
+  std::vector<const lora::KeyMap*> key_maps;
+  for (const Family* f : families()) key_maps.push_back(&f->lora_keys());
+  if (const std::string found = lora::describe_lora(ck, key_maps); !found.empty()) std::cout << "lora: " << found << "\n";
+  for (const Family* f : families())
+    if (const std::string found = f->describe(ck); !found.empty()) std::cout << "model: " << found << "\n";
   for (const auto& [key, value] : ck.metadata()) {
     const std::string shown = value.size() > 200 ? value.substr(0, 200) + "..." : value;
     std::cout << "metadata " << key << ": " << shown << "\n";

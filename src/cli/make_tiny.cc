@@ -1,10 +1,11 @@
-// deltatrain make-tiny --out DIR [--family zimage] [--images N] [--resolution PX]
+// deltatrain make-tiny --out DIR [--family NAME] [--images N] [--resolution PX]
 #include <CLI/CLI.hpp>
 
 #include <iostream>
 
 #include "cli/command.h"
-#include "train/tiny_world.h"
+#include "models/family.h"
+#include "run/tiny_world.h"
 
 namespace dt {
 
@@ -14,13 +15,14 @@ int run_make_tiny(int argc, char** argv) {
   std::string out;
   TinyWorldOptions o;
   app.add_option("--out", out, "folder to write (created)")->required();
-  app.add_option("--family", o.family, "model family");
+  app.add_option("--family", o.family, "model family (default: " + families().front()->name() + ")");
   app.add_option("--images", o.images, "number of generated images");
   app.add_option("--resolution", o.resolution, "side of the generated images in pixels (multiple of 16)");
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
   make_tiny_world(out, o);
-  std::cout << "wrote " << out << ": base/, " << tiny_student_folder(o.family) << "/, dataset/, train.toml, transfer.toml\n"
+  const Family& family = family_or_first(o.family);
+  std::cout << "wrote " << out << ": base/, " << family.defaults().distilled_name << "/, dataset/, train.toml, transfer.toml\n"
             << "next: deltatrain train " << out << "/train.toml\n";
   return 0;
 }

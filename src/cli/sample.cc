@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "sample/generate.h"
-#include "train/trainer.h"
+#include "run/train_run.h"
 
 namespace dt {
 namespace fs = std::filesystem;
@@ -80,7 +80,7 @@ int run_sample(int argc, char** argv) {
   if (model.dtype.empty()) model.dtype = model.device == "cpu" ? "fp32" : "bf16";
   const Family& family = model.family.empty() ? detect_family(model.base) : family_by_name(model.family);
   std::string why;
-  const Variant v = variant_by_name(variant, model.base, &why);
+  const Variant v = variant_by_name(variant, family, model.base, &why);
   std::cout << family.name() << " " << (v == Variant::base ? "Base" : "distilled") << " model"
             << (why.empty() ? "" : " (" + why + ")") << "\n";
 

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "models/family.h"
 #include "text/prompt.h"
 #include "text/tokenizer.h"
 
@@ -14,18 +15,22 @@ int run_tokenize(int argc, char** argv) {
   std::string path, text, template_name = "none";
   int64_t max_length = 0;
   app.add_option("--tokenizer", path, "tokenizer.json, or a folder holding one")->required();
+  std::string families_listed;
+  for (const Family* f : families()) families_listed += " | " + f->name();
   app.add_option("--template", template_name,
-                 "none: print the ids as a JSON array; zimage | flux2-klein: print "
-                 "{\"input_ids\", \"attention_mask\"} padded and truncated to --max-length")
-      ->check(CLI::IsMember({"none", "zimage", "flux2-klein"}));
+                 "none: print the ids as a JSON array; a model family (" + families_listed.substr(3) + ") or a chat "
+                 "template (qwen3 | qwen3-no-thinking): print {\"input_ids\", \"attention_mask\"} padded and truncated "
+                 "to --max-length");
   app.add_option("--max-length", max_length, "without a template: keep the first N ids; with one: pad/truncate to N (default 512)")
       ->check(CLI::PositiveNumber);
   app.add_option("TEXT", text, "the text (UTF-8)")->required();
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
 
+  bool family = false;
+  for (const Family* f : families()) family = family || f->name() == template_name;
+  const ChatTemplate t = family ? family_by_name(template_name).chat_template() : parse_chat_template(template_name);
   Tokenizer tokenizer = Tokenizer::load(path);
-  ChatTemplate t = parse_chat_template(template_name);
   nlohmann::ordered_json out;  // keys in the documented order: input_ids, attention_mask
   if (t == ChatTemplate::none) {
     std::vector<int32_t> ids = tokenizer.encode(text);

@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "train/trainer.h"
+#include "run/train_run.h"
 
 namespace dt {
 

@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "transfer/transfer.h"
+#include "run/transfer_run.h"
 
 namespace dt {
 

@@ -6,8 +6,8 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "data/fake_models.h"
-#include "data/test_util.h"
+#include "testing/fake_models.h"
+#include "testing/images.h"
 #include "io/atomic_file.h"
 
 namespace dt {

@@ -5,11 +5,12 @@
 #include <torch/torch.h>
 
 #include "data/cache.h"
-#include "data/test_util.h"
+#include "testing/images.h"
 #include "models/zimage/family.h"
 #include "text/qwen3.h"
 #include "text/tiny_tokenizer.h"
 #include "vae/random_vae.h"
+#include "testing/tiny_models.h"
 
 namespace dt {
 namespace {
@@ -19,16 +20,7 @@ using testing::write;
 TEST(CacheZImage, EntriesAreTheFamilysLatentsAndFeatures) {
   testing::ScratchDir dir("cache_zimage");
   write_tiny_tokenizer(dir / "pipe/tokenizer", 300);
-  Qwen3Config text;
-  text.vocab_size = 300;
-  text.hidden_size = 32;
-  text.intermediate_size = 40;
-  text.num_hidden_layers = 2;
-  text.num_attention_heads = 4;
-  text.num_key_value_heads = 2;
-  text.head_dim = 8;
-  text.tie_word_embeddings = true;
-  write_random_qwen3(dir / "pipe/text_encoder", text, 3);
+  write_random_qwen3(dir / "pipe/text_encoder", testing::small_qwen3(300, 2), 3);
   vae::write_random_vae(dir / "pipe/vae", vae::tiny_vae_config(VaeKind::kAutoencoderKL), 4);
 
   write(dir / "images/wide.png", encode_png(testing::quadrants(96, 48)));

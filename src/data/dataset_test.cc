@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "data/test_util.h"
+#include "testing/images.h"
 
 namespace dt {
 namespace {

@@ -47,18 +47,32 @@ AtomicFile::~AtomicFile() {
   if (!committed_) ::unlink(temp_path_.c_str());
 }
 
-void AtomicFile::write(const void* data, size_t size) {
+void write_all(int fd, const void* data, size_t size, const std::string& path) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
-    ssize_t n = ::write(fd_, p, size);
+    ssize_t n = ::write(fd, p, size);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw file_error(path_, std::string("write failed: ") + std::strerror(errno));
+      throw file_error(path, std::string("write failed: ") + std::strerror(errno));
     }
     p += n;
     size -= static_cast<size_t>(n);
   }
 }
+
+void read_all_at(int fd, void* data, size_t size, uint64_t offset, const std::string& path) {
+  auto* p = static_cast<char*>(data);
+  while (size > 0) {
+    ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw file_error(path, n == 0 ? "unexpected end of file" : std::string("read failed: ") + std::strerror(errno));
+    p += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+void AtomicFile::write(const void* data, size_t size) { write_all(fd_, data, size, path_); }
 
 void AtomicFile::commit() {
   if (::fsync(fd_) != 0) throw file_error(path_, std::string("fsync failed: ") + std::strerror(errno));

@@ -2,6 +2,7 @@
 // in the same folder, is flushed to disk, then renamed over the target.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,11 @@ class AtomicFile {
 };
 
 void write_file_atomic(const std::string& path, std::string_view content);
+
+// All `size` bytes to / from an open descriptor (interrupted calls retried); dt::Error naming `path`
+// on failure, disk full or a short file.
+void write_all(int fd, const void* data, size_t size, const std::string& path);
+void read_all_at(int fd, void* data, size_t size, uint64_t offset, const std::string& path);
 
 // Reads a whole file; throws dt::Error naming the file.
 std::string read_file(const std::string& path);

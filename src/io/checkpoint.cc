@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/hash.h"
+#include "core/listing.h"
 #include "io/json_file.h"
 
 namespace dt {
@@ -96,10 +97,10 @@ Checkpoint Checkpoint::open_component(const std::string& root, const std::string
   if (!fs::exists(index, ec)) throw file_error(root, "not a diffusers pipeline folder (it has no model_index.json)");
   const auto config = read_config(index);
   if (!is_plain_file_name(component) || component[0] == '_' || !config.contains(component)) {
-    std::string known;
+    std::vector<std::string> known;
     for (const auto& [name, value] : config.items())
-      if (name[0] != '_' && value.is_array()) known += (known.empty() ? "" : ", ") + name;
-    throw file_error(index, "lists no component " + quoted_name(component) + " (it lists: " + known + ")");
+      if (name[0] != '_' && value.is_array()) known.push_back(name);
+    throw file_error(index, "lists no component " + quoted_name(component) + " (it lists: " + join(known) + ")");
   }
   return open((fs::path(root) / component).string());
 }
@@ -187,6 +188,12 @@ const TensorInfo& Checkpoint::info(const std::string& name) const {
 at::Tensor Checkpoint::get(const std::string& name) const {
   const Location& at = locate(name);
   return files_[at.file]->get(name.substr(at.prefix));
+}
+
+std::string pipeline_component(const std::string& path, const std::string& component) {
+  std::error_code ec;
+  const fs::path inside = fs::path(path) / component;
+  return fs::is_directory(path, ec) && fs::is_directory(inside, ec) ? inside.string() : path;
 }
 
 std::vector<std::string> checkpoint_files(const std::string& path) {

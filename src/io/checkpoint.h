@@ -57,6 +57,10 @@ class Checkpoint {
   std::vector<std::string> components_;
 };
 
+// `path`/`component` when `path` is a pipeline folder holding that component folder, else `path`
+// itself (a model folder or file given directly).
+std::string pipeline_component(const std::string& path, const std::string& component);
+
 // The safetensors files of a checkpoint (file or folder), in order.
 std::vector<std::string> checkpoint_files(const std::string& path);
 // `family` + ":" + SHA-256 over `what` (how the files are used) and the SHA-256 of every file: the

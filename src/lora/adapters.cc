@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "core/regex.h"
-#include "lora/listing.h"
+#include "core/listing.h"
 
 namespace dt::lora {
 
@@ -25,9 +25,9 @@ std::vector<std::string> select_layers(torch::nn::Module& root, const Selection&
   if (!selection.preset.empty()) {
     auto it = presets.find(selection.preset);
     if (it == presets.end()) {
-      std::string known;
-      for (const auto& [name, regex] : presets) known += (known.empty() ? "" : ", ") + name;
-      throw Error("unknown LoRA layer preset '" + selection.preset + "' (known: " + known + ")");
+      std::vector<std::string> known;
+      for (const auto& [name, regex] : presets) known.push_back(name);
+      throw Error("unknown LoRA layer preset '" + selection.preset + "' (known: " + join(known) + ")");
     }
     include.emplace_back(it->second);
   }

@@ -4,7 +4,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
-#include "lora/test_model.h"
+#include "testing/lora_model.h"
 #include "models/family.h"
 
 namespace dt::lora {

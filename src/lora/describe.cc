@@ -10,7 +10,7 @@
 
 namespace dt::lora {
 
-std::string describe_lora(const Checkpoint& ck) {
+std::string describe_lora(const Checkpoint& ck, const std::vector<const KeyMap*>& candidates) {
   if (ck.files().size() != 1 || std::filesystem::is_directory(ck.path())) return "";
   bool any_lora = false, any_alpha = false;
   for (const auto& t : ck.files()[0]->tensors()) {
@@ -20,7 +20,7 @@ std::string describe_lora(const Checkpoint& ck) {
   if (!any_lora) return "";
   LoraWeights w;
   try {
-    w = read_lora(ck.path());
+    w = read_lora(ck.path(), candidates);
   } catch (const Error& e) {
     return std::string("not readable: ") + e.what();
   }

@@ -43,8 +43,9 @@ Format format_by_name(const std::string& name);  // dt::Error listing the names
 // match no module, unsupported adapter kinds and misfitting shapes are one dt::Error naming the
 // file and listing them.
 LoraWeights read_lora(const std::string& path, const KeyMap& keys, torch::nn::Module* model = nullptr);
-// The family is the one whose table takes every module of the file (dt::Error when none does).
-LoraWeights read_lora(const std::string& path);
+// The family is the first of `candidates` (every family's table) that takes every module of the
+// file (dt::Error when none does).
+LoraWeights read_lora(const std::string& path, const std::vector<const KeyMap*>& candidates);
 
 struct WriteOptions {
   Format format = Format::comfyui;
@@ -62,7 +63,7 @@ void merge_lora_files(torch::nn::Module& model, const KeyMap& keys,
                       const std::vector<std::pair<std::string, double>>& files);
 
 // The `deltatrain inspect` line for a LoRA file: format, ranks, alphas, number of targets and the
-// family it fits; empty when the checkpoint is not a single file with LoRA tensors.
-std::string describe_lora(const Checkpoint& checkpoint);
+// family of `candidates` it fits; empty when the checkpoint is not a single file with LoRA tensors.
+std::string describe_lora(const Checkpoint& checkpoint, const std::vector<const KeyMap*>& candidates);
 
 }  // namespace dt::lora

@@ -10,8 +10,9 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "lora/adapters.h"
-#include "lora/test_model.h"
+#include "testing/lora_model.h"
 #include "models/zimage/weights.h"
+#include "testing/families.h"
 
 namespace dt::lora {
 namespace {
@@ -50,7 +51,7 @@ const char* const kGoldenFiles[] = {"onetrainer", "onetrainer-diffusers", "peft"
 
 // The golden files all encode one delta; read through each layout's rules they must agree.
 TEST(LoraFiles, GoldenLayoutsReadToTheSameDelta) {
-  const auto& keys = key_map("zimage");
+  const auto& keys = dt::testing::key_map("zimage");
   testing::TinyZImage model;
   LoraWeights reference = read_lora(kDir + "lora.original.safetensors", keys, &model);
   ASSERT_EQ(reference.modules.size(), 16u);
@@ -66,7 +67,7 @@ TEST(LoraFiles, GoldenLayoutsReadToTheSameDelta) {
     EXPECT_EQ(w.format, layout.at(name)) << name;
     expect_same_deltas(w, reference, 1e-6, name);
     // The family is found from the names alone.
-    EXPECT_EQ(read_lora(kDir + "lora." + name + ".safetensors").family, "zimage") << name;
+    EXPECT_EQ(read_lora(kDir + "lora." + name + ".safetensors", dt::testing::all_key_maps()).family, "zimage") << name;
   }
   // The compact split of a block-diagonal fused qkv restores rank 4 and alpha 2.
   LoraWeights fused = read_lora(kDir + "lora.kohya-fused.safetensors", keys);
@@ -100,7 +101,7 @@ LoraWeights random_lora() {
 }
 
 TEST(LoraFiles, EveryFormatRoundTrips) {
-  const auto& keys = key_map("zimage");
+  const auto& keys = dt::testing::key_map("zimage");
   testing::TinyZImage model;
   LoraWeights lora = random_lora();
   for (Format f : {Format::comfyui, Format::comfyui_native, Format::peft, Format::kohya, Format::onetrainer,
@@ -124,7 +125,7 @@ TEST(LoraFiles, EveryFormatRoundTrips) {
 
 // Conversion between layouts (read one, write another) keeps what the LoRA does to the model.
 TEST(LoraFiles, ConversionPreservesTheMergedDelta) {
-  const auto& keys = key_map("zimage");
+  const auto& keys = dt::testing::key_map("zimage");
   testing::TinyZImage direct(3), converted(3);
   const std::string source = kDir + "lora.kohya.safetensors";
   merge_lora_files(direct, keys, {{source, 0.75}});
@@ -151,17 +152,17 @@ TEST(LoraFiles, PeftPatternsAndRslora) {
   // The first matching key wins, in the JSON's order (not sorted): "to_q" before "layers.0.attention.to_q".
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 8, "rank_pattern": {"layers.1.attention.to_q": 2},
       "alpha_pattern": {"to_q": 2, "layers.0.attention.to_q": 16}})"}});
-  LoraWeights w = read_lora(path, key_map("zimage"));
+  LoraWeights w = read_lora(path, dt::testing::key_map("zimage"));
   EXPECT_DOUBLE_EQ(w.find("layers.0.attention.to_q")->scale(), 0.5);
   EXPECT_DOUBLE_EQ(w.find("layers.1.attention.to_q")->scale(), 1.0);
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 8, "use_rslora": true, "rank_pattern": {"layers.1.attention.to_q": 2}})"}});
-  w = read_lora(path, key_map("zimage"));
+  w = read_lora(path, dt::testing::key_map("zimage"));
   EXPECT_DOUBLE_EQ(w.find("layers.0.attention.to_q")->scale(), 4.0);
   EXPECT_DOUBLE_EQ(w.find("layers.1.attention.to_q")->scale(), 8 / std::sqrt(2.0));
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 8, "alpha_pattern": {"to_q(": 1}})"}});
-  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); }).find(path + ": lora_adapter_metadata: bad regular expression"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find(path + ": lora_adapter_metadata: bad regular expression"), std::string::npos);
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 8})"}});
-  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); }).find("layers.1.attention.to_q: rank 2 in the tensors but 4"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find("layers.1.attention.to_q: rank 2 in the tensors but 4"), std::string::npos);
   std::filesystem::remove(path);
 }
 
@@ -179,9 +180,9 @@ TEST(LoraFiles, PeftAdapterConfigBesideTheFile) {
                     {"base_model.model.layers.1.feed_forward.w2.lora_B.weight", torch::randn({64, 4})}};
   write_safetensors(path, t);
   testing::TinyZImage model;
-  EXPECT_DOUBLE_EQ(read_lora(path, key_map("zimage"), &model).find("layers.0.attention.to_q")->scale(), 1.0);  // no config: scale 1
+  EXPECT_DOUBLE_EQ(read_lora(path, dt::testing::key_map("zimage"), &model).find("layers.0.attention.to_q")->scale(), 1.0);  // no config: scale 1
   write_file_atomic(config, R"({"peft_type": "LORA", "r": 4, "lora_alpha": 2, "target_modules": ["to_q", "w2", "to_k"]})");
-  LoraWeights w = read_lora(path, key_map("zimage"), &model);
+  LoraWeights w = read_lora(path, dt::testing::key_map("zimage"), &model);
   EXPECT_EQ(w.format, "peft");
   ASSERT_EQ(w.modules.size(), 2u);
   for (const auto& m : w.modules) EXPECT_DOUBLE_EQ(m.scale(), 0.5) << m.name;
@@ -189,15 +190,15 @@ TEST(LoraFiles, PeftAdapterConfigBesideTheFile) {
   EXPECT_TRUE(torch::allclose(delta(*w.find("layers.0.attention.to_q")), want, 1e-6, 1e-6));
   // target_modules as a regex over the whole name.
   write_file_atomic(config, R"json({"r": 4, "lora_alpha": 8, "target_modules": "layers\\.\\d+\\.(attention\\.to_q|feed_forward\\.w2)"})json");
-  EXPECT_DOUBLE_EQ(read_lora(path, key_map("zimage")).find("layers.1.feed_forward.w2")->scale(), 2.0);
+  EXPECT_DOUBLE_EQ(read_lora(path, dt::testing::key_map("zimage")).find("layers.1.feed_forward.w2")->scale(), 2.0);
   // A module the config does not target.
   write_file_atomic(config, R"({"r": 4, "lora_alpha": 2, "target_modules": ["to_q"]})");
-  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); })
+  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); })
                 .find(path + ": layers.1.feed_forward.w2 is not among the target_modules of the adapter_config.json beside it"),
             std::string::npos);
   // Another rank.
   write_file_atomic(config, R"({"r": 8, "lora_alpha": 2})");
-  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); }).find("rank 4 in the tensors but 8 in adapter_config.json"),
+  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find("rank 4 in the tensors but 8 in adapter_config.json"),
             std::string::npos);
   // The file's own alpha (tensors, or lora_adapter_metadata) must agree with the config's.
   NamedTensors with_alpha = t;
@@ -205,18 +206,18 @@ TEST(LoraFiles, PeftAdapterConfigBesideTheFile) {
   with_alpha.push_back({"base_model.model.layers.1.feed_forward.w2.alpha", torch::tensor(2.0f)});
   write_safetensors(path, with_alpha);
   write_file_atomic(config, R"({"r": 4, "lora_alpha": 2})");
-  EXPECT_DOUBLE_EQ(read_lora(path, key_map("zimage")).find("layers.0.attention.to_q")->scale(), 0.5);
+  EXPECT_DOUBLE_EQ(read_lora(path, dt::testing::key_map("zimage")).find("layers.0.attention.to_q")->scale(), 0.5);
   write_file_atomic(config, R"({"r": 4, "lora_alpha": 8})");
-  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); })
+  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); })
                 .find("layers.0.attention.to_q: the file gives alpha 2 (scale 0.5), the adapter_config.json beside it 8 (scale 2)"),
             std::string::npos);
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 4})"}});
-  EXPECT_NE(error_of([&] { read_lora(path, key_map("zimage")); }).find("the file gives alpha 4 (scale 1)"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find("the file gives alpha 4 (scale 1)"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 
 TEST(LoraFiles, UnknownKeysAndWrongShapesAreListed) {
-  const auto& keys = key_map("zimage");
+  const auto& keys = dt::testing::key_map("zimage");
   testing::TinyZImage model;
   const std::string path = temp("bad.safetensors");
   NamedTensors t = {{"diffusion_model.layers.0.attention.to_q.lora_A.weight", torch::randn({4, 64})},
@@ -259,14 +260,14 @@ TEST(LoraFiles, UnknownKeysAndWrongShapesAreListed) {
 }
 
 TEST(LoraFiles, DescribeSaysFormatRankAlphaTargetsFamily) {
-  std::string text = describe_lora(Checkpoint::open(kDir + "lora.kohya-fused.safetensors"));
+  std::string text = describe_lora(Checkpoint::open(kDir + "lora.kohya-fused.safetensors"), dt::testing::all_key_maps());
   EXPECT_EQ(text, "kohya format, fits zimage, 16 targets, rank 4, alpha 1, 2, 8");
-  text = describe_lora(Checkpoint::open(kDir + "lora.aitoolkit.safetensors"));
+  text = describe_lora(Checkpoint::open(kDir + "lora.aitoolkit.safetensors"), dt::testing::all_key_maps());
   EXPECT_NE(text.find("aitoolkit format"), std::string::npos) << text;
   EXPECT_NE(text.find("none stored"), std::string::npos) << text;
-  text = describe_lora(Checkpoint::open(kDir + "second.peft.safetensors"));
+  text = describe_lora(Checkpoint::open(kDir + "second.peft.safetensors"), dt::testing::all_key_maps());
   EXPECT_EQ(text, "peft format, fits zimage, 16 targets, rank 6, alpha 3 (from lora_adapter_metadata)");
-  EXPECT_EQ(describe_lora(Checkpoint::open(std::string(DT_SHARED_DIR) + "/golden/zimage_transformer/weights")), "");
+  EXPECT_EQ(describe_lora(Checkpoint::open(std::string(DT_SHARED_DIR) + "/golden/zimage_transformer/weights"), dt::testing::all_key_maps()), "");
 }
 
 // The real Z-Image model exposes each Linear once, under its diffusers name.
@@ -279,7 +280,7 @@ TEST(LoraFiles, ZImageModelLayersAreTheKeyMapNames) {
   std::sort(real.begin(), real.end());
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(real, expected);
-  for (const auto& path : real) EXPECT_TRUE(resolve(key_map("zimage"), path, false)) << path;
+  for (const auto& path : real) EXPECT_TRUE(resolve(dt::testing::key_map("zimage"), path, false)) << path;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "lora/file.h"
 #include "models/zimage/weights.h"
+#include "testing/families.h"
 
 namespace dt::lora {
 namespace {
@@ -47,7 +48,7 @@ TEST(LoraGolden, EveryCaseOfCasesJson) {
       label += l[0].get<std::string>() + ":" + std::to_string(l[1].get<double>()) + " ";
     }
     auto model = load();
-    merge_lora_files(*model, key_map("zimage"), files);
+    merge_lora_files(*model, dt::testing::key_map("zimage"), files);
     at::Tensor want = expected.at(run["expected_prefix"].get<std::string>() + ".0");
     EXPECT_LE(excess(run_case_a(model), want, cases["atol"], cases["rtol"]), 0) << label;
   }
@@ -59,7 +60,7 @@ TEST(LoraGolden, WrongStrengthIsCaught) {
   auto plain = load();
   EXPECT_GT(excess(run_case_a(plain), expected.at("one.A.out.0")), 0.1);
   auto model = load();
-  merge_lora_files(*model, key_map("zimage"), {{kDir + "lora.kohya.safetensors", 1.0}, {kDir + "second.peft.safetensors", 1.0}});
+  merge_lora_files(*model, dt::testing::key_map("zimage"), {{kDir + "lora.kohya.safetensors", 1.0}, {kDir + "second.peft.safetensors", 1.0}});
   EXPECT_GT(excess(run_case_a(model), expected.at("two.A.out.0")), 0.05);
 }
 

@@ -6,23 +6,6 @@
 
 namespace dt::lora {
 
-const std::vector<const KeyMap*>& key_maps() {
-  static const std::vector<const KeyMap*> all = {
-      &zimage_lora_keys(),
-      &flux2_lora_keys(),
-  };
-  return all;
-}
-
-const KeyMap& key_map(const std::string& family) {
-  std::string known;
-  for (const KeyMap* k : key_maps()) {
-    if (k->family == family) return *k;
-    known += (known.empty() ? "" : ", ") + k->family;
-  }
-  throw Error("no LoRA key names for model family '" + family + "' (known: " + known + ")");
-}
-
 namespace {
 
 constexpr std::string_view kNumber = "{n}";

@@ -1,7 +1,8 @@
 // The model-family part of LoRA key names: which Linear layers a family has (diffusers module
 // paths) and how its native namespace (ComfyUI / original / BFL names) maps onto them, including
 // fused modules (one native Linear = several diffusers Linears stacked by rows) and row-half swaps.
-// A family's table is one file (models/<family>/lora_keys.cc) plus one line in lora/keymap.cc.
+// A family's table is one file of its folder (models/<family>/lora_keys.cc), reached through
+// Family::lora_keys().
 //
 // Names are templates in which `{n}` stands for a decimal number (a block index); the numbers of a
 // native template and of its diffusers templates correspond in order.
@@ -29,10 +30,6 @@ struct KeyMap {
   bool comfyui_native = false;
 };
 
-// Every family's table (keymap.cc); throws dt::Error listing the known families.
-const std::vector<const KeyMap*>& key_maps();
-const KeyMap& key_map(const std::string& family);
-
 // Template matching: the numbers `{n}` stand for in `name`, or nothing when it does not match.
 // With `flat`, every '.' of the template matches '_' instead (kohya names).
 std::optional<std::vector<std::string>> match_template(const std::string& tmpl, const std::string& name,
@@ -56,9 +53,5 @@ struct NativeName {
   size_t part = 0;
 };
 NativeName native_name(const KeyMap& keys, const std::string& diffusers);
-
-// Declarations of the family tables listed in keymap.cc.
-const KeyMap& zimage_lora_keys();
-const KeyMap& flux2_lora_keys();
 
 }  // namespace dt::lora

@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "core/regex.h"
-#include "lora/listing.h"
+#include "core/listing.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "lora/adapters.h"
@@ -368,10 +368,10 @@ LoraWeights read_lora(const std::string& path, const KeyMap& keys, torch::nn::Mo
   return std::move(parsed.weights);
 }
 
-LoraWeights read_lora(const std::string& path) {
+LoraWeights read_lora(const std::string& path, const std::vector<const KeyMap*>& candidates) {
   auto file = SafetensorsFile::open(path);
   std::string tried;
-  for (const KeyMap* keys : key_maps()) {
+  for (const KeyMap* keys : candidates) {
     Parsed parsed = parse(*file, *keys, nullptr);
     if (parsed.unknown.empty()) return std::move(parsed.weights);
     tried += (tried.empty() ? "" : "; ") + keys->family + ": " + join(parsed.unknown, 3);

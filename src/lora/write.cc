@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/listing.h"
 #include "io/safetensors.h"
 #include "lora/file.h"
 
@@ -114,12 +115,12 @@ std::string number(double v) {
 const char* format_name(Format f) { return layout(f).name; }
 
 Format format_by_name(const std::string& name) {
-  std::string known;
+  std::vector<std::string> known;
   for (const auto& l : kLayouts) {
     if (name == l.name) return l.format;
-    known += (known.empty() ? "" : ", ") + std::string(l.name);
+    known.push_back(l.name);
   }
-  throw Error("unknown LoRA format '" + name + "' (known: " + known + ")");
+  throw Error("unknown LoRA format '" + name + "' (known: " + join(known) + ")");
 }
 
 void write_lora(const std::string& path, const LoraWeights& lora, const KeyMap& keys, const WriteOptions& options) {

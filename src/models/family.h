@@ -1,6 +1,6 @@
-// The family interface: everything the trainer, the transfer steps and the sampler know about a
-// model family. Everything model-specific lives in src/models/<family>/ behind it, and a family is
-// added with one line in models/registry.cc.
+// The family interface: everything the layers above know about a model family. Everything
+// model-specific lives in src/models/<family>/ behind it, and a family is added with one line in
+// models/registry.cc (docs/architecture.md, "Adding a model family").
 //
 // Conventions (DESIGN §1, specs/training.md §0): x0 is the clean latent in the family's
 // *normalized training layout* (Z-Image: [16, H/8, W/8]; FLUX.2: patchified [128, H/16, W/16]),
@@ -9,12 +9,14 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include <ATen/Tensor.h>
-#include <c10/core/Device.h>
-#include <c10/core/ScalarType.h>
+#include "core/model_api.h"
+#include "io/safetensors.h"
+#include "models/forward_args.h"
+#include "text/prompt.h"
 
 namespace torch::nn {
 class Module;
@@ -26,15 +28,12 @@ class Checkpoint;
 namespace nn {
 struct LoraState;
 }
-
-struct LoadOptions {
-  c10::Device device = c10::kCPU;
-  c10::ScalarType compute_dtype = c10::kFloat;  // weights are converted to this on load
-};
-
-// Text conditioning of one sample in the form the family's transformer consumes
-// (Z-Image: [L_i, cap_feat_dim], valid tokens only; FLUX.2 klein: [512, 3·hidden]).
-using TextFeatures = at::Tensor;
+namespace lora {
+struct KeyMap;
+}
+namespace vae {
+class AutoencoderKLImpl;
+}
 
 // The denoiser with its LoRA adapters.
 class Denoiser {
@@ -52,35 +51,22 @@ class Denoiser {
   virtual std::string identity() const = 0;
 };
 
-class TextEncoder {
- public:
-  virtual ~TextEncoder() = default;
-  // Prompts through the family's chat template, tokenizer and encoder.
-  virtual std::vector<TextFeatures> encode(const std::vector<std::string>& prompts) = 0;
-  virtual std::string identity() const = 0;  // tokenizer + encoder + template, for cache keys
-};
-
-class Autoencoder {
- public:
-  virtual ~Autoencoder() = default;
-  // images: [B, 3, H, W] in [-1, 1] → normalized x0 (posterior mean, family normalization).
-  virtual at::Tensor encode(const at::Tensor& images) = 0;
-  // normalized x0 → images [B, 3, H, W] in [-1, 1] (not clamped).
-  virtual at::Tensor decode(const at::Tensor& latents) = 0;
-  virtual std::string identity() const = 0;  // VAE weights + normalization: the latent space
-};
-
 struct FamilyDefaults {
-  double transfer_guidance;      // g of the learn target for a distilled student
-  int sample_steps_base;         // Base: many steps with CFG
-  double sample_guidance_base;   // in the family's own CFG convention
-  // The family's guidance g as a standard CFG weight: w = g + guidance_offset in
-  // v = v_neg + w·(v_pos − v_neg); CFG runs iff w > 1 (Z-Image: o_pos + g·(o_pos − o_neg), w = 1 + g).
+  // The standard CFG weight w (v = v_neg + w·(v_pos − v_neg)) the distilled model was distilled
+  // at: the transfer target's g for a distilled student.
+  double transfer_cfg = 1;
+  int sample_steps_base = 0;     // Base: many steps with CFG
+  double sample_cfg_base = 1;    // standard CFG weight of Base samples
+  int sample_steps_distilled = 0;  // distilled: few steps, no CFG
+  // The family's own guidance convention (sample.guidance) as a standard CFG weight:
+  // w = guidance + guidance_offset (Z-Image: o_pos + g·(o_pos − o_neg), so w = 1 + g).
   double guidance_offset = 0;
-  int sample_steps_distilled;    // Turbo / distilled: few steps, no CFG
-  double learning_rate;          // typical LoRA learning rate on Base
-  double learning_rate_distilled;
+  std::string lora_preset;     // the family's default LoRA layer preset (OneTrainer's)
+  std::string distilled_name;  // what the family calls its distilled sibling: "turbo", "distilled"
 };
+
+// Which of a family's pair a model is: Base (many steps, CFG) or distilled (few steps, none).
+enum class Variant { base, distilled };
 
 class Family {
  public:
@@ -107,12 +93,41 @@ class Family {
   virtual double dynamic_shift(int64_t height, int64_t width) const = 0;
   // LoRA layer presets: name → regex over the diffusers module names.
   virtual std::map<std::string, std::string> lora_presets() const = 0;
+  // Its LoRA-able Linear layers and native key names (models/<family>/lora_keys.cc).
+  virtual const lora::KeyMap& lora_keys() const = 0;
+  // The chat template its text encoder puts prompts in.
+  virtual ChatTemplate chat_template() const = 0;
   virtual FamilyDefaults defaults() const = 0;
+
+  // Base or distilled, as the model's own files say (model_index.json's is_distilled); nothing
+  // when they do not say (Base and distilled share one architecture and key set).
+  virtual std::optional<Variant> variant(const std::string& path) const;
+  // OneTrainer's model_type of this family (matched as a prefix: "FLUX_2" covers FLUX_2_*).
+  virtual std::string onetrainer_model_type() const = 0;
+  // What `inspect` says about a checkpoint of this family ("" when it is not one).
+  virtual std::string describe(const Checkpoint& checkpoint) const = 0;
+
+  // A complete tiny pipeline folder of the real layout (model_index.json with is_distilled,
+  // scheduler/, transformer/, text_encoder/, tokenizer/, vae/) with random weights: text encoder,
+  // tokenizer and VAE depend only on `seed`, so a Base and a distilled folder written with one seed
+  // share one latent space as the real pairs do. Same arguments ⇒ the same bytes.
+  virtual void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) const = 0;
+
+  // `deltatrain forward --component <forward_component()>`: the transformer on golden inputs
+  // (shared/golden/README.md), outputs and intermediates under the golden's names.
+  virtual std::string forward_component() const = 0;
+  virtual void forward(const ForwardArgs& args) const = 0;
+  // Extra outputs of `forward --component vae-encode` that the family's pipeline derives from the
+  // posterior mean (pipe.* of the golden), when `vae` is its kind of VAE; none by default.
+  virtual NamedTensors vae_pipeline_outputs(vae::AutoencoderKLImpl& vae, const at::Tensor& posterior_mean) const {
+    return {};
+  }
 };
 
 // The registry (models/registry.cc).
 const std::vector<const Family*>& families();
 const Family& family_by_name(const std::string& name);        // throws dt::Error listing the names
+const Family& family_or_first(const std::string& name);       // empty: the first registered
 const Family& detect_family(const std::string& transformer_path);  // throws dt::Error when none fits
 
 }  // namespace dt

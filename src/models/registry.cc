@@ -1,7 +1,9 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/listing.h"
 #include "io/checkpoint.h"
+#include "io/json_file.h"
 #include "models/family.h"
 #include "models/flux2/family.h"
 #include "models/zimage/family.h"
@@ -17,19 +19,32 @@ const std::vector<const Family*>& families() {
 }
 
 const Family& family_by_name(const std::string& name) {
-  std::string known;
+  std::vector<std::string> known;
   for (const Family* f : families()) {
     if (f->name() == name) return *f;
-    known += (known.empty() ? "" : ", ") + f->name();
+    known.push_back(f->name());
   }
-  throw Error("unknown model family '" + name + "' (known: " + known + ")");
+  throw Error("unknown model family '" + name + "' (known: " + join(known) + ")");
 }
 
-const Family& detect_family(const std::string& path) {
+std::optional<Variant> Family::variant(const std::string& path) const {
   namespace fs = std::filesystem;
-  std::string transformer = path;
-  if (fs::is_directory(path) && fs::exists(fs::path(path) / "transformer")) transformer = (fs::path(path) / "transformer").string();
-  Checkpoint ck = Checkpoint::open(transformer);
+  // The pipeline's model_index.json, beside the transformer folder when that is what `path` names.
+  for (const fs::path& folder : {fs::path(path), fs::path(path).lexically_normal().parent_path()}) {
+    const fs::path index = folder / "model_index.json";
+    if (!fs::is_regular_file(index)) continue;
+    const nlohmann::json j = read_json_file(index.string());
+    if (j.is_object() && j.contains("is_distilled") && j["is_distilled"].is_boolean())
+      return j["is_distilled"].get<bool>() ? Variant::distilled : Variant::base;
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+const Family& family_or_first(const std::string& name) { return name.empty() ? *families().front() : family_by_name(name); }
+
+const Family& detect_family(const std::string& path) {
+  Checkpoint ck = Checkpoint::open(pipeline_component(path, "transformer"));
   for (const Family* f : families())
     if (f->detect(ck)) return *f;
   throw file_error(path, "not a checkpoint of a known model family (name one with model.family)");

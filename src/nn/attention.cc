@@ -37,7 +37,6 @@ at::Tensor explicit_attention_formula(const at::Tensor& q, const at::Tensor& k, 
 
 void set_explicit_attention(bool on) { force_explicit = on; }
 bool explicit_attention() { return force_explicit; }
-bool fused_attention_available() { return DT_HAS_FUSED_ATTENTION; }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_mask,
                      bool causal, std::optional<double> scale) {

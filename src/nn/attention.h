@@ -20,7 +20,5 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 // both paths; the explicit one is the reference's own formula).
 void set_explicit_attention(bool on);
 bool explicit_attention();
-// True when this LibTorch has a fused kernel, i.e. the two paths differ.
-bool fused_attention_available();
 
 }  // namespace dt::nn

@@ -57,7 +57,7 @@ std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>
     const std::unique_ptr<Denoiser> model = family.load_transformer(m.transformer, m.options);
     std::vector<std::pair<std::string, double>> files;
     for (const LoraFile& l : loras) files.emplace_back(l.path, l.strength);
-    if (!files.empty()) lora::merge_lora_files(model->module(), lora::key_map(family.name()), files);
+    if (!files.empty()) lora::merge_lora_files(model->module(), family.lora_keys(), files);
     model->module().eval();
     int64_t total = 0;
     for (const SamplePrompt& p : prompts) total += p.steps;

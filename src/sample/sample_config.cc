@@ -1,8 +1,7 @@
 #include "sample/sample_config.h"
 
-#include <algorithm>
-#include <cctype>
 #include <filesystem>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -13,35 +12,23 @@
 namespace dt {
 namespace fs = std::filesystem;
 
-Variant detect_variant(const std::string& model_path, std::string* why) {
-  const fs::path index = fs::path(model_path) / "model_index.json";
-  if (fs::is_regular_file(index)) {
-    const nlohmann::json j = read_json_file(index.string());
-    if (j.is_object() && j.contains("is_distilled") && j["is_distilled"].is_boolean()) {
-      if (why) *why = index.string() + " says is_distilled = " + (j["is_distilled"].get<bool>() ? "true" : "false");
-      return j["is_distilled"].get<bool>() ? Variant::distilled : Variant::base;
-    }
-  }
-  // Z-Image pipelines do not say: the released names do ("Z-Image-Turbo").
-  std::string name = fs::path(model_path).lexically_normal().filename().string();
-  if (name.empty()) name = fs::path(model_path).lexically_normal().parent_path().filename().string();
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-  const bool distilled = name.find("turbo") != std::string::npos || name.find("distill") != std::string::npos;
-  if (why) *why = "the folder name '" + name + "' " + (distilled ? "names" : "does not name") + " a Turbo / distilled model";
-  return distilled ? Variant::distilled : Variant::base;
-}
-
-Variant variant_by_name(const std::string& name, const std::string& model_path, std::string* why) {
+Variant variant_by_name(const std::string& name, const Family& family, const std::string& model_path, std::string* why) {
   if (name == "base") return Variant::base;
   if (name == "distilled" || name == "turbo") return Variant::distilled;
-  if (name == "auto" || name.empty()) return detect_variant(model_path, why);
-  throw Error("variant '" + name + "' is not one of auto, base, distilled (turbo)");
+  if (name != "auto" && !name.empty()) throw Error("variant '" + name + "' is not one of auto, base, distilled (turbo)");
+  // Base and distilled share one architecture: only the pipeline's own model_index.json can say.
+  const std::optional<Variant> v = family.variant(model_path);
+  if (!v)
+    throw file_error(model_path, "cannot tell a Base from a distilled " + family.name() +
+                                     " model (its model_index.json has no is_distilled): set the variant (base or distilled)");
+  if (why) *why = "its model_index.json says is_distilled = " + std::string(*v == Variant::distilled ? "true" : "false");
+  return *v;
 }
 
 std::pair<int64_t, double> variant_defaults(const Family& family, Variant variant) {
   const FamilyDefaults d = family.defaults();
   if (variant == Variant::distilled) return {d.sample_steps_distilled, 1.0};
-  return {d.sample_steps_base, cfg_weight(family, d.sample_guidance_base)};
+  return {d.sample_steps_base, d.sample_cfg_base};
 }
 
 SamplePrompt resolve(SamplePrompt p, const Family& family, Variant variant, int64_t steps, double guidance) {

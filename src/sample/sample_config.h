@@ -22,6 +22,7 @@ struct SampleConfig {
   double guidance = -1;
   int64_t teacher_steps = 0;
   double teacher_guidance = -1;
+  std::string variant = "auto";
   int64_t every_steps = 0;
   double every_minutes = 0;
   bool at_start = false;
@@ -39,6 +40,7 @@ struct SampleConfig {
     v("guidance", guidance, "guidance in the family's convention (Z-Image g: o_pos + g·(o_pos − o_neg); FLUX.2 w); -1 = the variant default (Base with CFG, Turbo without)");
     v("teacher_steps", teacher_steps, "transfer grids: steps of the Base + teacher LoRA column; 0 = the Base default");
     v("teacher_guidance", teacher_guidance, "transfer grids: guidance of the Base + teacher LoRA column; -1 = the Base default");
+    v("variant", variant, "whose defaults `steps` and `guidance` take: base, distilled, or auto (the model's model_index.json is_distilled)");
     v("every_steps", every_steps, "sample every N optimizer steps; 0 = not by steps");
     v("every_minutes", every_minutes, "sample when this many minutes have passed since the last samples; 0 = not by time");
     v("at_start", at_start, "also sample before the first step (the model as loaded)");
@@ -56,13 +58,11 @@ struct SamplePrompt {
   double cfg = NAN;   // standard CFG weight (CFG runs iff > 1); NaN: from the variant's guidance
 };
 
-// Which of a family's pair a model is: Base (many steps, CFG) or distilled (Turbo: few, none).
-enum class Variant { base, distilled };
-
-// `auto` resolution of a pipeline's variant: model_index.json's "is_distilled" when present,
-// else "turbo" or "distill" in the folder's name. `why` says which rule decided.
-Variant detect_variant(const std::string& model_path, std::string* why = nullptr);
-Variant variant_by_name(const std::string& name, const std::string& model_path, std::string* why = nullptr);
+// The variant `name` says ("base", "distilled" or "turbo"), or for "auto" (or empty) what the model's
+// own files say (Family::variant); dt::Error naming the model when they do not say. `why` says
+// which rule decided.
+Variant variant_by_name(const std::string& name, const Family& family, const std::string& model_path,
+                        std::string* why = nullptr);
 
 // The variant defaults of a family: {steps, standard CFG weight}.
 std::pair<int64_t, double> variant_defaults(const Family& family, Variant variant);

@@ -22,6 +22,8 @@
 #include "sample/generate.h"
 #include "sample/sampler.h"
 #include "train/tensorboard.h"
+#include "testing/families.h"
+#include "testing/tiny_models.h"
 
 namespace dt {
 namespace {
@@ -39,16 +41,7 @@ struct TinyTransformer {
   fs::path dir;
   std::unique_ptr<Denoiser> model;
   explicit TinyTransformer(const std::string& name) : dir(temp_dir(name)) {
-    ZImageConfig c;
-    c.dim = 64;
-    c.n_heads = 2;
-    c.n_kv_heads = 2;
-    c.n_layers = 2;
-    c.n_refiner_layers = 1;
-    c.cap_feat_dim = 48;
-    c.axes_dims = {8, 12, 12};
-    c.axes_lens = {256, 64, 64};
-    zimage::write_random_checkpoint((dir / "transformer").string(), c, 3);
+    zimage::write_random_checkpoint((dir / "transformer").string(), testing::golden_sized_zimage(), 3);
     model = zimage_family().load_transformer(dir.string(), {});
   }
   ~TinyTransformer() { fs::remove_all(dir); }
@@ -148,14 +141,14 @@ TEST(Sampler, LoraStrengthZeroEqualsNoLora) {
     for (at::Tensor& p : adapters.parameters()) p.normal_(0, 0.2);
   }
   const std::string file = (tiny.dir / "lora.safetensors").string();
-  lora::write_lora(file, adapters.weights("zimage"), lora::key_map("zimage"));
+  lora::write_lora(file, adapters.weights("zimage"), dt::testing::key_map("zimage"));
   adapters.detach();
 
   const PromptFeatures f = features({"a"});
   const SamplePrompt p = prompt("a", 2, 1.0);
   auto with = [&](const std::vector<std::pair<std::string, double>>& files) {
     auto model = zimage_family().load_transformer(tiny.dir.string(), {});
-    if (!files.empty()) lora::merge_lora_files(model->module(), lora::key_map("zimage"), files);
+    if (!files.empty()) lora::merge_lora_files(model->module(), dt::testing::key_map("zimage"), files);
     return sample_prompt(*model, zimage_family(), p, f, {});
   };
   const at::Tensor none = with({});
@@ -171,10 +164,10 @@ TEST(Sampler, Flux2KleinPipeline) {
   const fs::path dir = temp_dir("klein");
   flux2::write_tiny_pipeline((dir / "base").string(), 1, false);
   flux2::write_tiny_pipeline((dir / "distilled").string(), 1, true);
-  EXPECT_EQ(detect_variant((dir / "base").string()), Variant::base);
-  EXPECT_EQ(detect_variant((dir / "distilled").string()), Variant::distilled);
-
   const Family& family = flux2_family();
+  EXPECT_EQ(variant_by_name("auto", family, (dir / "base").string()), Variant::base);
+  EXPECT_EQ(variant_by_name("auto", family, (dir / "distilled").string()), Variant::distilled);
+
   const std::string base = (dir / "base").string();
   const SamplingModels models{&family, base, base, base, LoadOptions{}};
   SamplePrompt p = prompt("a red circle", 0, NAN);
@@ -320,20 +313,21 @@ TEST(SampleConfig, OneTrainerSamplesJson) {
   fs::remove_all(dir);
 }
 
-TEST(SampleConfig, VariantFromModelIndexOrName) {
+TEST(SampleConfig, VariantFromModelIndexNeverFromTheName) {
   const fs::path dir = temp_dir("variant");
   fs::create_directories(dir / "Z-Image-Turbo");
-  fs::create_directories(dir / "Z-Image");
   fs::create_directories(dir / "klein");
   write_file_atomic((dir / "klein" / "model_index.json").string(), R"({"is_distilled": true})");
-  EXPECT_EQ(detect_variant((dir / "Z-Image-Turbo").string()), Variant::distilled);
-  EXPECT_EQ(detect_variant((dir / "Z-Image-Turbo/").string()), Variant::distilled);
-  EXPECT_EQ(detect_variant((dir / "Z-Image").string()), Variant::base);
+  const Family& family = zimage_family();
+  // Base and Turbo share one architecture: a name proves nothing, so "auto" asks for the variant.
+  EXPECT_THROW(variant_by_name("auto", family, (dir / "Z-Image-Turbo").string()), Error);
   std::string why;
-  EXPECT_EQ(detect_variant((dir / "klein").string(), &why), Variant::distilled);
+  EXPECT_EQ(variant_by_name("auto", family, (dir / "klein").string(), &why), Variant::distilled);
   EXPECT_NE(why.find("is_distilled"), std::string::npos);
-  EXPECT_EQ(variant_by_name("base", (dir / "klein").string()), Variant::base);
-  EXPECT_THROW(variant_by_name("fast", ""), Error);
+  EXPECT_EQ(variant_by_name("auto", family, (dir / "klein" / "transformer").string()), Variant::distilled);
+  EXPECT_EQ(variant_by_name("base", family, (dir / "klein").string()), Variant::base);
+  EXPECT_EQ(variant_by_name("turbo", family, (dir / "Z-Image-Turbo").string()), Variant::distilled);
+  EXPECT_THROW(variant_by_name("fast", family, ""), Error);
   fs::remove_all(dir);
 }
 

@@ -21,7 +21,8 @@ at::Tensor euler_step(const at::Tensor& x, const at::Tensor& velocity, double si
 // Standard CFG: v_neg + w·(v_pos − v_neg). w = 1 gives v_pos exactly.
 at::Tensor guided_velocity(const at::Tensor& v_pos, const at::Tensor& v_neg, double weight);
 
-// The standard CFG weight of a family's guidance value, and whether CFG runs at all (w > 1).
+// The standard CFG weight of a guidance value in the family's own convention (sample.guidance);
+// CFG runs iff it is > 1.
 double cfg_weight(const Family& family, double guidance);
 
 // The initial latent: N(0, I) of `shape` from `seed` on the CPU (the plan's counter-based

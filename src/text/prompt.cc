@@ -8,16 +8,16 @@ namespace dt {
 
 ChatTemplate parse_chat_template(const std::string& name) {
   if (name == "none") return ChatTemplate::none;
-  if (name == "zimage") return ChatTemplate::zimage;
-  if (name == "flux2-klein") return ChatTemplate::flux2_klein;
-  throw Error("unknown chat template '" + name + "' (known: none, zimage, flux2-klein)");
+  if (name == "qwen3") return ChatTemplate::qwen3;
+  if (name == "qwen3-no-thinking") return ChatTemplate::qwen3_no_thinking;
+  throw Error("unknown chat template '" + name + "' (known: none, qwen3, qwen3-no-thinking)");
 }
 
 std::string chat_template_name(ChatTemplate t) {
   switch (t) {
     case ChatTemplate::none: return "none";
-    case ChatTemplate::zimage: return "zimage";
-    case ChatTemplate::flux2_klein: return "flux2-klein";
+    case ChatTemplate::qwen3: return "qwen3";
+    case ChatTemplate::qwen3_no_thinking: return "qwen3-no-thinking";
   }
   return "?";
 }
@@ -25,7 +25,7 @@ std::string chat_template_name(ChatTemplate t) {
 std::string apply_chat_template(ChatTemplate t, const std::string& prompt) {
   if (t == ChatTemplate::none) return prompt;
   std::string text = "<|im_start|>user\n" + prompt + "<|im_end|>\n<|im_start|>assistant\n";
-  if (t == ChatTemplate::flux2_klein) text += "<think>\n\n</think>\n\n";
+  if (t == ChatTemplate::qwen3_no_thinking) text += "<think>\n\n</think>\n\n";
   return text;
 }
 

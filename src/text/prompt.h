@@ -10,13 +10,14 @@
 
 namespace dt {
 
+// Qwen3's chat template around one user message, by its enable_thinking switch (a family picks one).
 enum class ChatTemplate {
-  none,         // the prompt as is
-  zimage,       // Z-Image: enable_thinking = true → "<|im_start|>user\n{p}<|im_end|>\n<|im_start|>assistant\n"
-  flux2_klein,  // FLUX.2 [klein]: enable_thinking = false → the same + "<think>\n\n</think>\n\n"
+  none,               // the prompt as is
+  qwen3,              // enable_thinking = true → "<|im_start|>user\n{p}<|im_end|>\n<|im_start|>assistant\n"
+  qwen3_no_thinking,  // enable_thinking = false → the same + "<think>\n\n</think>\n\n"
 };
 
-ChatTemplate parse_chat_template(const std::string& name);  // "none", "zimage", "flux2-klein"
+ChatTemplate parse_chat_template(const std::string& name);  // "none", "qwen3", "qwen3-no-thinking"
 std::string chat_template_name(ChatTemplate t);
 
 // What Qwen3's chat template renders for [{role: user, content: prompt}] with

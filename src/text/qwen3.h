@@ -12,7 +12,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 
-#include "models/family.h"
+#include "core/model_api.h"
 #include "nn/linear.h"
 #include "nn/rms_norm.h"
 

@@ -1,14 +1,14 @@
 // The text side of the Qwen3-conditioned pipelines as one dt::TextEncoder: chat template, tokenizer
 // (padding and truncation), Qwen3 encoder, and the hidden states the family's transformer reads.
 // A family states its choices in a Qwen3Prompting, e.g.
-//   Z-Image:       {ChatTemplate::zimage,      512, {-2},        /*valid_tokens_only=*/true}
-//   FLUX.2 klein:  {ChatTemplate::flux2_klein, 512, {9, 18, 27}, /*valid_tokens_only=*/false}
+//   Z-Image:       {ChatTemplate::qwen3,             512, {-2},        /*valid_tokens_only=*/true}
+//   FLUX.2 klein:  {ChatTemplate::qwen3_no_thinking, 512, {9, 18, 27}, /*valid_tokens_only=*/false}
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "models/family.h"
+#include "core/model_api.h"
 #include "text/prompt.h"
 #include "text/qwen3.h"
 #include "text/tokenizer.h"

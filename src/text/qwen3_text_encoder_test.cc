@@ -35,31 +35,31 @@ std::string tiny_pipeline() {
 
 TEST(Qwen3TextEncoder, ZImageTakesTheRealTokensOfTheSecondToLastHiddenState) {
   const std::string dir = tiny_pipeline();
-  Qwen3TextEncoder text(dir, LoadOptions{}, {ChatTemplate::zimage, 40, {-2}, true});
+  Qwen3TextEncoder text(dir, LoadOptions{}, {ChatTemplate::qwen3, 40, {-2}, true});
   const std::vector<std::string> prompts = {"a cute cat", "a photo of a red car parked in front of an old building"};
   auto features = text.encode(prompts);
   ASSERT_EQ(features.size(), 2u);
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < prompts.size(); ++i) {
     // Alone and unpadded, the prompt gives the same features (padding is invisible to real tokens).
-    auto ids = text.tokenizer().encode(apply_chat_template(ChatTemplate::zimage, prompts[i]));
+    auto ids = text.tokenizer().encode(apply_chat_template(ChatTemplate::qwen3, prompts[i]));
     at::Tensor t = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
     at::Tensor alone = text.encoder().hidden_states(t, torch::ones_like(t), {3})[0][0];
     ASSERT_EQ(features[i].sizes(), alone.sizes());
     EXPECT_TRUE(torch::allclose(features[i], alone, 1e-5, 1e-5));
   }
   EXPECT_EQ(text.identity().rfind("qwen3:", 0), 0u);
-  Qwen3TextEncoder other(dir, LoadOptions{}, {ChatTemplate::flux2_klein, 40, {-2}, true});
+  Qwen3TextEncoder other(dir, LoadOptions{}, {ChatTemplate::qwen3_no_thinking, 40, {-2}, true});
   EXPECT_NE(text.identity(), other.identity());
 }
 
 TEST(Qwen3TextEncoder, Flux2KleinStacksLayersOverAllPositions) {
   const std::string dir = tiny_pipeline();
-  Qwen3TextEncoder text(dir, LoadOptions{}, {ChatTemplate::flux2_klein, 24, {1, 2, 3}, false});
+  Qwen3TextEncoder text(dir, LoadOptions{}, {ChatTemplate::qwen3_no_thinking, 24, {1, 2, 3}, false});
   auto features = text.encode({"a cat", ""});
   ASSERT_EQ(features.size(), 2u);
   EXPECT_EQ(features[1].sizes(), (std::vector<int64_t>{24, 3 * 64}));
-  EncodedPrompts p = encode_prompts(text.tokenizer(), {"a cat", ""}, ChatTemplate::flux2_klein, 24);
+  EncodedPrompts p = encode_prompts(text.tokenizer(), {"a cat", ""}, ChatTemplate::qwen3_no_thinking, 24);
   torch::NoGradGuard no_grad;
   auto states = text.encoder().hidden_states(p.input_ids, p.attention_mask, {1, 2, 3});
   EXPECT_TRUE(torch::equal(features[0].slice(1, 64, 128), states[1][0]));
@@ -69,10 +69,10 @@ TEST(Qwen3TextEncoder, Flux2KleinStacksLayersOverAllPositions) {
 
 TEST(Qwen3TextEncoder, RefusesMismatchedParts) {
   const std::string dir = tiny_pipeline();
-  EXPECT_THROW(Qwen3TextEncoder(dir, LoadOptions{}, {ChatTemplate::zimage, 40, {5}, true}), Error);
+  EXPECT_THROW(Qwen3TextEncoder(dir, LoadOptions{}, {ChatTemplate::qwen3, 40, {5}, true}), Error);
   write_tiny_tokenizer(dir + "/tokenizer", 600);  // ids beyond the encoder's 512
-  EXPECT_THROW(Qwen3TextEncoder(dir, LoadOptions{}, {ChatTemplate::zimage, 40, {-2}, true}), Error);
-  EXPECT_THROW(Qwen3TextEncoder(dir + "/tokenizer", LoadOptions{}, {ChatTemplate::zimage, 40, {-2}, true}), Error);
+  EXPECT_THROW(Qwen3TextEncoder(dir, LoadOptions{}, {ChatTemplate::qwen3, 40, {-2}, true}), Error);
+  EXPECT_THROW(Qwen3TextEncoder(dir + "/tokenizer", LoadOptions{}, {ChatTemplate::qwen3, 40, {-2}, true}), Error);
 }
 
 }  // namespace

@@ -59,7 +59,7 @@ TEST(Qwen3Tokenizer, ReproducesGoldenChatPrompts) {
   const auto cases = golden_cases();
   ASSERT_EQ(cases["chat"].size(), 2u);
   for (const auto& c : cases["chat"]) {
-    ChatTemplate t = c["pipeline"] == "z_image" ? ChatTemplate::zimage : ChatTemplate::flux2_klein;
+    ChatTemplate t = c["pipeline"] == "z_image" ? ChatTemplate::qwen3 : ChatTemplate::qwen3_no_thinking;
     EXPECT_EQ(apply_chat_template(t, c["prompt"]), c["templated_text"].get<std::string>());
     const auto ids = c["input_ids"].get<std::vector<int64_t>>();
     // Row 0: the templated prompt; row 1: the plain text "short" in the same padded batch.
@@ -111,8 +111,8 @@ TEST(Qwen3Tokenizer, AgreesWithJavaScriptTokenizerOnCorpus) {
 }
 
 TEST(Qwen3Tokenizer, TruncatesToMaxLength) {
-  EncodedPrompts p = encode_prompts(qwen3(), {"a long prompt about a cat on a mat"}, ChatTemplate::zimage, 6);
-  std::vector<int32_t> full = qwen3().encode(apply_chat_template(ChatTemplate::zimage, "a long prompt about a cat on a mat"));
+  EncodedPrompts p = encode_prompts(qwen3(), {"a long prompt about a cat on a mat"}, ChatTemplate::qwen3, 6);
+  std::vector<int32_t> full = qwen3().encode(apply_chat_template(ChatTemplate::qwen3, "a long prompt about a cat on a mat"));
   ASSERT_GT(full.size(), 6u);
   for (int i = 0; i < 6; ++i) EXPECT_EQ(p.input_ids[0][i].item<int64_t>(), full[i]);
   EXPECT_EQ(p.attention_mask.sum().item<int64_t>(), 6);
@@ -155,10 +155,10 @@ TEST(TinyTokenizer, LoadsRoundTripsAndFitsItsVocabulary) {
   EXPECT_LT(ids.size(), caption.size() / 3);  // the learned merges compress the captions they came from
   EXPECT_EQ(t.decode(ids), caption);
   EXPECT_EQ(t.decode(t.encode("Ünïcödé 猫 🐱 \t\r\n 123")), "Ünïcödé 猫 🐱 \t\r\n 123");
-  EncodedPrompts p = encode_prompts(t, {"a cat"}, ChatTemplate::flux2_klein, 32);
+  EncodedPrompts p = encode_prompts(t, {"a cat"}, ChatTemplate::qwen3_no_thinking, 32);
   EXPECT_LT(p.input_ids.max().item<int64_t>(), 512);
   EXPECT_EQ(p.input_ids[0][0].item<int64_t>(), t.id("<|im_start|>"));
-  EXPECT_EQ(t.decode(t.encode(apply_chat_template(ChatTemplate::zimage, "a cat"))),
+  EXPECT_EQ(t.decode(t.encode(apply_chat_template(ChatTemplate::qwen3, "a cat"))),
             "<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n");
   const std::string again = temp_dir("tok2");
   write_tiny_tokenizer(again, 512);

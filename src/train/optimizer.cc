@@ -62,7 +62,7 @@ void AdamW::load_state(const std::map<std::string, at::Tensor>& state) {
   }
 }
 
-double learning_rate_at(const TrainConfig& t, int64_t step, int64_t total) {
+double learning_rate_at(const LearningRateSchedule& t, int64_t step, int64_t total) {
   if (step < t.warmup_steps) return t.learning_rate * static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps);
   const double span = static_cast<double>(std::max<int64_t>(1, total - 1 - t.warmup_steps));
   const double p = std::min(1.0, static_cast<double>(step - t.warmup_steps) / span);

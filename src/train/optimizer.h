@@ -10,7 +10,6 @@
 #include <ATen/Tensor.h>
 
 #include "io/safetensors.h"
-#include "train/run_config.h"
 
 namespace dt {
 
@@ -36,9 +35,16 @@ class AdamW {
   int64_t steps_ = 0;
 };
 
+struct LearningRateSchedule {
+  double learning_rate = 1e-4;             // peak
+  std::string lr_schedule = "constant";    // constant, linear or cosine
+  int64_t warmup_steps = 0;
+  double min_lr_factor = 0.0;              // final rate of linear and cosine, × learning_rate
+};
+
 // The learning rate of optimizer step `step` (0-based) of `total`: linear warm-up over
 // warmup_steps, then constant, linear or cosine decay to min_lr_factor · learning_rate at the last step.
-double learning_rate_at(const TrainConfig& train, int64_t step, int64_t total);
+double learning_rate_at(const LearningRateSchedule& schedule, int64_t step, int64_t total);
 
 // √(Σ‖g‖²) over the parameters' gradients, in float64 (a NaN or inf shows through).
 double gradient_norm(const std::vector<at::Tensor>& parameters);

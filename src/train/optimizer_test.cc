@@ -48,7 +48,7 @@ TEST(Optimizer, StateRestoresExactly) {
 }
 
 TEST(Optimizer, LearningRateSchedules) {
-  TrainConfig t;
+  LearningRateSchedule t;
   t.learning_rate = 1.0;
   t.warmup_steps = 4;
   t.min_lr_factor = 0.1;

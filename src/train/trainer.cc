@@ -11,7 +11,6 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/atomic_file.h"
-#include "lora/file.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/train_checkpoint.h"
@@ -20,24 +19,12 @@ namespace dt {
 namespace fs = std::filesystem;
 namespace {
 
-c10::ScalarType dtype_by_name(const std::string& name, const std::string& setting) {
-  if (name == "fp32" || name == "float32") return torch::kFloat;
-  if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
-  if (name == "fp16" || name == "float16") return torch::kHalf;
-  throw Error(setting + " '" + name + "' is not one of fp32, bf16, fp16");
-}
-
 // Fails before any step when an output cannot be written (better now than after hours).
 void check_writable(const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || access(dir.c_str(), W_OK) != 0) throw file_error(dir, "cannot write here (output location)");
   AtomicFile probe((fs::path(dir) / ".write-test").string());  // removed again when it goes out of scope
-}
-
-std::string lora_output(const RunConfig& run) {
-  return run.output.lora.empty() ? (fs::path(run.resolve(run.output.run_dir)) / "lora.safetensors").string()
-                                 : run.resolve(run.output.lora);
 }
 
 Batch make_batch(const Plan& plan, int64_t index, SampleSource& source, c10::Device device, c10::ScalarType dtype) {
@@ -69,52 +56,42 @@ bool is_out_of_memory(const std::string& what) {
   return what.find("out of memory") != std::string::npos || what.find("not enough memory") != std::string::npos;
 }
 
-[[noreturn]] void out_of_memory(const RunConfig& run, int64_t step) {
-  throw Error("out of memory at step " + std::to_string(step) + " (batch_size " + std::to_string(run.train.batch_size) +
-              ", dtype " + run.model.dtype + "): lower train.batch_size (raise train.gradient_accumulation to keep " +
-              "the effective batch), set model.gradient_checkpointing = true, or use model.dtype = \"bf16\"");
+[[noreturn]] void out_of_memory(const LoopSettings& s, int64_t step) {
+  throw Error("out of memory at step " + std::to_string(step) + " (" + s.memory_settings + "): lower train.batch_size " +
+              "(raise train.gradient_accumulation to keep the effective batch), set model.gradient_checkpointing = true, " +
+              "or use model.dtype = \"bf16\"");
 }
 
 }  // namespace
 
-void save_lora(const RunConfig& run, const LoadedModel& model, const std::string& path) {
-  lora::WriteOptions o;
-  o.format = lora::format_by_name(run.output.format);
-  o.dtype = dtype_by_name(run.output.save_dtype, "output.save_dtype");
-  o.base_model = model.denoiser->identity();
-  lora::write_lora(path, model.adapters->weights(model.family), lora::key_map(model.family), o);
+int64_t loop_batches(const Plan& plan, int64_t max_steps, int64_t gradient_accumulation) {
+  const auto all = static_cast<int64_t>(plan.batches.size());
+  return max_steps > 0 ? std::min(all, max_steps * gradient_accumulation) : all;
 }
 
-LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, SampleSource& source,
-                    Objective& objective, bool resume, const AfterStep& after_step) {
-  const TrainConfig& t = run.train;
-  const std::string run_dir = run.resolve(run.output.run_dir);
+LoopResult run_loop(const LoopSettings& t, Denoiser& model, lora::Adapters& adapters, const Plan& plan,
+                    SampleSource& source, Objective& objective, bool resume, const AfterStep& after_step) {
+  const std::string& run_dir = t.run_dir;
   const bool trains = objective.trains();
-  const c10::Device device(run.model.device);
-  const c10::ScalarType dtype = dtype_by_name(run.model.dtype, "model.dtype");
+  const c10::Device device = t.device;
+  const c10::ScalarType dtype = t.dtype;
   if (t.gradient_accumulation < 1) throw Error("train.gradient_accumulation must be at least 1");
-  if (t.optimizer != "adamw") throw Error("train.optimizer '" + t.optimizer + "' is not one of adamw");
-  learning_rate_at(t, 0, 1);  // validates lr_schedule before the first step
+  learning_rate_at(t.schedule, 0, 1);  // validates lr_schedule before the first step
 
   // Checked before anything is computed.
-  if (trains) {
-    lora::format_by_name(run.output.format);
-    dtype_by_name(run.output.save_dtype, "output.save_dtype");
-  }
   check_writable(run_dir);
-  if (trains) check_writable(fs::path(lora_output(run)).parent_path().empty() ? "." : fs::path(lora_output(run)).parent_path().string());
+  if (trains) check_writable(fs::path(t.lora_path).parent_path().empty() ? "." : fs::path(t.lora_path).parent_path().string());
 
   const int64_t accumulation = t.gradient_accumulation;
-  int64_t total_batches = static_cast<int64_t>(plan.batches.size());
-  if (t.max_steps > 0) total_batches = std::min(total_batches, t.max_steps * accumulation);
+  const int64_t total_batches = loop_batches(plan, t.max_steps, accumulation);
   const int64_t total_steps = (total_batches + accumulation - 1) / accumulation;
 
-  std::vector<at::Tensor> params = trains ? model.adapters->parameters() : std::vector<at::Tensor>{};
-  AdamW optimizer(params, {t.beta1, t.beta2, t.epsilon, t.weight_decay});
+  std::vector<at::Tensor> params = trains ? adapters.parameters() : std::vector<at::Tensor>{};
+  AdamW optimizer(params, t.adamw);
   int64_t next_batch = 0, step = 0;
   double loss_smooth = 0;
   std::string last_checkpoint;
-  torch::manual_seed(static_cast<uint64_t>(t.seed));  // dropout draws from the default generators
+  torch::manual_seed(t.seed);  // dropout draws from the default generators
 
   if (resume && trains) {
     if (auto c = latest_train_checkpoint(run_dir)) {
@@ -127,7 +104,7 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
         if (name.rfind("lora.", 0) == 0) lora_state.emplace_back(name.substr(5), tensor);
         if (name.rfind("adamw.", 0) == 0) adam_state[name] = tensor;
       }
-      model.adapters->load_state_dict(lora_state);
+      adapters.load_state_dict(lora_state);
       optimizer.load_state(adam_state);
       set_rng_state(c->tensors);
       next_batch = c->next_batch;
@@ -140,11 +117,11 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
   if (auto done = objective.completed_batches(); resume && done) next_batch = *done;
   if (!resume) fs::remove_all(fs::path(run_dir) / "checkpoints");
 
-  MetricsLog metrics(run_dir, run.output.tensorboard, resume ? step : 0);
-  model.denoiser->set_gradient_checkpointing(run.model.gradient_checkpointing && trains);
-  if (trains) model.denoiser->module().train();
-  else model.denoiser->module().eval();
-  objective.begin(*model.denoiser, plan);
+  MetricsLog metrics(run_dir, t.tensorboard, resume ? step : 0);
+  model.set_gradient_checkpointing(t.gradient_checkpointing && trains);
+  if (trains) model.module().train();
+  else model.module().eval();
+  objective.begin(model, plan);
 
   auto save_checkpoint = [&]() {
     objective.flush();
@@ -154,7 +131,7 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
     c.optimizer_steps = step;
     c.loss_smooth = loss_smooth;
     c.plan_hash = plan.hash;
-    for (const auto& [name, tensor] : model.adapters->state_dict()) c.tensors["lora." + name] = tensor;
+    for (const auto& [name, tensor] : adapters.state_dict()) c.tensors["lora." + name] = tensor;
     for (const auto& [name, tensor] : optimizer.state()) c.tensors[name] = tensor;
     for (const auto& [name, tensor] : rng_state()) c.tensors[name] = tensor;
     last_checkpoint = write_train_checkpoint(run_dir, std::move(c), t.keep_checkpoints);
@@ -173,7 +150,7 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
       Batch batch = make_batch(plan, next_batch, source, device, dtype);
       step_items += static_cast<int64_t>(batch.items.size());
       if (trains) {
-        r = objective.step(*model.denoiser, batch);
+        r = objective.step(model, batch);
         const double value = r.loss.item<double>();
         if (!std::isfinite(value))
           throw Error("the loss is " + std::string(std::isnan(value) ? "NaN" : "infinite") + " at step " +
@@ -183,13 +160,13 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
         step_loss += value / static_cast<double>(group_size);
       } else {
         torch::NoGradGuard no_grad;
-        r = objective.step(*model.denoiser, batch);
+        r = objective.step(model, batch);
       }
     } catch (const c10::Error& e) {
-      if (is_out_of_memory(e.what())) out_of_memory(run, step + 1);
+      if (is_out_of_memory(e.what())) out_of_memory(t, step + 1);
       throw;
     } catch (const std::bad_alloc&) {
-      out_of_memory(run, step + 1);
+      out_of_memory(t, step + 1);
     }
     ++next_batch;
     if (!trains) {
@@ -206,11 +183,11 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
                   std::to_string(step + 1) + "; stopped" +
                   (last_checkpoint.empty() ? "" : ", the last good checkpoint is " + last_checkpoint));
     clip_gradients(params, norm, t.clip_grad_norm);
-    const double lr = learning_rate_at(t, step, total_steps);
+    const double lr = learning_rate_at(t.schedule, step, total_steps);
     optimizer.step(lr);
     optimizer.zero_grad();
     ++step;
-    loss_smooth = step == 1 ? step_loss : run.output.loss_smoothing * loss_smooth + (1 - run.output.loss_smoothing) * step_loss;
+    loss_smooth = step == 1 ? step_loss : t.loss_smoothing * loss_smooth + (1 - t.loss_smoothing) * step_loss;
 
     const auto now = std::chrono::steady_clock::now();
     const double seconds = std::chrono::duration<double>(now - step_start).count();
@@ -227,7 +204,7 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
     if (t.save_every > 0 && step % t.save_every == 0 && next_batch < total_batches) {
       char name[40];
       std::snprintf(name, sizeof(name), "lora-step-%06lld.safetensors", static_cast<long long>(step));
-      save_lora(run, model, (fs::path(run_dir) / name).string());
+      t.save_lora((fs::path(run_dir) / name).string());
     }
     if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && next_batch < total_batches) save_checkpoint();
     if (after_step) after_step(step, next_batch >= total_batches);
@@ -237,7 +214,7 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
   objective.end();
   if (trains) {
     save_checkpoint();
-    save_lora(run, model, lora_output(run));
+    t.save_lora(t.lora_path);
   }
   return {step, next_batch, loss_smooth};
 }

@@ -1,4 +1,5 @@
 #include "train/trainer.h"
+#include "run/train_run.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -11,6 +12,7 @@
 #include "models/zimage/config.h"
 #include "models/zimage/family.h"
 #include "models/zimage/weights.h"
+#include "testing/tiny_models.h"
 #include "train/train_checkpoint.h"
 
 namespace dt {
@@ -24,26 +26,8 @@ struct TinyWorld {
   explicit TinyWorld(const std::string& name) {
     dir = fs::temp_directory_path() / ("dt_trainer_" + name + "_" + std::to_string(getpid()));
     fs::remove_all(dir);
-    ZImageConfig c;
-    c.dim = 64;
-    c.n_heads = 2;
-    c.n_kv_heads = 2;
-    c.n_layers = 2;
-    c.n_refiner_layers = 1;
-    c.cap_feat_dim = 48;
-    c.axes_dims = {8, 12, 12};
-    c.axes_lens = {256, 64, 64};
-    zimage::write_random_checkpoint((dir / "model").string(), c, 1);
-    run.base_dir = dir.string();
-    run.model.base = "model";
-    run.model.family = "zimage";
-    run.model.dtype = "fp32";
-    run.lora.rank = 4;
-    run.lora.alpha = 4;
-    run.train.learning_rate = 3e-3;
-    run.train.checkpoint_every = 1;
-    run.output.run_dir = "run";
-    run.output.tensorboard = false;
+    zimage::write_random_checkpoint((dir / "model").string(), testing::golden_sized_zimage(), 1);
+    run = testing::tiny_run(dir.string(), "model", "zimage");
   }
   ~TinyWorld() { fs::remove_all(dir); }
 };

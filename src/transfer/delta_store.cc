@@ -77,30 +77,6 @@ class Cursor {
   uint64_t pos_ = 0;
 };
 
-void pread_all(int fd, void* buf, size_t size, uint64_t offset, const std::string& path) {
-  auto* p = static_cast<char*>(buf);
-  while (size > 0) {
-    ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw file_error(path, n == 0 ? "unexpected end of file" : std::string("read failed: ") + std::strerror(errno));
-    p += n;
-    size -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-}
-
-void write_all(int fd, const std::string& bytes, const std::string& path) {
-  const char* p = bytes.data();
-  size_t size = bytes.size();
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw file_error(path, std::string("write failed: ") + std::strerror(errno));
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-}
-
 uint64_t file_size(int fd, const std::string& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) throw file_error(path, std::string("stat failed: ") + std::strerror(errno));
@@ -119,7 +95,7 @@ std::string file_header(const StoreManifest& m) {
 void check_file_header(int fd, const StoreManifest& m, const std::string& path) {
   if (file_size(fd, path) < kFileHeaderBytes) throw file_error(path, "truncated: the file header is incomplete");
   std::string h(kFileHeaderBytes, '\0');
-  pread_all(fd, h.data(), h.size(), 0, path);
+  read_all_at(fd, h.data(), h.size(), 0, path);
   if (h.compare(0, sizeof kFileMagic, kFileMagic, sizeof kFileMagic) != 0)
     throw file_error(path, "not a delta store records file (bad magic)");
   uint32_t version, manifest_crc;
@@ -149,7 +125,7 @@ Walk walk_records(int fd, const std::string& path) {
       break;
     }
     char head[12];
-    pread_all(fd, head, sizeof head, w.end, path);
+    read_all_at(fd, head, sizeof head, w.end, path);
     uint32_t magic;
     uint64_t bytes;
     std::memcpy(&magic, head, 4);
@@ -171,7 +147,7 @@ Walk walk_records(int fd, const std::string& path) {
 
 std::string read_record_bytes(int fd, uint64_t begin, uint64_t end, const std::string& path) {
   std::string bytes(end - begin, '\0');
-  pread_all(fd, bytes.data(), bytes.size(), begin, path);
+  read_all_at(fd, bytes.data(), bytes.size(), begin, path);
   return bytes;
 }
 
@@ -341,7 +317,8 @@ DeltaStoreWriter::DeltaStoreWriter(const std::string& dir, const StoreManifest& 
   if (fd_ < 0) throw file_error(path_, std::string("cannot open for writing: ") + std::strerror(errno));
   if (file_size(fd_, path_) < kFileHeaderBytes) {  // new, or killed before its header was whole
     if (::ftruncate(fd_, 0) != 0) throw file_error(path_, std::string("truncate failed: ") + std::strerror(errno));
-    write_all(fd_, file_header(manifest_), path_);
+    const std::string header = file_header(manifest_);
+    write_all(fd_, header.data(), header.size(), path_);
   }
   check_file_header(fd_, manifest_, path_);
 
@@ -378,7 +355,7 @@ void DeltaStoreWriter::append(const DeltaRecord& record) {
     throw Error("delta store: record for item " + std::to_string(record.item) + " appended where item " + std::to_string(done_) + " is due");
   if (done_ >= manifest_.count) throw Error("delta store: more records than the plan has items");
   const std::string bytes = serialize(record, manifest_.dtype, manifest_.exact);
-  write_all(fd_, bytes, path_);
+  write_all(fd_, bytes.data(), bytes.size(), path_);
   end_ += bytes.size();
   ++done_;
 }

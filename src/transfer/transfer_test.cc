@@ -15,7 +15,8 @@
 #include "models/flux2/weights.h"
 #include "models/zimage/config.h"
 #include "models/zimage/weights.h"
-#include "train/trainer.h"
+#include "run/train_run.h"
+#include "testing/tiny_models.h"
 #include "transfer/delta.h"
 #include "transfer/objectives.h"
 
@@ -30,17 +31,8 @@ struct World {
     dir = fs::temp_directory_path() / ("dt_transfer_" + name + "_" + std::to_string(getpid()));
     fs::remove_all(dir);
     if (family == "zimage") {
-      ZImageConfig c;
-      c.dim = 64;
-      c.n_heads = 2;
-      c.n_kv_heads = 2;
-      c.n_layers = 2;
-      c.n_refiner_layers = 1;
-      c.cap_feat_dim = 48;
-      c.axes_dims = {8, 12, 12};
-      c.axes_lens = {256, 64, 64};
-      zimage::write_random_checkpoint((dir / "base").string(), c, 1);
-      zimage::write_random_checkpoint((dir / "other").string(), c, 2);
+      zimage::write_random_checkpoint((dir / "base").string(), testing::golden_sized_zimage(), 1);
+      zimage::write_random_checkpoint((dir / "other").string(), testing::golden_sized_zimage(), 2);
     } else {
       flux2::write_random_checkpoint((dir / "base").string(), flux2::tiny_config(), 1);
       flux2::write_random_checkpoint((dir / "other").string(), flux2::tiny_config(), 2);
@@ -53,16 +45,7 @@ struct World {
     fs::create_directories(dir / "turbo");
     write_safetensors((dir / "turbo/diffusion_pytorch_model.safetensors").string(), turbo);
     fs::copy_file(dir / "base/config.json", dir / "turbo/config.json");
-    run.base_dir = dir.string();
-    run.model.base = "base";
-    run.model.family = family;
-    run.model.dtype = "fp32";
-    run.lora.rank = 4;
-    run.lora.alpha = 4;
-    run.train.learning_rate = 3e-3;
-    run.train.checkpoint_every = 1;
-    run.output.run_dir = "run";
-    run.output.tensorboard = false;
+    run = testing::tiny_run(dir.string(), "base", family);
     write_teacher_lora();
   }
   ~World() { fs::remove_all(dir); }

@@ -62,13 +62,6 @@ Layout find_layout(const Checkpoint& ck) {
                               "encoder.norm_out (original) tensors");
 }
 
-std::string resolve_folder(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::is_directory(path, ec) && fs::is_directory(fs::path(path) / "vae", ec)) return (fs::path(path) / "vae").string();
-  return path;
-}
-
 }  // namespace
 
 std::string original_vae_name(const std::string& name, int64_t levels) {
@@ -110,7 +103,7 @@ std::string original_vae_name(const std::string& name, int64_t levels) {
 }
 
 AutoencoderKL load_autoencoder(const std::string& path_in, const LoadOptions& options) {
-  const std::string path = resolve_folder(path_in);
+  const std::string path = pipeline_component(path_in, "vae");
   const Checkpoint ck = Checkpoint::open(path);
   const Layout layout = find_layout(ck);
   auto shape_of = [&](const std::string& name) { return layout.shape_of(name); };

@@ -11,7 +11,7 @@
 #pragma once
 #include <string>
 
-#include "models/family.h"
+#include "core/model_api.h"
 #include "vae/autoencoder.h"
 
 namespace dt::vae {

@@ -7,26 +7,16 @@
 
 #include "core/error.h"
 #include "io/checkpoint.h"
+#include "models/flux2/conditioning.h"
+#include "models/flux2/tiny.h"
 #include "models/flux2/weights.h"
 #include "text/qwen3_text_encoder.h"
-#include "vae/flux2_latents.h"
-#include "vae/load.h"
 
 namespace dt {
 namespace flux2 {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr int kVaeFactor = 8;
-constexpr int kPatch = 2;  // 2×2 latent patches: 16 px per token
-constexpr int64_t kLatentChannels = 128;
-
-// A pipeline folder holds the component in <name>/.
-std::string component_path(const std::string& path, const char* name) {
-  if (fs::is_directory(path) && fs::is_directory(fs::path(path) / name)) return (fs::path(path) / name).string();
-  return path;
-}
 
 int64_t image_tokens(int64_t height, int64_t width) {
   return (height / (kVaeFactor * kPatch)) * (width / (kVaeFactor * kPatch));
@@ -46,44 +36,13 @@ at::Tensor Flux2Denoiser::velocity(const at::Tensor& x, const at::Tensor& sigma,
       throw Error("FLUX.2 text features must all be [L, " + std::to_string(model_->config().joint_attention_dim) +
                   "] of one length L, got " + c10::str(t.sizes()) + " beside " + c10::str(text[0].sizes()));
   const int64_t h = x.size(2), w = x.size(3);
-  at::Tensor out = model_->forward(vae::pack_tokens(x), torch::stack(text), sigma.to(at::kFloat), image_ids(h, w),
+  at::Tensor out = model_->forward(pack_tokens(x), torch::stack(text), sigma.to(at::kFloat), image_ids(h, w),
                                    text_ids(text[0].size(0)));
-  return vae::unpack_tokens(out.to(at::kFloat), h, w);  // the model predicts v = ε − x0 itself
+  return unpack_tokens(out.to(at::kFloat), h, w);  // the model predicts v = ε − x0 itself
 }
 
 std::string Flux2Denoiser::identity() const {
   if (identity_.empty()) identity_ = content_identity("flux2", "transformer", files_);  // once: it reads every byte
-  return identity_;
-}
-
-Flux2Autoencoder::Flux2Autoencoder(vae::AutoencoderKL vae, std::vector<std::string> files)
-    : vae_(std::move(vae)), files_(std::move(files)) {}
-
-std::unique_ptr<Flux2Autoencoder> Flux2Autoencoder::load(const std::string& path, const LoadOptions& options) {
-  const std::string where = component_path(path, "vae");
-  vae::AutoencoderKL vae = vae::load_autoencoder(where, options);
-  const VaeConfig& c = vae->config();
-  if (c.kind != VaeKind::kFlux2 || 4 * c.latent_channels != kLatentChannels)
-    throw file_error(where, "FLUX.2 needs the 32-channel AutoencoderKLFlux2, not " + std::string(c.class_name()) + " with " +
-                                std::to_string(c.latent_channels) + " latent channels");
-  if (c.spatial_factor() != kVaeFactor)  // latent_shape() and the 16 px tokens assume it
-    throw file_error(where, "FLUX.2 needs a VAE with spatial factor 8, this one has " + std::to_string(c.spatial_factor()));
-  for (auto& p : vae->parameters()) p.requires_grad_(false);
-  return std::unique_ptr<Flux2Autoencoder>(new Flux2Autoencoder(std::move(vae), checkpoint_files(where)));
-}
-
-at::Tensor Flux2Autoencoder::encode(const at::Tensor& images) {
-  torch::NoGradGuard no_grad;
-  return vae::flux2_encode_latents(*vae_, images.to(vae_->device(), vae_->dtype())).to(at::kFloat);
-}
-
-at::Tensor Flux2Autoencoder::decode(const at::Tensor& latents) {
-  torch::NoGradGuard no_grad;
-  return vae::flux2_decode_latents(*vae_, latents).to(at::kFloat);
-}
-
-std::string Flux2Autoencoder::identity() const {
-  if (identity_.empty()) identity_ = content_identity("flux2", "vae: posterior mean, 2x2 patchify, batch-norm statistics", files_);
   return identity_;
 }
 
@@ -116,21 +75,22 @@ class Flux2Family : public Family {
   bool detect(const Checkpoint& transformer) const override { return is_flux2_checkpoint(transformer); }
 
   std::unique_ptr<Denoiser> load_transformer(const std::string& path, const LoadOptions& o) const override {
-    const std::string where = component_path(path, "transformer");
+    const std::string where = pipeline_component(path, "transformer");
     Flux2Transformer model = flux2::load_transformer(where, o);
     // deltatrain trains adapters only: the base weights never need gradients.
     for (auto& p : model->parameters()) p.requires_grad_(false);
     return std::make_unique<Flux2Denoiser>(std::move(model), checkpoint_files(where));
   }
   std::string transformer_identity(const std::string& path) const override {
-    return content_identity("flux2", "transformer", checkpoint_files(component_path(path, "transformer")));
+    return content_identity("flux2", "transformer", checkpoint_files(pipeline_component(path, "transformer")));
   }
 
   // Qwen3 through the chat template without thinking, 512 positions, hidden states 9, 18, 27
   // stacked per token, every position kept (specs/flux2.md §5).
   std::unique_ptr<TextEncoder> load_text_encoder(const std::string& path, const LoadOptions& o) const override {
-    return std::make_unique<Qwen3TextEncoder>(path, o, Qwen3Prompting{ChatTemplate::flux2_klein, 512, {9, 18, 27}, false});
+    return std::make_unique<Qwen3TextEncoder>(path, o, Qwen3Prompting{chat_template(), 512, {9, 18, 27}, false});
   }
+  ChatTemplate chat_template() const override { return ChatTemplate::qwen3_no_thinking; }
   std::unique_ptr<Autoencoder> load_vae(const std::string& path, const LoadOptions& o) const override {
     return Flux2Autoencoder::load(path, o);
   }
@@ -160,17 +120,31 @@ class Flux2Family : public Family {
             {"attn-only", R"(^(single_)?transformer_blocks\.\d+\.attn\.)"}};
   }
 
+  const lora::KeyMap& lora_keys() const override { return flux2::lora_keys(); }
+
   FamilyDefaults defaults() const override {
     FamilyDefaults d;
-    d.transfer_guidance = 2.5;     // about the CFG the distilled klein models were distilled at
+    d.transfer_cfg = 2.5;          // about the CFG the distilled klein models were distilled at
     d.sample_steps_base = 50;      // klein Base: 50 steps with CFG 4.0 (diffusers pipeline)
-    d.sample_guidance_base = 4.0;  // standard CFG v = v_neg + w·(v_pos − v_neg)
+    d.sample_cfg_base = 4.0;       // the family's guidance is the standard CFG weight (offset 0)
     d.sample_steps_distilled = 4;  // distilled klein: 4 steps, no CFG
-    // The author's note for klein: LoRAs on the non-distilled Base want about 1e-5, the distilled
-    // model about 1e-4.
-    d.learning_rate = 1e-5;
-    d.learning_rate_distilled = 1e-4;
+    d.lora_preset = "blocks";      // OneTrainer's FLUX.2 default
+    d.distilled_name = "distilled";
     return d;
+  }
+
+  std::string onetrainer_model_type() const override { return "FLUX_2"; }
+  std::string describe(const Checkpoint& checkpoint) const override { return describe_checkpoint(checkpoint); }
+  void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) const override {
+    flux2::write_tiny_pipeline(dir, seed, distilled);
+  }
+  std::string forward_component() const override { return "flux2-transformer"; }
+  void forward(const ForwardArgs& args) const override { flux2::forward(args); }
+  // The klein pipeline's pipe.image_latents and pipe.image_tokens (shared/golden/flux2_vae).
+  NamedTensors vae_pipeline_outputs(vae::AutoencoderKLImpl& vae, const at::Tensor& mean) const override {
+    if (vae.config().kind != VaeKind::kFlux2) return {};
+    const at::Tensor latents = flux2_normalize(vae, patchify_2x2(mean)).to(at::kCPU, at::kFloat).contiguous();
+    return {{"pipe.image_latents", latents}, {"pipe.image_tokens", pack_tokens(latents).contiguous()}};
   }
 };
 

@@ -2,7 +2,6 @@
 #pragma once
 #include "models/family.h"
 #include "models/flux2/transformer.h"
-#include "vae/autoencoder.h"
 
 namespace dt {
 
@@ -31,22 +30,9 @@ class Flux2Denoiser : public Denoiser {
   mutable std::string identity_;
 };
 
-// AutoencoderKLFlux2 with the family's latent handling: posterior mean → 2×2 patchify →
-// BatchNorm-statistics normalization (vae/flux2_latents.h), and back.
-class Flux2Autoencoder : public Autoencoder {
- public:
-  // `path`: a pipeline folder holding vae/, a diffusers VAE folder or a single file.
-  static std::unique_ptr<Flux2Autoencoder> load(const std::string& path, const LoadOptions& options);
-  at::Tensor encode(const at::Tensor& images) override;
-  at::Tensor decode(const at::Tensor& latents) override;
-  std::string identity() const override;
-
- private:
-  Flux2Autoencoder(vae::AutoencoderKL vae, std::vector<std::string> files);
-  vae::AutoencoderKL vae_;
-  std::vector<std::string> files_;
-  mutable std::string identity_;
-};
+// Its LoRA key names (lora_keys.cc) and golden forward (forward.cc).
+const lora::KeyMap& lora_keys();
+void forward(const ForwardArgs& args);
 
 // The klein pipeline's σ schedule (specs/flux2.md §7): linspace(1, 1/N, N) under the exponential
 // time shift with mu = compute_empirical_mu(image_tokens, N), then 0.

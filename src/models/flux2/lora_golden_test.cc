@@ -15,6 +15,7 @@
 #include "io/safetensors.h"
 #include "lora/file.h"
 #include "models/flux2/weights.h"
+#include "testing/families.h"
 
 namespace dt::lora {
 namespace {
@@ -38,7 +39,7 @@ at::Tensor run_case_a(flux2::Flux2Transformer& model) {
 
 flux2::Flux2Transformer load() { return flux2::load_transformer(kWeights, LoadOptions{}); }
 
-const KeyMap& keys() { return key_map("flux2-klein"); }
+const KeyMap& keys() { return dt::testing::key_map("flux2-klein"); }
 
 TEST(Flux2LoraGolden, EveryCaseOfCasesJson) {
   std::ifstream in(kDir + "cases.json");
@@ -73,7 +74,7 @@ TEST(Flux2LoraGolden, WrongStrengthIsCaught) {
 // Reading: the family is found from the keys alone, fused modules split exactly (block-diagonal
 // image q/k/v compactly, dense text q/k/v as three full-rank copies), the final layer's halves kept.
 TEST(Flux2LoraFiles, ReadWithoutModelFindsTheFamilyAndSplitsFusedModules) {
-  LoraWeights kohya = read_lora(kDir + "lora.kohya.safetensors");
+  LoraWeights kohya = read_lora(kDir + "lora.kohya.safetensors", dt::testing::all_key_maps());
   EXPECT_EQ(kohya.family, "flux2-klein");
   EXPECT_EQ(kohya.format, "kohya");
   LoraWeights reference = read_lora(kDir + "lora.onetrainer.safetensors", keys());
@@ -111,7 +112,7 @@ TEST(Flux2LoraFiles, WrittenLayoutsRoundTrip) {
     options.format = format;
     write_lora(path, source, keys(), options);
     EXPECT_TRUE(Checkpoint::open(path).contains(key)) << format_name(format) << ": " << key;
-    LoraWeights back = read_lora(path);
+    LoraWeights back = read_lora(path, dt::testing::all_key_maps());
     EXPECT_EQ(back.family, "flux2-klein") << format_name(format);
     ASSERT_EQ(back.modules.size(), source.modules.size()) << format_name(format);
     for (const auto& m : source.modules)

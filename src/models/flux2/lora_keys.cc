@@ -3,8 +3,11 @@
 // COMFY / KOHYA formats use, where each double block's q/k/v are one fused `qkv` per stream and the
 // final AdaLN has its row halves swapped.
 #include "lora/keymap.h"
+#include "models/flux2/family.h"
 
-namespace dt::lora {
+namespace dt::flux2 {
+using lora::KeyMap;
+using lora::NativeRule;
 
 namespace {
 
@@ -52,9 +55,9 @@ KeyMap make() {
 
 }  // namespace
 
-const KeyMap& flux2_lora_keys() {
+const KeyMap& lora_keys() {
   static const KeyMap keys = make();
   return keys;
 }
 
-}  // namespace dt::lora
+}  // namespace dt::flux2

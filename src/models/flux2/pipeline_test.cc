@@ -7,7 +7,8 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "data/test_util.h"
+#include "testing/families.h"
+#include "testing/images.h"
 #include "io/checkpoint.h"
 #include "lora/file.h"
 #include "models/flux2/family.h"
@@ -15,10 +16,10 @@
 #include "text/prompt.h"
 #include "text/qwen3.h"
 #include "text/tokenizer.h"
-#include "train/trainer.h"
+#include "run/train_run.h"
 #include "transfer/delta_store.h"
-#include "transfer/transfer.h"
-#include "vae/flux2_latents.h"
+#include "run/transfer_run.h"
+#include "models/flux2/conditioning.h"
 #include "vae/load.h"
 
 namespace dt::flux2 {
@@ -50,8 +51,8 @@ TEST(Flux2Pipeline, TextFeaturesAreLayers9_18_27OfAll512Positions) {
 
   // The same through the parts: template without thinking, right padding, three hidden states.
   Tokenizer tokenizer = Tokenizer::load(base + "/tokenizer");
-  EncodedPrompts ids = encode_prompts(tokenizer, prompts, ChatTemplate::flux2_klein, 512);
-  EXPECT_NE(apply_chat_template(ChatTemplate::flux2_klein, "x").find("<think>\n\n</think>\n\n"), std::string::npos);
+  EncodedPrompts ids = encode_prompts(tokenizer, prompts, ChatTemplate::qwen3_no_thinking, 512);
+  EXPECT_NE(apply_chat_template(ChatTemplate::qwen3_no_thinking, "x").find("<think>\n\n</think>\n\n"), std::string::npos);
   auto encoder = Qwen3Encoder::load(base + "/text_encoder", LoadOptions{});
   torch::NoGradGuard no_grad;
   auto states = encoder->hidden_states(ids.input_ids, ids.attention_mask, {9, 18, 27});
@@ -74,7 +75,7 @@ TEST(Flux2Pipeline, LatentsArePatchifiedBatchNormNormalizedMeans) {
   vae::AutoencoderKL raw = vae::load_autoencoder(base + "/vae");
   torch::NoGradGuard no_grad;
   at::Tensor mean = raw->encode(images).mean;
-  at::Tensor by_hand = (vae::patchify_2x2(mean) - raw->bn_mean().view({1, -1, 1, 1})) / raw->bn_std().view({1, -1, 1, 1});
+  at::Tensor by_hand = (flux2::patchify_2x2(mean) - raw->bn_mean().view({1, -1, 1, 1})) / raw->bn_std().view({1, -1, 1, 1});
   EXPECT_LE((x0 - by_hand).abs().max().item<double>(), 1e-5);
   EXPECT_EQ(vae->decode(x0).sizes(), images.sizes());
   // The Z-Image family refuses this VAE; this family refuses the FLUX.1 one.
@@ -120,7 +121,7 @@ TEST(Flux2Pipeline, TrainsOnBaseThenTransfersToDistilled) {
   LoopResult result = train(run, false);
   EXPECT_EQ(result.batches, 6);
   EXPECT_TRUE(std::isfinite(result.last_loss));
-  lora::LoraWeights teacher = lora::read_lora(dir / "flux2.safetensors");
+  lora::LoraWeights teacher = lora::read_lora(dir / "flux2.safetensors", dt::testing::all_key_maps());
   EXPECT_EQ(teacher.family, "flux2-klein");
   EXPECT_EQ(teacher.modules.size(), 12u + 2u);  // every Linear of the double and the single block
   EXPECT_TRUE(Checkpoint::open(dir / "flux2.safetensors").contains("lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"));
@@ -141,7 +142,7 @@ TEST(Flux2Pipeline, TrainsOnBaseThenTransfersToDistilled) {
   EXPECT_EQ(store->size(), 6u);
   EXPECT_EQ(store->manifest().family, "flux2-klein");
   EXPECT_TRUE(store->manifest().exact);
-  lora::LoraWeights student = lora::read_lora(dir / "learned.safetensors");
+  lora::LoraWeights student = lora::read_lora(dir / "learned.safetensors", dt::testing::all_key_maps());
   ASSERT_EQ(student.family, "flux2-klein");
   double moved = 0;
   for (const auto& m : student.modules) moved += (lora::delta(m) - lora::delta(*teacher.find(m.name))).abs().max().item<double>();

@@ -10,6 +10,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "lora/keymap.h"
+#include "models/flux2/family.h"
 #include "nn/load_state.h"
 
 namespace dt::flux2 {
@@ -72,7 +73,7 @@ std::string describe_checkpoint(const Checkpoint& ck) {
 }
 
 std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {
-  const lora::KeyMap& keys = lora::flux2_lora_keys();
+  const lora::KeyMap& keys = lora_keys();
   std::map<std::string, at::Tensor> out;
   auto put = [&](const std::string& name, at::Tensor t, const std::string& from) {
     if (!out.emplace(name, std::move(t)).second)
@@ -154,7 +155,7 @@ void write_random_checkpoint(const std::string& dir, const Flux2Config& config, 
 }
 
 void write_original_file(const std::string& path, const std::map<std::string, at::Tensor>& diffusers, const std::string& prefix) {
-  const lora::KeyMap& keys = lora::flux2_lora_keys();
+  const lora::KeyMap& keys = lora_keys();
   std::map<std::string, std::vector<at::Tensor>> fused;  // original name → its row blocks
   NamedTensors out;
   for (const auto& [name, t] : diffusers) {

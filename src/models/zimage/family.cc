@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "models/zimage/conditioning.h"
+#include "models/zimage/tiny.h"
 #include "models/zimage/weights.h"
 #include "nn/linear.h"
 
@@ -18,13 +19,6 @@ namespace {
 constexpr double kSchedulerShift = 3.0;  // FlowMatchEulerDiscreteScheduler shift of both models
 constexpr int kVaeFactor = 8;
 constexpr int kPatch = 2;
-
-// A pipeline folder holds the transformer in transformer/.
-std::string transformer_path(const std::string& path) {
-  namespace fs = std::filesystem;
-  if (fs::is_directory(path) && fs::is_directory(fs::path(path) / "transformer")) return (fs::path(path) / "transformer").string();
-  return path;
-}
 
 }  // namespace
 
@@ -64,14 +58,14 @@ class ZImageFamily : public Family {
   bool detect(const Checkpoint& transformer) const override { return is_zimage_checkpoint(transformer); }
 
   std::unique_ptr<Denoiser> load_transformer(const std::string& path, const LoadOptions& o) const override {
-    const std::string where = transformer_path(path);
+    const std::string where = pipeline_component(path, "transformer");
     ZImageTransformer model = zimage::load_transformer(where, o);
     // deltatrain trains adapters only: the base weights never need gradients.
     for (auto& p : model->parameters()) p.requires_grad_(false);
     return std::make_unique<ZImageDenoiser>(std::move(model), checkpoint_files(where));
   }
   std::string transformer_identity(const std::string& path) const override {
-    return content_identity("zimage", "transformer", checkpoint_files(transformer_path(path)));
+    return content_identity("zimage", "transformer", checkpoint_files(pipeline_component(path, "transformer")));
   }
 
   std::unique_ptr<TextEncoder> load_text_encoder(const std::string& path, const LoadOptions& o) const override {
@@ -103,22 +97,31 @@ class ZImageFamily : public Family {
             {"attn-only", R"(^layers\.\d+\.attention\.)"}};
   }
 
+  const lora::KeyMap& lora_keys() const override { return zimage::lora_keys(); }
+  ChatTemplate chat_template() const override { return text_prompting().chat_template; }
+
   FamilyDefaults defaults() const override {
     FamilyDefaults d;
-    d.transfer_guidance = 3.0;  // the CFG scale Z-Image-Turbo was distilled at
-    d.sample_steps_base = 50;   // official model-zoo setting for Base
-    // Z-Image convention o = o_pos + g·(o_pos − o_neg), i.e. standard CFG 1 + g. 4.0 is the value
-    // cited as the official Base default; the diffusers pipeline default 5.0 tends to oversaturate
-    // the small sample previews a training run writes.
-    d.sample_guidance_base = 4.0;
+    d.transfer_cfg = 3.0;      // the CFG scale Z-Image-Turbo was distilled at
+    d.sample_steps_base = 50;  // official model-zoo setting for Base
+    // Z-Image's own convention o = o_pos + g·(o_pos − o_neg) is standard CFG 1 + g. g = 4.0 is the
+    // value cited as the official Base default; the diffusers pipeline default 5.0 tends to
+    // oversaturate the small sample previews a training run writes.
     d.guidance_offset = 1.0;
+    d.sample_cfg_base = 4.0 + d.guidance_offset;
     d.sample_steps_distilled = 8;  // Turbo, no CFG (σ' = 1, 0.955, …, 0.3 → 0)
-    d.learning_rate = 3e-4;        // OneTrainer's Z-Image LoRA preset (rank 16, alpha 1)
-    // Distilled students want a rate at least as high; 3e-4 already sits above the 1e-4 range
-    // reported for transfer on a distilled model.
-    d.learning_rate_distilled = 3e-4;
+    d.lora_preset = "attn-mlp";
+    d.distilled_name = "turbo";
     return d;
   }
+
+  std::string onetrainer_model_type() const override { return "Z_IMAGE"; }
+  std::string describe(const Checkpoint& checkpoint) const override { return describe_checkpoint(checkpoint); }
+  void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) const override {
+    zimage::write_tiny_pipeline(dir, seed, distilled);
+  }
+  std::string forward_component() const override { return "zimage-transformer"; }
+  void forward(const ForwardArgs& args) const override { zimage::forward(args); }
 };
 
 }  // namespace

@@ -28,6 +28,10 @@ class ZImageDenoiser : public Denoiser {
   mutable std::string identity_;
 };
 
+// Its LoRA key names (lora_keys.cc) and golden forward (forward.cc).
+const lora::KeyMap& lora_keys();
+void forward(const ForwardArgs& args);
+
 // σ schedule of the Z-Image scheduler for `steps` steps: linspace(1, 1/N, N), static shift 3, then 0.
 std::vector<double> sigma_schedule(int steps);
 

@@ -2,8 +2,11 @@
 // ComfyUI-native names, where q/k/v are one fused `attention.qkv` and the embedder and final layer
 // lose their patch-size suffix.
 #include "lora/keymap.h"
+#include "models/zimage/family.h"
 
-namespace dt::lora {
+namespace dt::zimage {
+using lora::KeyMap;
+using lora::NativeRule;
 
 namespace {
 
@@ -33,9 +36,9 @@ KeyMap make() {
 
 }  // namespace
 
-const KeyMap& zimage_lora_keys() {
+const KeyMap& lora_keys() {
   static const KeyMap keys = make();
   return keys;
 }
 
-}  // namespace dt::lora
+}  // namespace dt::zimage

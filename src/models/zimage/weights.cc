@@ -9,6 +9,7 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "lora/keymap.h"
 #include "nn/load_state.h"
 
 namespace dt::zimage {
@@ -46,6 +47,20 @@ bool is_zimage_checkpoint(const Checkpoint& ck) {
     siglip |= starts_with(name, "siglip_embedder.");
   }
   return modulated_layer && caption_norm && !siglip;
+}
+
+std::string describe_checkpoint(const Checkpoint& ck) {
+  if (!is_zimage_checkpoint(ck)) return "";
+  bool comfyui = false;
+  int64_t dim = 0, layers = 0;
+  for (const auto& raw : ck.names()) {
+    const std::string name = strip_prefix(raw);
+    comfyui |= diffusers_name(name) != name || name.find(".attention.qkv.") != std::string::npos;
+    if (name == "cap_embedder.1.weight") dim = ck.info(raw).shape.at(0);
+    if (auto n = lora::match_template("layers.{n}.adaLN_modulation.0.weight", name)) layers = std::max<int64_t>(layers, std::stoll(n->at(0)) + 1);
+  }
+  return "zimage transformer, " + std::string(comfyui ? "ComfyUI / original names" : "diffusers names") + ", dim " +
+         std::to_string(dim) + (dim == 3840 ? " (Z-Image 6B)" : "") + ", " + std::to_string(layers) + " layers";
 }
 
 std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {

@@ -20,6 +20,10 @@ namespace zimage {
 // True for a Z-Image (not Omni) transformer checkpoint in any supported layout and prefix.
 bool is_zimage_checkpoint(const Checkpoint& ck);
 
+// What `inspect` says: "zimage transformer, diffusers names, dim 3840 (Z-Image 6B), 30 layers";
+// empty for a checkpoint of another kind.
+std::string describe_checkpoint(const Checkpoint& ck);
+
 // A ComfyUI / original module or tensor name in diffusers naming ("x_embedder.weight" →
 // "all_x_embedder.2-1.weight", "layers.3.attention.out" → "layers.3.attention.to_out.0"; prefix
 // "model.diffusion_model." or "diffusion_model." stripped). The fused "attention.qkv" stays as is:

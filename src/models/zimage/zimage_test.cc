@@ -330,7 +330,7 @@ TEST(ZImageFamily, ScheduleShiftShapesPresetsAndDefaults) {
   EXPECT_EQ(family.latent_shape(1024, 768), (std::vector<int64_t>{16, 128, 96}));
   EXPECT_EQ(family.pixel_multiple(), 16);
   auto d = family.defaults();
-  EXPECT_EQ(d.transfer_guidance, 3.0);
+  EXPECT_EQ(d.transfer_cfg, 3.0);
   EXPECT_EQ(d.sample_steps_distilled, 8);
   EXPECT_EQ(d.sample_steps_base, 50);
 

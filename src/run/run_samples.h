@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "run/train_run.h"
 #include "sample/generate.h"
-#include "train/trainer.h"
 
 namespace dt {
 

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "io/atomic_file.h"
+#include "lora/keymap.h"
 #include "models/family.h"
 
 namespace dt::testing {
@@ -63,7 +64,17 @@ class FakeFamily : public Family {
   std::vector<double> sigmas(int, int64_t, int64_t) const override { return {}; }
   double dynamic_shift(int64_t, int64_t) const override { return 1.0; }
   std::map<std::string, std::string> lora_presets() const override { return {}; }
+  const lora::KeyMap& lora_keys() const override {
+    static const lora::KeyMap none;
+    return none;
+  }
+  ChatTemplate chat_template() const override { return ChatTemplate::none; }
   FamilyDefaults defaults() const override { return {}; }
+  std::string onetrainer_model_type() const override { return "FAKE"; }
+  std::string describe(const Checkpoint&) const override { return ""; }
+  void write_tiny_pipeline(const std::string&, uint64_t, bool) const override {}
+  std::string forward_component() const override { return "fake"; }
+  void forward(const ForwardArgs&) const override {}
 };
 
 }  // namespace dt::testing

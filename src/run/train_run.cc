@@ -1,23 +1,22 @@
-// `deltatrain train` from a config: the family, the dataset and its caches, the plan, the model with
-// its adapters, then the loop with the flow objective.
+#include "run/train_run.h"
+
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <iostream>
 
+#include "core/dtype.h"
 #include "core/error.h"
-#include "data/cache.h"
 #include "data/dataset.h"
 #include "lora/file.h"
-#include "sample/run_samples.h"
-#include "train/trainer.h"
+#include "run/run_samples.h"
 
 namespace dt {
 namespace {
 
-c10::ScalarType compute_dtype(const std::string& name) {
-  if (name == "fp32") return torch::kFloat;
-  if (name == "bf16") return torch::kBFloat16;
-  throw Error("model.dtype '" + name + "' is not one of fp32, bf16");
+std::string lora_output(const RunConfig& run) {
+  return run.output.lora.empty() ? (std::filesystem::path(run.resolve(run.output.run_dir)) / "lora.safetensors").string()
+                                 : run.resolve(run.output.lora);
 }
 
 // The data caches seen through the plan's sample indices.
@@ -51,7 +50,7 @@ LoadOptions load_options(const ModelConfig& m) {
   }
   if (o.device.is_cuda() && !torch::cuda::is_available())
     throw Error("model.device is '" + m.device + "' but this build or machine has no CUDA device");
-  o.compute_dtype = compute_dtype(m.dtype);
+  o.compute_dtype = dtype_by_name(m.dtype, "model.dtype", {torch::kFloat, torch::kBFloat16});
   return o;
 }
 
@@ -89,12 +88,12 @@ std::unique_ptr<RunData> prepare_data(const RunConfig& run, const ModelConfig& m
 LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraConfig& l) {
   const Family& family = family_of(run, m);
   LoadedModel out;
-  out.family = family.name();
+  out.family = &family;
   out.denoiser = family.load_transformer(run.resolve(m.base), load_options(m));
   torch::nn::Module& module = out.denoiser->module();
   for (auto& p : module.parameters()) p.requires_grad_(false);
   if (!l.init.empty()) {
-    const auto weights = lora::read_lora(run.resolve(l.init), lora::key_map(family.name()), &module);
+    const auto weights = lora::read_lora(run.resolve(l.init), family.lora_keys(), &module);
     out.adapters = std::make_unique<lora::Adapters>(
         lora::Adapters::attach(module, out.denoiser->lora_state(), weights, 1.0, l.dropout));
   } else {
@@ -109,12 +108,53 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
   return out;
 }
 
+void save_lora(const RunConfig& run, const LoadedModel& model, const std::string& path) {
+  lora::WriteOptions o;
+  o.format = lora::format_by_name(run.output.format);
+  o.dtype = dtype_by_name(run.output.save_dtype, "output.save_dtype", {torch::kFloat, torch::kBFloat16, torch::kHalf});
+  o.base_model = model.denoiser->identity();
+  lora::write_lora(path, model.adapters->weights(model.family->name()), model.family->lora_keys(), o);
+}
+
+LoopSettings loop_settings(const RunConfig& run, const LoadedModel& model) {
+  const TrainConfig& t = run.train;
+  if (t.optimizer != "adamw") throw Error("train.optimizer '" + t.optimizer + "' is not one of adamw");
+  lora::format_by_name(run.output.format);  // both checked before anything is computed
+  dtype_by_name(run.output.save_dtype, "output.save_dtype", {torch::kFloat, torch::kBFloat16, torch::kHalf});
+  LoopSettings s;
+  s.schedule = {t.learning_rate, t.lr_schedule, t.warmup_steps, t.min_lr_factor};
+  s.adamw = {t.beta1, t.beta2, t.epsilon, t.weight_decay};
+  s.clip_grad_norm = t.clip_grad_norm;
+  s.gradient_accumulation = t.gradient_accumulation;
+  s.max_steps = t.max_steps;
+  s.seed = static_cast<uint64_t>(t.seed);
+  const LoadOptions o = load_options(run.model);
+  s.device = o.device;
+  s.dtype = o.compute_dtype;
+  s.gradient_checkpointing = run.model.gradient_checkpointing;
+  s.run_dir = run.resolve(run.output.run_dir);
+  s.lora_path = lora_output(run);
+  s.save_every = t.save_every;
+  s.checkpoint_every = t.checkpoint_every;
+  s.keep_checkpoints = t.keep_checkpoints;
+  s.tensorboard = run.output.tensorboard;
+  s.loss_smoothing = run.output.loss_smoothing;
+  s.save_lora = [&run, &model](const std::string& path) { save_lora(run, model, path); };
+  s.memory_settings = "batch_size " + std::to_string(t.batch_size) + ", dtype " + run.model.dtype;
+  return s;
+}
+
+LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, SampleSource& source,
+                    Objective& objective, bool resume, const AfterStep& after_step) {
+  return run_loop(loop_settings(run, model), *model.denoiser, *model.adapters, plan, source, objective, resume, after_step);
+}
+
 LoopResult train(const RunConfig& run, bool resume) {
   FlowObjective objective(LossFunction::from_settings(run.train.loss, run.train.huber_delta));
   const std::unique_ptr<RunData> data = prepare_data(run, run.model);
   const std::unique_ptr<RunSampler> sampler = RunSampler::create(run, run.model);  // before the transformer loads
   LoadedModel model = load_model(run, run.model, run.lora);
-  std::cout << "model " << model.family << " on " << run.model.device << " (" << run.model.dtype << "), "
+  std::cout << "model " << model.family->name() << " on " << run.model.device << " (" << run.model.dtype << "), "
             << model.adapters->size() << " LoRA adapters of rank " << run.lora.rank << "\n";
   return run_loop(run, model, data->plan, *data->source, objective, resume,
                   sampler ? sampler->begin(*model.denoiser, resume) : AfterStep{});

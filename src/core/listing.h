@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-namespace dt::lora {
+namespace dt {
 
 inline std::string join(const std::vector<std::string>& items, size_t limit = 20) {
   std::string out;
@@ -12,4 +12,4 @@ inline std::string join(const std::vector<std::string>& items, size_t limit = 20
   return out;
 }
 
-}  // namespace dt::lora
+}  // namespace dt

@@ -1,13 +1,12 @@
-#include "transfer/transfer.h"
+#include "run/transfer_run.h"
 
 #include <filesystem>
 #include <iostream>
 
 #include "core/error.h"
 #include "core/hash.h"
-#include "data/cache.h"
 #include "data/dataset.h"
-#include "sample/run_samples.h"
+#include "run/run_samples.h"
 #include "transfer/delta_store.h"
 #include "transfer/objectives.h"
 
@@ -21,10 +20,10 @@ ModelConfig with_base(const RunConfig& run, const std::string& base) {
   return m;
 }
 
-// The part of the plan the run will go through (train.max_steps may stop it early).
+// The part of the plan the loop will go through (train.max_steps may stop it early).
 Plan record_plan(const RunConfig& run, const Plan& plan) {
-  const int64_t limit = run.train.max_steps * run.train.gradient_accumulation;
-  if (run.train.max_steps <= 0 || limit >= static_cast<int64_t>(plan.batches.size())) return plan;
+  const int64_t limit = loop_batches(plan, run.train.max_steps, run.train.gradient_accumulation);
+  if (limit == static_cast<int64_t>(plan.batches.size())) return plan;
   std::vector<PlanBatch> batches(plan.batches.begin(), plan.batches.begin() + limit);
   return plan_from_batches(plan.samples, plan.manifest_hash, std::move(batches), plan.noise);
 }
@@ -120,7 +119,7 @@ LoopResult learn(const RunConfig& run, bool resume) {
   const std::unique_ptr<RunData> data = prepare_data(run, student_config);
   store->check_latent_space(data->cache->identities().vae);
 
-  const double guidance = t.guidance > 0 ? t.guidance : family.defaults().transfer_guidance;
+  const double guidance = t.guidance > 0 ? t.guidance : family.defaults().transfer_cfg;
   const int64_t batch_size = t.learn_batch_size > 0 ? t.learn_batch_size : run.train.batch_size;
   const LearnPlan plan = make_learn_plan(*store, data->plan.samples, data->manifest->hash, batch_size, t.learn_passes,
                                          t.learn_order, static_cast<uint64_t>(run.train.seed));

@@ -1,4 +1,4 @@
-#include "sample/demo.h"
+#include "run/demo.h"
 
 #include <chrono>
 #include <exception>
@@ -8,9 +8,9 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
-#include "train/tiny_world.h"
-#include "train/trainer.h"
-#include "transfer/transfer.h"
+#include "models/family.h"
+#include "run/tiny_world.h"
+#include "run/transfer_run.h"
 
 namespace dt {
 namespace fs = std::filesystem;
@@ -55,10 +55,11 @@ DemoResult run_demo(const DemoOptions& o) {
   r.train_config = (world / "train.toml").string();
   r.transfer_config = (world / "transfer.toml").string();
   const auto start = std::chrono::steady_clock::now();
+  const Family& family = family_or_first(o.family);
   {
-    Stage stage(1, "make-tiny: Base and Turbo pipelines (tiny Z-Image), a captioned dataset, configs → " + r.world);
+    Stage stage(1, "make-tiny: Base and Turbo pipelines (tiny " + family.name() + "), a captioned dataset, configs → " + r.world);
     fs::remove_all(world);
-    make_tiny_world(world.string(), {"zimage", o.images, o.resolution});
+    make_tiny_world(world.string(), {family.name(), o.images, o.resolution});
     RunConfig train = load_run_config(r.train_config);
     if (o.train_epochs > 0) train.train.epochs = o.train_epochs;
     train.sample.prompts = o.prompts;
@@ -114,7 +115,7 @@ DemoResult run_demo(const DemoOptions& o) {
             << "  TensorBoard                         tensorboard --logdir " << fs::path(r.world).string() << "\n"
             << "  grids (Base + teacher LoRA | Turbo | Turbo + student LoRA):\n";
   for (const std::string& g : r.grids) std::cout << "    " << g << "\n";
-  std::cout << "Sample any model yourself: deltatrain sample --model " << (world / "turbo").string() << " --lora "
+  std::cout << "Sample any model yourself: deltatrain sample --model " << (world / family.defaults().distilled_name).string() << " --lora "
             << r.student_lora << " --prompt \"" << o.prompts.front() << "\" --width " << o.resolution << " --height "
             << o.resolution << "\n";
   return r;

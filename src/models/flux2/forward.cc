@@ -1,21 +1,21 @@
-// `deltatrain forward --component flux2-transformer`: golden contract of shared/golden/README.md
+// `deltatrain forward --component flux2-transformer` (Family::forward): golden contract of shared/golden/README.md
 // (flux2_transformer). Also writes the intermediates under the golden's `X.mid.*` names, so
 // `compare.py --all` can localise a mismatch.
 #include <torch/torch.h>
 
-#include "cli/forward.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "lora/file.h"
+#include "models/flux2/family.h"
 #include "models/flux2/weights.h"
 #include "nn/attention.h"
 
-namespace dt {
+namespace dt::flux2 {
 
-void forward_flux2_transformer(const ForwardArgs& args) {
+void forward(const ForwardArgs& args) {
   nn::set_explicit_attention(args.explicit_attention);
-  flux2::Flux2Transformer model = flux2::load_transformer(args.model, LoadOptions{});
-  lora::merge_lora_files(*model, lora::key_map("flux2-klein"), args.loras);  // --lora FILE[:STRENGTH]
+  Flux2Transformer model = load_transformer(args.model, LoadOptions{});
+  lora::merge_lora_files(*model, lora_keys(), args.loras);  // --lora FILE[:STRENGTH]
 
   auto io = SafetensorsFile::open(args.inputs);
   auto input = [&](const std::string& name) {
@@ -34,9 +34,8 @@ void forward_flux2_transformer(const ForwardArgs& args) {
   NamedTensors mid;
   at::Tensor out = model->forward(hidden, text, timestep, ids("img_ids"), ids("txt_ids"), &mid);
   NamedTensors results = {{args.out(""), out}};
-  const std::string mid_prefix = (args.case_name.empty() ? "" : args.case_name + ".") + "mid.";
-  for (auto& [name, value] : mid) results.emplace_back(mid_prefix + name, value);
+  for (auto& [name, value] : mid) results.emplace_back(args.mid_prefix() + name, value);
   write_safetensors(args.output, results);
 }
 
-}  // namespace dt
+}  // namespace dt::flux2

@@ -1,4 +1,4 @@
-#include "train/run_config.h"
+#include "run/run_config.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
-#include "train/onetrainer_config.h"
+#include "run/onetrainer_config.h"
 
 namespace dt {
 namespace {

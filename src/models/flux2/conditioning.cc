@@ -1,10 +1,14 @@
-#include "vae/flux2_latents.h"
+#include "models/flux2/conditioning.h"
+
+#include <filesystem>
 
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "io/checkpoint.h"
+#include "vae/load.h"
 
-namespace dt::vae {
+namespace dt::flux2 {
 namespace {
 
 void require(bool ok, const std::string& what, const at::Tensor& x) {
@@ -38,26 +42,57 @@ at::Tensor unpack_tokens(const at::Tensor& tokens, int64_t h, int64_t w) {
   return tokens.transpose(1, 2).reshape({tokens.size(0), tokens.size(2), h, w});
 }
 
-at::Tensor flux2_normalize(AutoencoderKLImpl& vae, const at::Tensor& patchified) {
+at::Tensor flux2_normalize(vae::AutoencoderKLImpl& vae, const at::Tensor& patchified) {
   const at::Tensor mean = vae.bn_mean(), std = vae.bn_std();
   require(patchified.dim() == 4 && patchified.size(1) == mean.size(0),
           "FLUX.2 latents: expected [B, " + std::to_string(mean.size(0)) + ", h, w]", patchified);
   return (patchified.to(mean.device(), at::kFloat) - channel_view(mean)) / channel_view(std);
 }
 
-at::Tensor flux2_denormalize(AutoencoderKLImpl& vae, const at::Tensor& latents) {
+at::Tensor flux2_denormalize(vae::AutoencoderKLImpl& vae, const at::Tensor& latents) {
   const at::Tensor mean = vae.bn_mean(), std = vae.bn_std();
   require(latents.dim() == 4 && latents.size(1) == mean.size(0),
           "FLUX.2 latents: expected [B, " + std::to_string(mean.size(0)) + ", h, w]", latents);
   return latents.to(mean.device(), at::kFloat) * channel_view(std) + channel_view(mean);
 }
 
-at::Tensor flux2_encode_latents(AutoencoderKLImpl& vae, const at::Tensor& images) {
+at::Tensor flux2_encode_latents(vae::AutoencoderKLImpl& vae, const at::Tensor& images) {
   return flux2_normalize(vae, patchify_2x2(vae.encode(images).mean));
 }
 
-at::Tensor flux2_decode_latents(AutoencoderKLImpl& vae, const at::Tensor& latents) {
+at::Tensor flux2_decode_latents(vae::AutoencoderKLImpl& vae, const at::Tensor& latents) {
   return vae.decode(unpatchify_2x2(flux2_denormalize(vae, latents)));
 }
 
-}  // namespace dt::vae
+Flux2Autoencoder::Flux2Autoencoder(vae::AutoencoderKL vae, std::vector<std::string> files)
+    : vae_(std::move(vae)), files_(std::move(files)) {}
+
+std::unique_ptr<Flux2Autoencoder> Flux2Autoencoder::load(const std::string& path, const LoadOptions& options) {
+  const std::string where = pipeline_component(path, "vae");
+  vae::AutoencoderKL vae = vae::load_autoencoder(where, options);
+  const VaeConfig& c = vae->config();
+  if (c.kind != VaeKind::kFlux2 || 4 * c.latent_channels != kLatentChannels)
+    throw file_error(where, "FLUX.2 needs the 32-channel AutoencoderKLFlux2, not " + std::string(c.class_name()) + " with " +
+                                std::to_string(c.latent_channels) + " latent channels");
+  if (c.spatial_factor() != kVaeFactor)  // latent_shape() and the 16 px tokens assume it
+    throw file_error(where, "FLUX.2 needs a VAE with spatial factor 8, this one has " + std::to_string(c.spatial_factor()));
+  for (auto& p : vae->parameters()) p.requires_grad_(false);
+  return std::unique_ptr<Flux2Autoencoder>(new Flux2Autoencoder(std::move(vae), checkpoint_files(where)));
+}
+
+at::Tensor Flux2Autoencoder::encode(const at::Tensor& images) {
+  torch::NoGradGuard no_grad;
+  return flux2_encode_latents(*vae_, images.to(vae_->device(), vae_->dtype())).to(at::kFloat);
+}
+
+at::Tensor Flux2Autoencoder::decode(const at::Tensor& latents) {
+  torch::NoGradGuard no_grad;
+  return flux2_decode_latents(*vae_, latents).to(at::kFloat);
+}
+
+std::string Flux2Autoencoder::identity() const {
+  if (identity_.empty()) identity_ = content_identity("flux2", "vae: posterior mean, 2x2 patchify, batch-norm statistics", files_);
+  return identity_;
+}
+
+}  // namespace dt::flux2

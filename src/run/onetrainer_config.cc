@@ -1,4 +1,4 @@
-#include "train/onetrainer_config.h"
+#include "run/onetrainer_config.h"
 
 #include <unistd.h>
 
@@ -12,8 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/listing.h"
 #include "data/dataset.h"
 #include "io/atomic_file.h"
+#include "models/family.h"
 
 namespace dt {
 namespace fs = std::filesystem;
@@ -58,11 +60,6 @@ class Fields {
   std::set<std::string> used_;
 };
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
 
 std::string dtype(const std::string& onetrainer, const std::string& field, std::vector<std::string>& warnings) {
   if (onetrainer == "FLOAT_32") return "fp32";
@@ -93,9 +90,15 @@ RunConfig import_onetrainer_config(const std::string& path, const std::string& c
 
   // Model.
   const std::string model_type = f.text("model_type");
-  if (model_type == "Z_IMAGE") run.model.family = "zimage";
-  else if (model_type.rfind("FLUX_2", 0) == 0) run.model.family = "flux2-klein";
-  else if (!model_type.empty()) throw file_error(path, "model_type " + model_type + " is not a family deltatrain trains (Z_IMAGE, FLUX_2)");
+  if (!model_type.empty()) {
+    std::vector<std::string> known;
+    for (const Family* family : families()) {
+      if (model_type.rfind(family->onetrainer_model_type(), 0) == 0) run.model.family = family->name();
+      known.push_back(family->onetrainer_model_type());
+    }
+    if (run.model.family.empty())
+      throw file_error(path, "model_type " + model_type + " is not a family deltatrain trains (" + join(known) + ")");
+  }
   if (const std::string method = f.text("training_method"); !method.empty() && method != "LORA")
     throw file_error(path, "training_method " + method + ": deltatrain trains LoRAs only");
   if (const std::string peft = f.text("peft_type"); !peft.empty() && peft != "LORA") lost.push_back("peft_type " + peft);
@@ -277,10 +280,10 @@ RunConfig import_onetrainer_config(const std::string& path, const std::string& c
   }
   if (!inline_file.empty()) fs::remove(inline_file);
 
-  if (!lost.empty()) warnings.push_back("settings with no counterpart in deltatrain (defaults used): " + join(lost));
+  if (!lost.empty()) warnings.push_back("settings with no counterpart in deltatrain (defaults used): " + join(lost, lost.size()));
   auto unused = f.unused();
   std::sort(unused.begin(), unused.end());
-  if (!unused.empty()) warnings.push_back("OneTrainer fields not imported: " + join(unused));
+  if (!unused.empty()) warnings.push_back("OneTrainer fields not imported: " + join(unused, unused.size()));
   return run;
 }
 

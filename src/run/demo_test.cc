@@ -1,4 +1,4 @@
-#include "sample/demo.h"
+#include "run/demo.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -10,7 +10,7 @@
 #include "io/safetensors.h"
 #include "models/zimage/family.h"
 #include "sample/generate.h"
-#include "train/trainer.h"
+#include "run/train_run.h"
 
 namespace dt {
 namespace {

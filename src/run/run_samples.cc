@@ -1,4 +1,4 @@
-#include "sample/run_samples.h"
+#include "run/run_samples.h"
 
 #include <torch/torch.h>
 
@@ -37,7 +37,7 @@ std::unique_ptr<RunSampler> RunSampler::create(const RunConfig& run, const Model
   s->config_ = c;
   s->models_ = {paths.family, run.resolve(model.base), paths.text_encoder_path, paths.vae_path, paths.options};
   s->model_label_ = model.base;
-  const Variant variant = detect_variant(s->models_.transformer);
+  const Variant variant = variant_by_name(c.variant, *paths.family, s->models_.transformer);
   const int64_t side = run.data.resolutions.empty() ? 1024 : run.data.resolutions.front();
   for (const SamplePrompt& p : sample_prompts(c, run.base_dir, side))
     s->prompts_.push_back(resolve(p, *paths.family, variant, c.steps, c.guidance));

@@ -3,8 +3,8 @@
 #pragma once
 #include <string>
 
-#include "train/run_config.h"
-#include "train/trainer.h"
+#include "run/run_config.h"
+#include "run/train_run.h"
 
 namespace dt {
 

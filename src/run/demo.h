@@ -10,6 +10,7 @@ namespace dt {
 
 struct DemoOptions {
   std::string workdir = "demo-run";
+  std::string family;        // empty: the first registered family (Z-Image)
   int images = 8;            // generated training images
   int64_t resolution = 64;   // their side in pixels (and the samples')
   int64_t train_epochs = 0;  // 0: the tiny world's train.toml setting

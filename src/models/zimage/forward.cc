@@ -1,21 +1,21 @@
-// `deltatrain forward --component zimage-transformer`: golden contract of
+// `deltatrain forward --component zimage-transformer` (Family::forward): golden contract of
 // shared/golden/README.md (zimage_transformer). Also writes the intermediates under the golden's
 // `X.mid.*` names, so `compare.py --all` can localise a mismatch.
 #include <torch/torch.h>
 
-#include "cli/forward.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "lora/file.h"
+#include "models/zimage/family.h"
 #include "models/zimage/weights.h"
 #include "nn/attention.h"
 
-namespace dt {
+namespace dt::zimage {
 
-void forward_zimage_transformer(const ForwardArgs& args) {
+void forward(const ForwardArgs& args) {
   nn::set_explicit_attention(args.explicit_attention);
-  zimage::ZImageTransformer model = zimage::load_transformer(args.model, LoadOptions{});
-  lora::merge_lora_files(*model, lora::key_map("zimage"), args.loras);  // --lora FILE[:STRENGTH]
+  ZImageTransformer model = load_transformer(args.model, LoadOptions{});
+  lora::merge_lora_files(*model, lora_keys(), args.loras);  // --lora FILE[:STRENGTH]
 
   auto io = SafetensorsFile::open(args.inputs);
   auto input = [&](const std::string& name) {
@@ -35,9 +35,8 @@ void forward_zimage_transformer(const ForwardArgs& args) {
   std::vector<at::Tensor> out = model->forward(x, t, caps, 0, &mid);
   NamedTensors results;
   for (size_t i = 0; i < out.size(); ++i) results.emplace_back(args.out(std::to_string(i)), out[i]);
-  const std::string mid_prefix = (args.case_name.empty() ? "" : args.case_name + ".") + "mid.";
-  for (auto& [name, value] : mid) results.emplace_back(mid_prefix + name, value);
+  for (auto& [name, value] : mid) results.emplace_back(args.mid_prefix() + name, value);
   write_safetensors(args.output, results);
 }
 
-}  // namespace dt
+}  // namespace dt::zimage

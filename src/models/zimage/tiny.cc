@@ -1,0 +1,74 @@
+#include "models/zimage/tiny.h"
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "models/zimage/weights.h"
+#include "text/qwen3.h"
+#include "text/tiny_tokenizer.h"
+#include "vae/random_vae.h"
+
+namespace dt::zimage {
+namespace {
+
+constexpr int32_t kVocab = 512;
+constexpr int64_t kTextHidden = 64;
+
+Qwen3Config tiny_qwen3() {
+  Qwen3Config c;
+  c.vocab_size = kVocab;
+  c.hidden_size = kTextHidden;
+  c.intermediate_size = 128;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 32;
+  c.rope_theta = 1e6;
+  return c;
+}
+
+}  // namespace
+
+ZImageConfig tiny_config() {
+  ZImageConfig c;
+  c.dim = 64;
+  c.n_heads = 2;
+  c.n_kv_heads = 2;
+  c.n_layers = 2;
+  c.n_refiner_layers = 1;
+  c.cap_feat_dim = kTextHidden;
+  c.axes_dims = {8, 12, 12};
+  c.axes_lens = {512, 64, 64};
+  return c;
+}
+
+void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) {
+  namespace fs = std::filesystem;
+  const fs::path root(dir);
+  fs::create_directories(root / "scheduler");
+  write_random_checkpoint((root / "transformer").string(), tiny_config(), seed + (distilled ? 1 : 0));
+  write_random_qwen3((root / "text_encoder").string(), tiny_qwen3(), seed + 10);
+  write_tiny_tokenizer((root / "tokenizer").string(), kVocab);
+  VaeConfig vae = vae::tiny_vae_config(VaeKind::kAutoencoderKL);
+  vae.block_out_channels = vae.decoder_block_out_channels = {16, 32, 32, 32};
+  vae::write_random_vae((root / "vae").string(), vae, seed + 11);
+  write_file_atomic((root / "scheduler" / "scheduler_config.json").string(),
+                    nlohmann::json{{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+                                   {"num_train_timesteps", 1000},
+                                   {"shift", 3.0},
+                                   {"use_dynamic_shifting", false}}
+                        .dump(2));
+  write_file_atomic((root / "model_index.json").string(),
+                    nlohmann::json{{"_class_name", "ZImagePipeline"},
+                                   {"is_distilled", distilled},
+                                   {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
+                                   {"text_encoder", {"transformers", "Qwen3Model"}},
+                                   {"tokenizer", {"transformers", "Qwen2Tokenizer"}},
+                                   {"transformer", {"diffusers", "ZImageTransformer2DModel"}},
+                                   {"vae", {"diffusers", "AutoencoderKL"}}}
+                        .dump(2));
+}
+
+}  // namespace dt::zimage
