@@ -15,10 +15,7 @@ void forward_qwen3(const ForwardArgs& args) {
   nn::set_explicit_attention(args.explicit_attention);
   auto encoder = Qwen3Encoder::load(args.model, LoadOptions{});
   auto io = SafetensorsFile::open(args.inputs);
-  auto input = [&](const std::string& name) {
-    if (!io->contains(args.in(name))) throw file_error(args.inputs, "no input tensor '" + args.in(name) + "'");
-    return io->get(args.in(name));
-  };
+  auto input = [&](const std::string& name) { return args.input(*io, name); };
   at::Tensor ids = input("input_ids");
   at::Tensor mask = io->contains(args.in("attention_mask")) ? input("attention_mask") : torch::ones_like(ids);
   if (ids.dim() != 2 || mask.sizes() != ids.sizes())

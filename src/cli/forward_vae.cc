@@ -13,10 +13,7 @@ namespace dt {
 namespace {
 
 at::Tensor input(const ForwardArgs& args, const std::string& name) {
-  auto file = SafetensorsFile::open(args.inputs);
-  const std::string key = args.in(name);
-  if (!file->contains(key)) throw file_error(args.inputs, "no input tensor '" + key + "'");
-  return file->get(key).to(at::kFloat);
+  return args.input(*SafetensorsFile::open(args.inputs), name).to(at::kFloat);
 }
 
 at::Tensor f32(const at::Tensor& t) { return t.to(at::kCPU, at::kFloat).contiguous(); }

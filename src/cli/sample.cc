@@ -10,8 +10,8 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
-#include "sample/generate.h"
 #include "run/train_run.h"
+#include "sample/generate.h"
 
 namespace dt {
 namespace fs = std::filesystem;

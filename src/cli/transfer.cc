@@ -1,9 +1,9 @@
 #include <CLI/CLI.hpp>
 #include <cstring>
-#include <filesystem>
 #include <iostream>
 
 #include "cli/command.h"
+#include "cli/run_args.h"
 #include "run/transfer_run.h"
 
 namespace dt {
@@ -23,20 +23,16 @@ int run_transfer(int argc, char** argv) {
                                  : "Delta transfer: record on the teacher, then learn on the student (one model in memory at a "
                                    "time). Steps alone: deltatrain transfer record|learn CONFIG.",
                name);
-  std::string config_path, run_dir, output;
-  std::vector<std::string> overrides;
-  bool resume = false;
-  app.add_option("CONFIG", config_path, "the run config (TOML) with a [transfer] section")->required();
-  app.add_option("--run-dir", run_dir, "run folder (overrides output.run_dir); the store lives in <run_dir>/deltas by default");
-  if (step != "record") app.add_option("--output", output, "the learned LoRA file (overrides output.lora)");
-  app.add_flag("--resume", resume, "continue an interrupted run in the same run folder, in whichever step it stopped");
-  app.add_option("--set", overrides, "override a setting: --set transfer.guidance=2.5 (repeatable)");
+  RunArgs args;
+  args.add_to(app, {"the run config (TOML) with a [transfer] section",
+                    "run folder (overrides output.run_dir); the store lives in <run_dir>/deltas by default",
+                    step != "record" ? "the learned LoRA file (overrides output.lora)" : "",
+                    "continue an interrupted run in the same run folder, in whichever step it stopped"});
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
 
-  RunConfig run = load_run_config(config_path, overrides);
-  if (!run_dir.empty()) run.output.run_dir = std::filesystem::absolute(run_dir).string();
-  if (!output.empty()) run.output.lora = std::filesystem::absolute(output).string();
+  const RunConfig run = args.load();
+  const bool resume = args.resume;
   if (step == "record") {
     record(run, resume);
     std::cout << "delta store: " << store_dir(run) << "\n";

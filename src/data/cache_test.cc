@@ -6,9 +6,9 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/atomic_file.h"
 #include "testing/fake_models.h"
 #include "testing/images.h"
-#include "io/atomic_file.h"
 
 namespace dt {
 namespace {

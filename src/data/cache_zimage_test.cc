@@ -5,12 +5,12 @@
 #include <torch/torch.h>
 
 #include "data/cache.h"
-#include "testing/images.h"
 #include "models/zimage/family.h"
+#include "testing/images.h"
+#include "testing/tiny_models.h"
 #include "text/qwen3.h"
 #include "text/tiny_tokenizer.h"
 #include "vae/random_vae.h"
-#include "testing/tiny_models.h"
 
 namespace dt {
 namespace {

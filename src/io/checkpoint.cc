@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/listing.h"
+#include "io/atomic_file.h"
 #include "io/json_file.h"
 
 namespace dt {
@@ -194,6 +195,15 @@ std::string pipeline_component(const std::string& path, const std::string& compo
   std::error_code ec;
   const fs::path inside = fs::path(path) / component;
   return fs::is_directory(path, ec) && fs::is_directory(inside, ec) ? inside.string() : path;
+}
+
+void write_model_folder(const std::string& dir, const std::string& weights_file, const NamedTensors& tensors,
+                        const nlohmann::json& config, const std::map<std::string, std::string>& metadata) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw file_error(dir, "cannot create the folder: " + ec.message());
+  write_safetensors((fs::path(dir) / weights_file).string(), tensors, metadata);
+  write_file_atomic((fs::path(dir) / "config.json").string(), config.dump(2) + "\n");
 }
 
 std::vector<std::string> checkpoint_files(const std::string& path) {

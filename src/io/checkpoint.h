@@ -61,6 +61,11 @@ class Checkpoint {
 // itself (a model folder or file given directly).
 std::string pipeline_component(const std::string& path, const std::string& component);
 
+// Writes a model folder as diffusers and transformers do: `weights_file` (atomically, with
+// `metadata`) and config.json.
+void write_model_folder(const std::string& dir, const std::string& weights_file, const NamedTensors& tensors,
+                        const nlohmann::json& config, const std::map<std::string, std::string>& metadata = {});
+
 // The safetensors files of a checkpoint (file or folder), in order.
 std::vector<std::string> checkpoint_files(const std::string& path);
 // `family` + ":" + SHA-256 over `what` (how the files are used) and the SHA-256 of every file: the

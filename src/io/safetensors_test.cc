@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
+#include "testing/support.h"
 
 namespace dt {
 namespace {
@@ -26,18 +27,6 @@ std::string temp_path(const std::string& name) {
 bool inside(const SafetensorsFile& file, const at::Tensor& t) {
   auto p = static_cast<const uint8_t*>(t.data_ptr());
   return p >= file.bytes() && p < file.bytes() + file.size();
-}
-
-// The error message of `f()`, which must throw dt::Error.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no dt::Error thrown";
-  return "";
 }
 
 NamedTensors every_dtype() {
@@ -150,7 +139,7 @@ TEST(Safetensors, HostileCorpusGivesOneLineErrorsNamingFileAndProblem) {
   while (std::getline(list, line)) {
     const auto tab = line.find('\t');
     const std::string path = kData + "hostile/" + line.substr(0, tab), expected = line.substr(tab + 1);
-    const std::string message = error_of([&] { Checkpoint::open(path); });
+    const std::string message = dt::testing::error_of([&] { Checkpoint::open(path); });
     EXPECT_NE(message.find(path + ": "), std::string::npos) << message;
     EXPECT_NE(message.find(expected), std::string::npos) << "expected '" << expected << "' in: " << message;
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
@@ -162,7 +151,7 @@ TEST(Safetensors, HostileCorpusGivesOneLineErrorsNamingFileAndProblem) {
 TEST(Safetensors, EveryTruncationIsRefused) {
   const std::string bytes = serialize_safetensors(every_dtype(), {{"k", "v"}});
   for (size_t n = 0; n < bytes.size(); ++n) {
-    const std::string message = error_of([&] { SafetensorsFile::from_bytes(bytes.substr(0, n), "cut.safetensors"); });
+    const std::string message = dt::testing::error_of([&] { SafetensorsFile::from_bytes(bytes.substr(0, n), "cut.safetensors"); });
     EXPECT_EQ(message.rfind("cut.safetensors: ", 0), 0u) << n << ": " << message;
   }
   EXPECT_EQ(SafetensorsFile::from_bytes(bytes, "whole")->tensors().size(), every_dtype().size());
@@ -172,11 +161,11 @@ TEST(Safetensors, WriterErrorsNameFileAndTensorAndKeepTheOldFile) {
   const std::string path = temp_path("keep.safetensors");
   write_safetensors(path, {{"old", torch::ones({2})}});
   const std::string before = read_file(path);
-  std::string message = error_of([&] { write_safetensors(path, {{"a", torch::ones({1})}, {"a", torch::ones({1})}}); });
+  std::string message = dt::testing::error_of([&] { write_safetensors(path, {{"a", torch::ones({1})}, {"a", torch::ones({1})}}); });
   EXPECT_EQ(message, path + ": tensor 'a' is given twice");
-  message = error_of([&] { write_safetensors(path, {{"c", torch::ones({1}, at::kComplexFloat)}}); });
+  message = dt::testing::error_of([&] { write_safetensors(path, {{"c", torch::ones({1}, at::kComplexFloat)}}); });
   EXPECT_NE(message.find("tensor 'c': dtype"), std::string::npos) << message;
-  message = error_of([&] { write_safetensors(path, {{"__metadata__", torch::ones({1})}}); });
+  message = dt::testing::error_of([&] { write_safetensors(path, {{"__metadata__", torch::ones({1})}}); });
   EXPECT_NE(message.find("reserved"), std::string::npos) << message;
   EXPECT_EQ(read_file(path), before);
   for (const auto& entry : fs::directory_iterator(fs::path(path).parent_path()))
@@ -186,7 +175,7 @@ TEST(Safetensors, WriterErrorsNameFileAndTensorAndKeepTheOldFile) {
 
 TEST(Safetensors, GetOfUnknownNameNamesFileAndTensor) {
   auto file = SafetensorsFile::from_bytes(serialize_safetensors({{"w", torch::ones({1})}}), "m.safetensors");
-  EXPECT_EQ(error_of([&] { file->get("v"); }), "m.safetensors: no tensor named 'v'");
+  EXPECT_EQ(dt::testing::error_of([&] { file->get("v"); }), "m.safetensors: no tensor named 'v'");
 }
 
 }  // namespace

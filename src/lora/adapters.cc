@@ -7,8 +7,8 @@
 #include <set>
 
 #include "core/error.h"
-#include "core/regex.h"
 #include "core/listing.h"
+#include "core/regex.h"
 
 namespace dt::lora {
 

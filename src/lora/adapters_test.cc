@@ -4,8 +4,8 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
-#include "testing/lora_model.h"
 #include "models/family.h"
+#include "testing/lora_model.h"
 
 namespace dt::lora {
 namespace {

@@ -10,9 +10,10 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "lora/adapters.h"
-#include "testing/lora_model.h"
 #include "models/zimage/weights.h"
 #include "testing/families.h"
+#include "testing/lora_model.h"
+#include "testing/support.h"
 
 namespace dt::lora {
 namespace {
@@ -35,15 +36,6 @@ void expect_same_deltas(const LoraWeights& a, const LoraWeights& b, double tol, 
     ASSERT_TRUE(db.count(name)) << what << ": " << name;
     EXPECT_LE((d - db.at(name)).abs().max().item<double>(), tol) << what << ": " << name;
   }
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 const char* const kGoldenFiles[] = {"onetrainer", "onetrainer-diffusers", "peft",          "kohya",      "comfyui",
@@ -160,9 +152,9 @@ TEST(LoraFiles, PeftPatternsAndRslora) {
   EXPECT_DOUBLE_EQ(w.find("layers.0.attention.to_q")->scale(), 4.0);
   EXPECT_DOUBLE_EQ(w.find("layers.1.attention.to_q")->scale(), 8 / std::sqrt(2.0));
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 8, "alpha_pattern": {"to_q(": 1}})"}});
-  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find(path + ": lora_adapter_metadata: bad regular expression"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find(path + ": lora_adapter_metadata: bad regular expression"), std::string::npos);
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 8})"}});
-  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find("layers.1.attention.to_q: rank 2 in the tensors but 4"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find("layers.1.attention.to_q: rank 2 in the tensors but 4"), std::string::npos);
   std::filesystem::remove(path);
 }
 
@@ -193,12 +185,12 @@ TEST(LoraFiles, PeftAdapterConfigBesideTheFile) {
   EXPECT_DOUBLE_EQ(read_lora(path, dt::testing::key_map("zimage")).find("layers.1.feed_forward.w2")->scale(), 2.0);
   // A module the config does not target.
   write_file_atomic(config, R"({"r": 4, "lora_alpha": 2, "target_modules": ["to_q"]})");
-  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); })
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, dt::testing::key_map("zimage")); })
                 .find(path + ": layers.1.feed_forward.w2 is not among the target_modules of the adapter_config.json beside it"),
             std::string::npos);
   // Another rank.
   write_file_atomic(config, R"({"r": 8, "lora_alpha": 2})");
-  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find("rank 4 in the tensors but 8 in adapter_config.json"),
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find("rank 4 in the tensors but 8 in adapter_config.json"),
             std::string::npos);
   // The file's own alpha (tensors, or lora_adapter_metadata) must agree with the config's.
   NamedTensors with_alpha = t;
@@ -208,11 +200,11 @@ TEST(LoraFiles, PeftAdapterConfigBesideTheFile) {
   write_file_atomic(config, R"({"r": 4, "lora_alpha": 2})");
   EXPECT_DOUBLE_EQ(read_lora(path, dt::testing::key_map("zimage")).find("layers.0.attention.to_q")->scale(), 0.5);
   write_file_atomic(config, R"({"r": 4, "lora_alpha": 8})");
-  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); })
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, dt::testing::key_map("zimage")); })
                 .find("layers.0.attention.to_q: the file gives alpha 2 (scale 0.5), the adapter_config.json beside it 8 (scale 2)"),
             std::string::npos);
   write_safetensors(path, t, {{"lora_adapter_metadata", R"({"r": 4, "lora_alpha": 4})"}});
-  EXPECT_NE(error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find("the file gives alpha 4 (scale 1)"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, dt::testing::key_map("zimage")); }).find("the file gives alpha 4 (scale 1)"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 
@@ -227,7 +219,7 @@ TEST(LoraFiles, UnknownKeysAndWrongShapesAreListed) {
                     {"lora_unet_layers_0_feed_forward_w9.lora_down.weight", torch::randn({4, 64})},
                     {"lora_unet_layers_0_feed_forward_w9.lora_up.weight", torch::randn({64, 4})}};
   write_safetensors(path, t);
-  std::string e = error_of([&] { read_lora(path, keys, &model); });
+  std::string e = dt::testing::error_of([&] { read_lora(path, keys, &model); });
   EXPECT_NE(e.find(path), std::string::npos) << e;
   EXPECT_NE(e.find("diffusion_model.layers.0.attention.to_z.lora_A.weight"), std::string::npos) << e;
   EXPECT_NE(e.find("lora_unet_layers_0_feed_forward_w9.lora_down.weight"), std::string::npos) << e;
@@ -237,7 +229,7 @@ TEST(LoraFiles, UnknownKeysAndWrongShapesAreListed) {
                            {"layers.0.feed_forward.w1.lora_B.weight", torch::randn({64, 4})},
                            {"layers.0.attention.to_k.lora_A.weight", torch::randn({4, 63})},
                            {"layers.0.attention.to_k.lora_B.weight", torch::randn({64, 4})}});
-  e = error_of([&] { read_lora(path, keys, &model); });
+  e = dt::testing::error_of([&] { read_lora(path, keys, &model); });
   EXPECT_NE(e.find("layers.0.feed_forward.w1 (LoRA 64x64, layer 170x64)"), std::string::npos) << e;
   EXPECT_NE(e.find("layers.0.attention.to_k (LoRA 64x63, layer 64x64)"), std::string::npos) << e;
   // A refused file changes nothing.
@@ -248,14 +240,14 @@ TEST(LoraFiles, UnknownKeysAndWrongShapesAreListed) {
   write_safetensors(path, {{"layers.0.attention.to_q.lora_A.weight", torch::randn({4, 64})},
                            {"layers.0.attention.to_q.lora_B.weight", torch::randn({64, 4})},
                            {"layers.0.attention.to_q.dora_scale", torch::randn({64, 1})}});
-  EXPECT_NE(error_of([&] { read_lora(path, keys); }).find("not supported: layers.0.attention.to_q.dora_scale"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, keys); }).find("not supported: layers.0.attention.to_q.dora_scale"), std::string::npos);
   write_safetensors(path, {{"layers.0.attention.to_q.lora_A.weight", torch::randn({4, 64})}});
-  EXPECT_NE(error_of([&] { read_lora(path, keys); }).find("layers.0.attention.to_q (no up/lora_B)"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, keys); }).find("layers.0.attention.to_q (no up/lora_B)"), std::string::npos);
   write_safetensors(path, {{"layers.0.attention.to_q.weight", torch::randn({64, 64})}});
-  EXPECT_NE(error_of([&] { read_lora(path, keys); }).find("not part of a LoRA: layers.0.attention.to_q.weight"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, keys); }).find("not part of a LoRA: layers.0.attention.to_q.weight"), std::string::npos);
   write_safetensors(path, {{"layers.0.attention.to_q.lora_A.weight", torch::randn({4, 64})},
                            {"layers.0.attention.to_q.lora_B.weight", torch::randn({64, 3})}});
-  EXPECT_NE(error_of([&] { read_lora(path, keys); }).find("malformed"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { read_lora(path, keys); }).find("malformed"), std::string::npos);
   std::filesystem::remove(path);
 }
 

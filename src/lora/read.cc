@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "core/regex.h"
 #include "core/listing.h"
+#include "core/regex.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "lora/adapters.h"

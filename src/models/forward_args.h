@@ -5,6 +5,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/error.h"
+#include "io/safetensors.h"
+
 namespace dt {
 
 struct ForwardArgs {
@@ -18,6 +21,11 @@ struct ForwardArgs {
   std::string in(const std::string& name) const { return (case_name.empty() ? "" : case_name + ".") + "in." + name; }
   std::string out(const std::string& name) const { return (case_name.empty() ? "" : case_name + ".") + "out" + (name.empty() ? "" : "." + name); }
   std::string mid_prefix() const { return (case_name.empty() ? "" : case_name + ".") + "mid."; }
+  // The input `name` of this case from `io` (the file at `inputs`); dt::Error naming it when absent.
+  at::Tensor input(const SafetensorsFile& io, const std::string& name) const {
+    if (!io.contains(in(name))) throw file_error(inputs, "no input tensor '" + in(name) + "'");
+    return io.get(in(name));
+  }
 };
 
 }  // namespace dt

@@ -1,5 +1,6 @@
 #include "nn/load_state.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "core/error.h"
@@ -23,6 +24,23 @@ std::string listing(const std::string& what, const std::vector<std::string>& nam
 }
 
 }  // namespace
+
+NamedTensors golden_recipe_weights(torch::nn::Module& module, uint64_t seed, const std::set<std::string>& unscaled) {
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::map<std::string, at::Tensor> sorted;
+  for (const auto& item : module.named_parameters()) sorted.emplace(item.key(), item.value());
+  NamedTensors tensors;
+  for (const auto& [name, param] : sorted) {
+    at::Tensor noise = at::normal(0.0, 1.0, param.sizes(), generator);
+    at::Tensor value;
+    if (unscaled.count(name)) value = noise;
+    else if (param.dim() == 2) value = noise / std::sqrt(static_cast<double>(param.size(1)));
+    else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) value = 0.1 * noise;
+    else value = 1.0 + 0.1 * noise;
+    tensors.emplace_back(name, value);
+  }
+  return tensors;
+}
 
 void load_state(torch::nn::Module& module, const std::map<std::string, at::Tensor>& tensors, const std::string& source,
                 c10::Device device, c10::ScalarType dtype) {

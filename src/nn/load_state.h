@@ -1,11 +1,15 @@
 // Strict loading of named tensors into a module tree whose parameter names are checkpoint keys.
 #pragma once
+#include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 
 #include <ATen/Tensor.h>
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
+
+#include "io/safetensors.h"
 
 namespace torch::nn {
 class Module;
@@ -18,5 +22,11 @@ namespace dt::nn {
 // naming `source` and listing every missing, unexpected, wrong-shape or non-float tensor.
 void load_state(torch::nn::Module& module, const std::map<std::string, at::Tensor>& tensors,
                 const std::string& source, c10::Device device, c10::ScalarType dtype);
+
+// Random weights by the recipe of shared/golden: every parameter of `module` in sorted-name order,
+// each from n ~ N(0, 1) of one generator seeded with `seed`: matrices n/√fan_in, biases 0.1·n, other
+// vectors (norm scales) 1 + 0.1·n, and the parameters named in `unscaled` n itself. Same module and
+// seed ⇒ the same bytes.
+NamedTensors golden_recipe_weights(torch::nn::Module& module, uint64_t seed, const std::set<std::string>& unscaled = {});
 
 }  // namespace dt::nn

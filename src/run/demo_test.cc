@@ -9,8 +9,8 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "models/zimage/family.h"
-#include "sample/generate.h"
 #include "run/train_run.h"
+#include "sample/generate.h"
 
 namespace dt {
 namespace {

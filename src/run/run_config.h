@@ -24,7 +24,7 @@ struct ModelConfig {
   bool gradient_checkpointing = false;
   template <class V>
   void fields(V& v) {
-    v("family", family, "model family (zimage, ...); empty = detected from the transformer's weights");
+    v("family", family, "model family, as its docs page names it; empty = detected from the transformer's weights");
     v("base", base, "pipeline folder (transformer/, text_encoder/, tokenizer/, vae/) or a transformer checkpoint");
     v("text_encoder", text_encoder, "pipeline folder (or text_encoder/ + tokenizer/ parent) to take the text encoder from; empty = base");
     v("vae", vae, "pipeline folder or VAE checkpoint to take the VAE from; empty = base");
@@ -46,7 +46,7 @@ struct LoraConfig {
   void fields(V& v) {
     v("rank", rank, "LoRA rank");
     v("alpha", alpha, "LoRA alpha; the adapter output is scaled by alpha / rank");
-    v("preset", preset, "layer preset of the family (zimage: full, blocks, attn-mlp, attn-only); empty = only `include`");
+    v("preset", preset, "layer preset of the family (full, blocks, attn-mlp, attn-only; each family's docs page says what they choose); empty = only `include`");
     v("include", include, "regexes over module names (diffusers paths, searched anywhere) added to the preset's choice");
     v("exclude", exclude, "regexes over module names removed from the choice");
     v("dropout", dropout, "dropout on the rank-space activation during training");

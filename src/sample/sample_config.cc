@@ -14,8 +14,9 @@ namespace fs = std::filesystem;
 
 Variant variant_by_name(const std::string& name, const Family& family, const std::string& model_path, std::string* why) {
   if (name == "base") return Variant::base;
-  if (name == "distilled" || name == "turbo") return Variant::distilled;
-  if (name != "auto" && !name.empty()) throw Error("variant '" + name + "' is not one of auto, base, distilled (turbo)");
+  if (name == "distilled" || name == family.defaults().distilled_name) return Variant::distilled;
+  if (name != "auto" && !name.empty())
+    throw Error("variant '" + name + "' is not one of auto, base, distilled (" + family.defaults().distilled_name + ")");
   // Base and distilled share one architecture: only the pipeline's own model_index.json can say.
   const std::optional<Variant> v = family.variant(model_path);
   if (!v)

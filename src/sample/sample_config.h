@@ -58,7 +58,8 @@ struct SamplePrompt {
   double cfg = NAN;   // standard CFG weight (CFG runs iff > 1); NaN: from the variant's guidance
 };
 
-// The variant `name` says ("base", "distilled" or "turbo"), or for "auto" (or empty) what the model's
+// The variant `name` says ("base", "distilled" or the family's name for it, FamilyDefaults::
+// distilled_name), or for "auto" (or empty) what the model's
 // own files say (Family::variant); dt::Error naming the model when they do not say. `why` says
 // which rule decided.
 Variant variant_by_name(const std::string& name, const Family& family, const std::string& model_path,

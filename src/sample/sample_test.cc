@@ -21,9 +21,9 @@
 #include "models/zimage/weights.h"
 #include "sample/generate.h"
 #include "sample/sampler.h"
-#include "train/tensorboard.h"
 #include "testing/families.h"
 #include "testing/tiny_models.h"
+#include "train/tensorboard.h"
 
 namespace dt {
 namespace {

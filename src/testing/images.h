@@ -1,4 +1,4 @@
-// Test helpers: a scratch folder and encoders for making small test images (JPEG with an EXIF
+// Test helpers: encoders for making small test images (JPEG with an EXIF
 // orientation, PNGs of any colour type and bit depth).
 #pragma once
 #include <jpeglib.h>
@@ -12,30 +12,9 @@
 #include <vector>
 
 #include "data/image.h"
-#include "io/atomic_file.h"
+#include "testing/support.h"
 
 namespace dt::testing {
-
-// A fresh folder removed at the end of the test.
-class ScratchDir {
- public:
-  explicit ScratchDir(const std::string& name) {
-    path_ = std::filesystem::temp_directory_path() / ("dt_" + name + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path_); }
-  std::string operator/(const std::string& rel) const { return (path_ / rel).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
-
-inline void write(const std::string& path, const std::string& bytes) {
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-  write_file_atomic(path, bytes);
-}
 
 // w × h RGB with four flat quadrants: red top-left, green top-right, blue bottom-left, white
 // bottom-right.

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "models/zimage/config.h"
+#include "models/zimage/tiny.h"
 #include "run/run_config.h"
 #include "text/qwen3.h"
 
@@ -12,14 +13,8 @@ namespace dt::testing {
 // A Z-Image transformer of the golden's sizes (shared/golden/zimage_transformer: dim 64 in 2
 // heads, 2 main layers, 1 refiner each) reading caption features of `cap_feat_dim`.
 inline ZImageConfig golden_sized_zimage(int64_t cap_feat_dim = 48, int64_t caption_positions = 256) {
-  ZImageConfig c;
-  c.dim = 64;
-  c.n_heads = 2;
-  c.n_kv_heads = 2;
-  c.n_layers = 2;
-  c.n_refiner_layers = 1;
+  ZImageConfig c = zimage::tiny_config();  // the golden's sizes
   c.cap_feat_dim = cap_feat_dim;
-  c.axes_dims = {8, 12, 12};
   c.axes_lens = {caption_positions, 64, 64};
   return c;
 }
@@ -27,16 +22,8 @@ inline ZImageConfig golden_sized_zimage(int64_t cap_feat_dim = 48, int64_t capti
 // A Qwen3 encoder that writes in milliseconds: hidden 32 in 4 heads (2 key/value heads of 8),
 // tied embeddings.
 inline Qwen3Config small_qwen3(int64_t vocab_size, int64_t layers) {
-  Qwen3Config c;
-  c.vocab_size = vocab_size;
-  c.hidden_size = 32;
-  c.intermediate_size = 40;
-  c.num_hidden_layers = layers;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.tie_word_embeddings = true;
-  return c;
+  return {.vocab_size = vocab_size, .hidden_size = 32, .intermediate_size = 40, .num_hidden_layers = layers,
+          .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 8, .tie_word_embeddings = true};
 }
 
 // A run on the transformer at `dir`/`base`: fp32, rank-4 LoRA (alpha 4), learning rate 3e-3, a

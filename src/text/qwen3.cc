@@ -192,25 +192,8 @@ at::Tensor Qwen3Encoder::logits(const at::Tensor& final_hidden) {
 
 void write_random_qwen3(const std::string& dir, const Qwen3Config& config, uint64_t seed) {
   Qwen3Encoder shape(config, !config.tie_word_embeddings);
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::map<std::string, at::Tensor> sorted;
-  for (const auto& item : shape.named_parameters()) sorted.emplace(item.key(), item.value());
-  NamedTensors tensors;
-  auto ends_with = [](const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  for (const auto& [name, param] : sorted) {
-    at::Tensor noise = at::normal(0.0, 1.0, param.sizes(), generator);
-    at::Tensor value;
-    if (name == "model.embed_tokens.weight") value = noise;
-    else if (param.dim() == 2) value = noise / std::sqrt(static_cast<double>(param.size(1)));
-    else if (ends_with(name, ".bias")) value = 0.1 * noise;
-    else value = 1.0 + 0.1 * noise;  // RMSNorm weights
-    tensors.emplace_back(name, value);
-  }
-  std::filesystem::create_directories(dir);
-  write_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
-  write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config.to_json().dump(2) + "\n");
+  write_model_folder(dir, "model.safetensors", nn::golden_recipe_weights(shape, seed, {"model.embed_tokens.weight"}),
+                     config.to_json(), {{"format", "pt"}});
 }
 
 }  // namespace dt

@@ -12,6 +12,7 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "nn/attention.h"
+#include "testing/support.h"
 
 namespace dt {
 namespace {
@@ -27,13 +28,6 @@ void expect_close(const at::Tensor& candidate, const at::Tensor& golden, const s
   double scale = g.masked_select(defined).abs().max().item<double>();
   double diff = (c - g).masked_select(defined).abs().max().item<double>();
   EXPECT_LE(diff, atol + rtol * scale) << name << " (max |g| " << scale << ")";
-}
-
-std::string temp_dir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("dt_qwen3_" + name + "_" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
 }
 
 std::vector<int64_t> all_indices(const Qwen3Encoder& e) {
@@ -60,7 +54,7 @@ TEST_P(Qwen3Golden, ReproducesHiddenStatesAndLogits) {
 INSTANTIATE_TEST_SUITE_P(AttentionPath, Qwen3Golden, ::testing::Values(false, true));
 
 TEST(Qwen3, ForwardCommandWritesGoldenNames) {
-  const std::string out = temp_dir("forward") + "/out.safetensors";
+  const std::string out = dt::testing::temp_dir("qwen3_forward") + "/out.safetensors";
   ForwardArgs args;
   args.model = kGolden + "/weights";
   args.inputs = kGolden + "/io.safetensors";
@@ -116,7 +110,7 @@ TEST(Qwen3, RandomCheckpointLoadsAndIsSeeded) {
   Qwen3Config c;
   c.vocab_size = 300, c.hidden_size = 32, c.intermediate_size = 48, c.num_hidden_layers = 2;
   c.num_attention_heads = 4, c.num_key_value_heads = 2, c.head_dim = 16, c.rope_theta = 1e6;
-  const std::string a = temp_dir("random_a"), b = temp_dir("random_b");
+  const std::string a = dt::testing::temp_dir("qwen3_random_a"), b = dt::testing::temp_dir("qwen3_random_b");
   write_random_qwen3(a, c, 7);
   write_random_qwen3(b, c, 7);
   EXPECT_EQ(read_file(a + "/model.safetensors"), read_file(b + "/model.safetensors"));
@@ -146,7 +140,7 @@ TEST(Qwen3, BadInputIsAClearError) {
   Qwen3Config c;
   c.vocab_size = 64, c.hidden_size = 16, c.intermediate_size = 24, c.num_hidden_layers = 1;
   c.num_attention_heads = 2, c.num_key_value_heads = 1, c.head_dim = 8, c.tie_word_embeddings = true;
-  const std::string dir = temp_dir("bad");
+  const std::string dir = dt::testing::temp_dir("qwen3_bad");
   write_random_qwen3(dir, c, 1);
   auto encoder = Qwen3Encoder::load(dir, LoadOptions{});
   expect_error([&] { encoder->hidden_states(torch::full({1, 3}, 64, at::kLong), torch::ones({1, 3}, at::kLong), {1}); }, "vocabulary");

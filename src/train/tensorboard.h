@@ -33,6 +33,7 @@ class TensorBoardWriter {
   const std::string& path() const { return path_; }
 
  private:
+  void record_summary(int64_t step, const std::string& summary, double wall_time);  // an Event holding it
   void record(const std::string& event);
   std::string path_;
   std::FILE* file_ = nullptr;

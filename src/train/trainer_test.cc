@@ -1,5 +1,5 @@
-#include "train/trainer.h"
 #include "run/train_run.h"
+#include "train/trainer.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>

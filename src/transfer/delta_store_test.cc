@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "testing/support.h"
 
 namespace dt {
 namespace {
@@ -140,16 +141,6 @@ TEST_F(DeltaStoreTest, LastRecordWithBadCrcIsTreatedAsTorn) {
   EXPECT_EQ(read_file(dir + "/records.bin"), full);
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST_F(DeltaStoreTest, EveryMismatchOrCorruptionHasItsOwnMessage) {
   const std::string dir = write_store("s", false);
   const std::string records = read_file(dir + "/records.bin"), manifest_text = read_file(dir + "/manifest.json");
@@ -164,19 +155,19 @@ TEST_F(DeltaStoreTest, EveryMismatchOrCorruptionHasItsOwnMessage) {
     std::string text = manifest_text;
     text.replace(text.find("\"version\": 2"), 12, "\"version\": " + std::to_string(other));
     write_file_atomic(dir + "/manifest.json", text);
-    EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find(version), std::string::npos);
+    EXPECT_NE(dt::testing::error_of([&] { DeltaStore::open(dir); }).find(version), std::string::npos);
     restore();
     std::string bytes = records;
     bytes[8] = static_cast<char>(other);
     write_file_atomic(dir + "/records.bin", bytes);
-    EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find(version), std::string::npos);
+    EXPECT_NE(dt::testing::error_of([&] { DeltaStore::open(dir); }).find(version), std::string::npos);
     restore();
   }
 
   // Latent space.
   auto store = DeltaStore::open(dir);
-  EXPECT_NE(error_of([&] { store->check_latent_space("other-vae"); }).find("latent space differs"), std::string::npos);
-  EXPECT_EQ(error_of([&] { store->check_latent_space("vae-1/zimage-norm"); }), "(no error)");
+  EXPECT_NE(dt::testing::error_of([&] { store->check_latent_space("other-vae"); }).find("latent space differs"), std::string::npos);
+  EXPECT_EQ(dt::testing::error_of([&] { store->check_latent_space("vae-1/zimage-norm"); }), "(no error)");
   store.reset();
 
   // CRC failure in the middle of the store (read), and when resuming.
@@ -184,32 +175,32 @@ TEST_F(DeltaStoreTest, EveryMismatchOrCorruptionHasItsOwnMessage) {
   flipped[16 + 100] ^= 1;
   write_file_atomic(dir + "/records.bin", flipped);
   store = DeltaStore::open(dir);
-  EXPECT_NE(error_of([&] { store->read(0); }).find("record 0 is corrupt (CRC mismatch)"), std::string::npos);
-  EXPECT_EQ(error_of([&] { store->read(1); }), "(no error)");
+  EXPECT_NE(dt::testing::error_of([&] { store->read(0); }).find("record 0 is corrupt (CRC mismatch)"), std::string::npos);
+  EXPECT_EQ(dt::testing::error_of([&] { store->read(1); }), "(no error)");
   store.reset();
-  EXPECT_NE(error_of([&] { DeltaStoreWriter(dir, manifest(false), true); }).find("record 0 is corrupt (CRC mismatch)"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { DeltaStoreWriter(dir, manifest(false), true); }).find("record 0 is corrupt (CRC mismatch)"), std::string::npos);
   restore();
 
   // Truncated record, incomplete store.
   write_file_atomic(dir + "/records.bin", records.substr(0, records.size() - 7));
-  EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find("record 5 is truncated"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { DeltaStore::open(dir); }).find("record 5 is truncated"), std::string::npos);
   const uint64_t last = record_bytes(record(5, false).sample_key.size(), record(5, false).delta_c.sizes().vec(), "bf16", false);
   write_file_atomic(dir + "/records.bin", records.substr(0, records.size() - last));
-  EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find("incomplete: 5 of 6 records"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { DeltaStore::open(dir); }).find("incomplete: 5 of 6 records"), std::string::npos);
   restore();
 
   // Bad magic: corruption, not a torn tail.
   std::string bad_magic = records;
   bad_magic[16] = 'X';
   write_file_atomic(dir + "/records.bin", bad_magic);
-  EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find("corrupt (bad magic)"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { DeltaStore::open(dir); }).find("corrupt (bad magic)"), std::string::npos);
   restore();
 
   // Plan, teacher, LoRA, latent space, dtypes, form mismatches on resume.
   auto changed = [&](auto edit) {
     StoreManifest m = manifest(false);
     edit(m);
-    return error_of([&] { DeltaStoreWriter(dir, m, true); });
+    return dt::testing::error_of([&] { DeltaStoreWriter(dir, m, true); });
   };
   EXPECT_NE(changed([](StoreManifest& m) { m.plan_hash = "plan-2"; }).find("the plan differs"), std::string::npos);
   EXPECT_NE(changed([](StoreManifest& m) { m.teacher_model = "x"; }).find("the teacher model differs"), std::string::npos);
@@ -218,24 +209,24 @@ TEST_F(DeltaStoreTest, EveryMismatchOrCorruptionHasItsOwnMessage) {
   EXPECT_NE(changed([](StoreManifest& m) { m.dtype = "fp32"; }).find("the dtype differs"), std::string::npos);
   EXPECT_NE(changed([](StoreManifest& m) { m.compute_dtype = "bf16"; }).find("the compute dtype differs"), std::string::npos);
   EXPECT_NE(changed([](StoreManifest& m) { m.exact = true; }).find("the form differs"), std::string::npos);
-  EXPECT_NE(error_of([&] { DeltaStoreWriter(dir, manifest(false), false); }).find("already here"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { DeltaStoreWriter(dir, manifest(false), false); }).find("already here"), std::string::npos);
 
   // Records of another store beside this manifest.
   const std::string other = write_store("other", true);
   write_file_atomic(dir + "/records.bin", read_file(other + "/records.bin"));
-  EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find("belong to another manifest"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { DeltaStore::open(dir); }).find("belong to another manifest"), std::string::npos);
   restore();
 
   // Missing store, garbage manifest.
-  EXPECT_NE(error_of([&] { DeltaStore::open((dir_ / "none").string()); }).find("no delta store here"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { DeltaStore::open((dir_ / "none").string()); }).find("no delta store here"), std::string::npos);
   write_file_atomic(dir + "/manifest.json", "{\"format\": 3}");
-  EXPECT_NE(error_of([&] { DeltaStore::open(dir); }).find("not a delta store manifest"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { DeltaStore::open(dir); }).find("not a delta store manifest"), std::string::npos);
   restore();
 }
 
 TEST_F(DeltaStoreTest, DiskSpaceIsCheckedBeforeStarting) {
-  EXPECT_EQ(error_of([&] { check_disk_space(dir_.string(), 1024, 1); }), "(no error)");
-  EXPECT_NE(error_of([&] { check_disk_space((dir_ / "new/sub").string(), 1ull << 62, 10); }).find("not enough disk space"),
+  EXPECT_EQ(dt::testing::error_of([&] { check_disk_space(dir_.string(), 1024, 1); }), "(no error)");
+  EXPECT_NE(dt::testing::error_of([&] { check_disk_space((dir_ / "new/sub").string(), 1ull << 62, 10); }).find("not enough disk space"),
             std::string::npos);
 }
 

@@ -7,8 +7,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
-#include "io/safetensors.h"
+#include "io/checkpoint.h"
 #include "vae/autoencoder.h"
 
 namespace dt::vae {
@@ -52,11 +51,7 @@ void write_random_vae(const std::string& dir, const VaeConfig& config, uint64_t 
     }
     out.emplace_back(name, at::isFloatingType(t.scalar_type()) && name.rfind("bn.", 0) != 0 ? t.to(dtype) : t);
   }
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw file_error(dir, "cannot create the folder: " + ec.message());
-  write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config.to_json().dump(2) + "\n");
-  write_safetensors((std::filesystem::path(dir) / "diffusion_pytorch_model.safetensors").string(), out);
+  write_model_folder(dir, "diffusion_pytorch_model.safetensors", out, config.to_json());
 }
 
 }  // namespace dt::vae

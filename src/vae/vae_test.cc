@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "models/flux2/conditioning.h"
+#include "testing/support.h"
 #include "vae/load.h"
 #include "vae/random_vae.h"
 
@@ -42,22 +43,6 @@ void expect_close(const at::Tensor& candidate, const at::Tensor& reference, cons
   const double diff = (c - g).abs().max().item<double>();
   const double bound = atol + rtol * g.abs().max().item<double>();
   EXPECT_LE(diff, bound) << what << ": max abs diff " << diff;
-}
-
-std::string temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("dt_vae_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // Every tensor of a checkpoint folder, for tests that rewrite one.
@@ -126,7 +111,7 @@ TEST(VaeLatents, PatchifyLayoutAndInverses) {
   ASSERT_EQ(tokens.sizes(), (std::vector<int64_t>{2, 6, 12}));
   EXPECT_EQ(tokens[0][1 * 3 + 2][5].item<float>(), p[0][5][1][2].item<float>());  // raster order h·w + w
   EXPECT_TRUE(torch::equal(unpack_tokens(tokens, 2, 3), p));
-  EXPECT_NE(error_of([&] { patchify_2x2(torch::zeros({1, 3, 5, 4})); }), "");
+  EXPECT_NE(dt::testing::error_of([&] { patchify_2x2(torch::zeros({1, 3, 5, 4})); }), "(no error)");
 }
 
 // bf16 keeps 8 significant bits (relative step 2⁻⁸ ≈ 0.4%). Through ~20 convolutions and norms of
@@ -161,7 +146,7 @@ TEST(VaeGolden, Bfloat16WithinBound) {
 
 TEST(VaeLoad, PipelineFolderConfigWithoutClassAndAttentionBlocks) {
   // A pipeline folder's vae/ is found; blocked attention equals the one-block result.
-  const std::string dir = temp_dir("pipeline");
+  const std::string dir = dt::testing::temp_dir("vae_test_pipeline");
   fs::create_directories(dir + "/vae");
   fs::copy(golden("flux_vae/weights"), dir + "/vae");
   AutoencoderKL vae = load_autoencoder(dir);
@@ -180,45 +165,45 @@ TEST(VaeLoad, PipelineFolderConfigWithoutClassAndAttentionBlocks) {
 
 TEST(VaeLoad, RefusesMissingUnexpectedAndMisshapenTensors) {
   const std::string src = golden("flux2_vae/weights");
-  const std::string dir = temp_dir("bad");
+  const std::string dir = dt::testing::temp_dir("vae_test_bad");
   NamedTensors all = read_all(src);
 
   NamedTensors missing;
   for (auto& [n, t] : all)
     if (n != "decoder.up_blocks.1.resnets.2.conv1.bias") missing.emplace_back(n, t);
   write_folder(dir + "/missing", src, missing);
-  std::string e = error_of([&] { load_autoencoder(dir + "/missing"); });
+  std::string e = dt::testing::error_of([&] { load_autoencoder(dir + "/missing"); });
   EXPECT_NE(e.find("missing tensor 'decoder.up_blocks.1.resnets.2.conv1.bias'"), std::string::npos) << e;
   EXPECT_NE(e.find(dir + "/missing"), std::string::npos) << e;
 
   NamedTensors extra = all;
   extra.emplace_back("encoder.mid_block.attentions.1.to_q.weight", torch::zeros({32, 32}));
   write_folder(dir + "/extra", src, extra);
-  e = error_of([&] { load_autoencoder(dir + "/extra"); });
+  e = dt::testing::error_of([&] { load_autoencoder(dir + "/extra"); });
   EXPECT_NE(e.find("unexpected tensor 'encoder.mid_block.attentions.1.to_q.weight'"), std::string::npos) << e;
 
   NamedTensors misshapen = all;
   for (auto& [n, t] : misshapen)
     if (n == "quant_conv.weight") t = torch::zeros({64, 64, 3, 3});
   write_folder(dir + "/shape", src, misshapen);
-  e = error_of([&] { load_autoencoder(dir + "/shape"); });
+  e = dt::testing::error_of([&] { load_autoencoder(dir + "/shape"); });
   EXPECT_NE(e.find("'quant_conv.weight' has shape [64, 64, 3, 3], expected [64, 64, 1, 1]"), std::string::npos) << e;
 
   // The weights decide the kind: FLUX.2 weights under an AutoencoderKL config are refused.
   write_folder(dir + "/kind", golden("flux_vae/weights"), all);
-  e = error_of([&] { load_autoencoder(dir + "/kind"); });
+  e = dt::testing::error_of([&] { load_autoencoder(dir + "/kind"); });
   EXPECT_NE(e.find("bn.running_mean"), std::string::npos) << e;
 
-  e = error_of([&] { load_autoencoder(golden("flux_vae/io.safetensors")); });
+  e = dt::testing::error_of([&] { load_autoencoder(golden("flux_vae/io.safetensors")); });
   EXPECT_NE(e.find("not an autoencoder checkpoint"), std::string::npos) << e;
   fs::remove_all(dir);
 }
 
 TEST(VaeLoad, RefusesBadInputShapes) {
   AutoencoderKL vae = load_autoencoder(golden("flux_vae/weights"));
-  EXPECT_NE(error_of([&] { vae->encode(torch::zeros({1, 3, 30, 32})); }).find("multiples of 4"), std::string::npos);
-  EXPECT_NE(error_of([&] { vae->encode(torch::zeros({1, 4, 32, 32})); }), "");
-  EXPECT_NE(error_of([&] { vae->decode(torch::zeros({1, 32, 8, 8})); }), "");
+  EXPECT_NE(dt::testing::error_of([&] { vae->encode(torch::zeros({1, 3, 30, 32})); }).find("multiples of 4"), std::string::npos);
+  EXPECT_NE(dt::testing::error_of([&] { vae->encode(torch::zeros({1, 4, 32, 32})); }), "(no error)");
+  EXPECT_NE(dt::testing::error_of([&] { vae->decode(torch::zeros({1, 32, 8, 8})); }), "(no error)");
 }
 
 // Single files without config.json, in diffusers names and in the original names under an
@@ -226,7 +211,7 @@ TEST(VaeLoad, RefusesBadInputShapes) {
 // implies) on a tiny three-level VAE.
 TEST(VaeLoad, SingleFilesInDiffusersAndOriginalNames) {
   for (VaeKind kind : {VaeKind::kAutoencoderKL, VaeKind::kFlux2}) {
-    const std::string dir = temp_dir("single");
+    const std::string dir = dt::testing::temp_dir("vae_test_single");
     VaeConfig c = tiny_vae_config(kind);
     c.block_out_channels = c.decoder_block_out_channels = {32, 64, 64};
     c.norm_num_groups = 32;
@@ -274,7 +259,7 @@ TEST(VaeLoad, OriginalNames) {
 
 TEST(VaeRandom, WritesLoadableDeterministicCheckpoints) {
   for (VaeKind kind : {VaeKind::kAutoencoderKL, VaeKind::kFlux2}) {
-    const std::string dir = temp_dir("random");
+    const std::string dir = dt::testing::temp_dir("vae_test_random");
     const VaeConfig c = tiny_vae_config(kind);
     write_random_vae(dir + "/a", c, 3);
     write_random_vae(dir + "/b", c, 3);

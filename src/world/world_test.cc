@@ -7,21 +7,13 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "testing/support.h"
 #include "world/score.h"
 
 namespace dt::world {
 namespace {
 
 const std::string kShapes = std::string(DT_SOURCE_DIR) + "/worlds/shapes.toml";
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 // Renderings are anti-aliased: a disc's edge pixels take in-between values, its centre the fill.
 TEST(World, RendersAntiAliasedShapesAndCaptions) {
@@ -96,8 +88,8 @@ TEST(World, BadConfigsAreErrorsNamingTheFile) {
   std::filesystem::create_directories(dir);
   const std::string path = dir + "/w.toml";
   write_file_atomic(path, read_file(kShapes));
-  EXPECT_EQ(error_of([&] { load_world(path); }), "(no error)");
-  auto with = [&](const std::string& setting) { return error_of([&] { load_world(path, {setting}); }); };
+  EXPECT_EQ(dt::testing::error_of([&] { load_world(path); }), "(no error)");
+  auto with = [&](const std::string& setting) { return dt::testing::error_of([&] { load_world(path, {setting}); }); };
   EXPECT_NE(with("size=8").find(path + ": size must be"), std::string::npos);
   EXPECT_NE(with("backgrounds=[{name = \"pink\", rgb = \"#d03030\"}]").find("colour red is too close to background pink"),
             std::string::npos);

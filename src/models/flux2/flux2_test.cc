@@ -10,11 +10,11 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "models/flux2/conditioning.h"
 #include "models/flux2/family.h"
 #include "models/flux2/weights.h"
 #include "nn/attention.h"
 #include "nn/load_state.h"
-#include "models/flux2/conditioning.h"
 
 namespace dt::flux2 {
 namespace {

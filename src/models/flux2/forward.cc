@@ -18,10 +18,7 @@ void forward(const ForwardArgs& args) {
   lora::merge_lora_files(*model, lora_keys(), args.loras);  // --lora FILE[:STRENGTH]
 
   auto io = SafetensorsFile::open(args.inputs);
-  auto input = [&](const std::string& name) {
-    if (!io->contains(args.in(name))) throw file_error(args.inputs, "no input tensor '" + args.in(name) + "'");
-    return io->get(args.in(name));
-  };
+  auto input = [&](const std::string& name) { return args.input(*io, name); };
   // The ids may be [N, 4] or, as the pipeline builds them, [B, N, 4]; the model uses item 0's.
   auto ids = [&](const std::string& name) {
     at::Tensor t = input(name);

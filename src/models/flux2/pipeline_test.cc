@@ -7,19 +7,19 @@
 #include <filesystem>
 
 #include "core/error.h"
-#include "testing/families.h"
-#include "testing/images.h"
 #include "io/checkpoint.h"
 #include "lora/file.h"
+#include "models/flux2/conditioning.h"
 #include "models/flux2/family.h"
 #include "models/flux2/tiny.h"
+#include "run/train_run.h"
+#include "run/transfer_run.h"
+#include "testing/families.h"
+#include "testing/images.h"
 #include "text/prompt.h"
 #include "text/qwen3.h"
 #include "text/tokenizer.h"
-#include "run/train_run.h"
 #include "transfer/delta_store.h"
-#include "run/transfer_run.h"
-#include "models/flux2/conditioning.h"
 #include "vae/load.h"
 
 namespace dt::flux2 {

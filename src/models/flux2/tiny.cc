@@ -15,18 +15,11 @@ namespace {
 
 constexpr int32_t kVocab = 512;
 
+// 28 layers: hidden state 27 is the deepest klein reads.
 Qwen3Config tiny_qwen3() {
-  Qwen3Config c;
-  c.vocab_size = kVocab;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 28;  // hidden state 27 is the deepest klein reads
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 16;
-  c.rope_theta = 1e6;
-  c.tie_word_embeddings = true;
-  return c;
+  return {.vocab_size = kVocab, .hidden_size = 32, .intermediate_size = 64, .num_hidden_layers = 28,
+          .num_attention_heads = 2, .num_key_value_heads = 1, .head_dim = 16, .rope_theta = 1e6,
+          .tie_word_embeddings = true};
 }
 
 }  // namespace

@@ -132,26 +132,17 @@ Flux2Transformer load_transformer(const std::string& path, const LoadOptions& op
 }
 
 NamedTensors random_weights(const Flux2Config& config, uint64_t seed) {
-  Flux2Transformer model(config);
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::map<std::string, at::Tensor> sorted;
-  for (const auto& item : model->named_parameters()) sorted.emplace(item.key(), item.value());
-  NamedTensors tensors;
-  for (const auto& [name, param] : sorted) {
-    at::Tensor noise = at::normal(0.0, 1.0, param.sizes(), generator);
-    at::Tensor value = param.dim() == 2 ? noise / std::sqrt(static_cast<double>(param.size(1))) : 1.0 + 0.1 * noise;
+  Flux2Transformer model(config);  // no biases: the recipe gives matrices and norm scales
+  NamedTensors tensors = nn::golden_recipe_weights(*model, seed);
+  for (auto& [name, value] : tensors)
     if (starts_with(name, "time_guidance_embed.")) value = value * 1.5;
-    tensors.emplace_back(name, value);
-  }
   return tensors;
 }
 
 void write_random_checkpoint(const std::string& dir, const Flux2Config& config, uint64_t seed, c10::ScalarType dtype) {
   NamedTensors tensors = random_weights(config, seed);
   for (auto& [name, t] : tensors) t = t.to(dtype);
-  std::filesystem::create_directories(dir);
-  write_safetensors((std::filesystem::path(dir) / "diffusion_pytorch_model.safetensors").string(), tensors);
-  write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config.to_json().dump(2) + "\n");
+  write_model_folder(dir, "diffusion_pytorch_model.safetensors", tensors, config.to_json());
 }
 
 void write_original_file(const std::string& path, const std::map<std::string, at::Tensor>& diffusers, const std::string& prefix) {

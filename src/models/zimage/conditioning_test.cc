@@ -7,9 +7,9 @@
 #include "models/zimage/conditioning.h"
 #include "models/zimage/family.h"
 #include "models/zimage/weights.h"
+#include "testing/tiny_models.h"
 #include "vae/load.h"
 #include "vae/random_vae.h"
-#include "testing/tiny_models.h"
 
 namespace dt::zimage {
 namespace {

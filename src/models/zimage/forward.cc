@@ -18,10 +18,7 @@ void forward(const ForwardArgs& args) {
   lora::merge_lora_files(*model, lora_keys(), args.loras);  // --lora FILE[:STRENGTH]
 
   auto io = SafetensorsFile::open(args.inputs);
-  auto input = [&](const std::string& name) {
-    if (!io->contains(args.in(name))) throw file_error(args.inputs, "no input tensor '" + args.in(name) + "'");
-    return io->get(args.in(name)).to(at::kFloat);
-  };
+  auto input = [&](const std::string& name) { return args.input(*io, name).to(at::kFloat); };
   std::vector<at::Tensor> x, caps;
   for (int i = 0; io->contains(args.in("x." + std::to_string(i))); ++i) {
     x.push_back(input("x." + std::to_string(i)));

@@ -17,16 +17,8 @@ constexpr int32_t kVocab = 512;
 constexpr int64_t kTextHidden = 64;
 
 Qwen3Config tiny_qwen3() {
-  Qwen3Config c;
-  c.vocab_size = kVocab;
-  c.hidden_size = kTextHidden;
-  c.intermediate_size = 128;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 32;
-  c.rope_theta = 1e6;
-  return c;
+  return {.vocab_size = kVocab, .hidden_size = kTextHidden, .intermediate_size = 128, .num_hidden_layers = 2,
+          .num_attention_heads = 2, .num_key_value_heads = 1, .head_dim = 32, .rope_theta = 1e6};
 }
 
 }  // namespace

@@ -110,22 +110,9 @@ ZImageTransformer load_transformer(const std::string& path, const LoadOptions& o
 
 void write_random_checkpoint(const std::string& dir, const ZImageConfig& config, uint64_t seed, c10::ScalarType dtype) {
   ZImageTransformer model(config);
-  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::map<std::string, at::Tensor> sorted;
-  for (const auto& item : model->named_parameters()) sorted.emplace(item.key(), item.value());
-  NamedTensors tensors;
-  for (const auto& [name, param] : sorted) {
-    at::Tensor noise = at::normal(0.0, 1.0, param.sizes(), generator);
-    at::Tensor value;
-    if (name == "x_pad_token" || name == "cap_pad_token") value = noise;
-    else if (param.dim() == 2) value = noise / std::sqrt(static_cast<double>(param.size(1)));
-    else if (name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0) value = 0.1 * noise;
-    else value = 1.0 + 0.1 * noise;  // RMSNorm weights
-    tensors.emplace_back(name, value.to(dtype));
-  }
-  std::filesystem::create_directories(dir);
-  write_safetensors((std::filesystem::path(dir) / "diffusion_pytorch_model.safetensors").string(), tensors);
-  write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config.to_json().dump(2) + "\n");
+  NamedTensors tensors = nn::golden_recipe_weights(*model, seed, {"x_pad_token", "cap_pad_token"});
+  for (auto& [name, t] : tensors) t = t.to(dtype);
+  write_model_folder(dir, "diffusion_pytorch_model.safetensors", tensors, config.to_json());
 }
 
 }  // namespace dt::zimage
