@@ -16,19 +16,17 @@
 #include "lora/file.h"
 #include "models/flux2/weights.h"
 #include "testing/families.h"
+#include "testing/lora_golden.h"
 
 namespace dt::lora {
 namespace {
+
+using dt::testing::golden_excess;
 
 namespace fs = std::filesystem;
 const std::string kGolden = std::string(DT_SHARED_DIR) + "/golden/";
 const std::string kDir = kGolden + "flux2_lora/";
 const std::string kWeights = kGolden + "flux2_transformer/weights";
-
-// max|c − g| ≤ atol + rtol·max|g| (golden/README.md).
-double excess(const at::Tensor& c, const at::Tensor& g, double atol = 1e-4, double rtol = 1e-4) {
-  return (c - g).abs().max().item<double>() - (atol + rtol * g.abs().max().item<double>());
-}
 
 at::Tensor run_case_a(flux2::Flux2Transformer& model) {
   auto io = SafetensorsFile::open(kGolden + "flux2_transformer/io.safetensors");
@@ -42,22 +40,14 @@ flux2::Flux2Transformer load() { return flux2::load_transformer(kWeights, LoadOp
 const KeyMap& keys() { return dt::testing::key_map("flux2-klein"); }
 
 TEST(Flux2LoraGolden, EveryCaseOfCasesJson) {
-  std::ifstream in(kDir + "cases.json");
-  ASSERT_TRUE(in) << kDir << "cases.json";
-  auto cases = nlohmann::json::parse(in);
+  const dt::testing::GoldenLoraCases cases = dt::testing::golden_lora_cases(kDir);
   auto expected = load_safetensors(kDir + "expected.safetensors");
-  ASSERT_EQ(cases["runs"].size(), 14u);
-  for (const auto& run : cases["runs"]) {
-    std::vector<std::pair<std::string, double>> files;
-    std::string label;
-    for (const auto& l : run["lora"]) {
-      files.emplace_back(kDir + l[0].get<std::string>(), l[1].get<double>());
-      label += l[0].get<std::string>() + ":" + std::to_string(l[1].get<double>()) + " ";
-    }
+  ASSERT_EQ(cases.runs.size(), 14u);
+  for (const auto& run : cases.runs) {
     auto model = load();
-    merge_lora_files(*model, keys(), files);
-    at::Tensor want = expected.at(run["expected_prefix"].get<std::string>());
-    EXPECT_LE(excess(run_case_a(model), want, cases["atol"], cases["rtol"]), 0) << label;
+    merge_lora_files(*model, keys(), run.files);
+    at::Tensor want = expected.at(run.expected_prefix);
+    EXPECT_LE(golden_excess(run_case_a(model), want, cases.atol, cases.rtol), 0) << run.label;
   }
 }
 
@@ -65,10 +55,10 @@ TEST(Flux2LoraGolden, EveryCaseOfCasesJson) {
 TEST(Flux2LoraGolden, WrongStrengthIsCaught) {
   auto expected = load_safetensors(kDir + "expected.safetensors");
   auto plain = load();
-  EXPECT_GT(excess(run_case_a(plain), expected.at("one.A.out")), 0.1);
+  EXPECT_GT(golden_excess(run_case_a(plain), expected.at("one.A.out")), 0.1);
   auto model = load();
   merge_lora_files(*model, keys(), {{kDir + "lora.kohya.safetensors", 1.0}, {kDir + "second.peft.safetensors", 1.0}});
-  EXPECT_GT(excess(run_case_a(model), expected.at("two.A.out")), 0.05);
+  EXPECT_GT(golden_excess(run_case_a(model), expected.at("two.A.out")), 0.05);
 }
 
 // Reading: the family is found from the keys alone, fused modules split exactly (block-diagonal
@@ -120,7 +110,7 @@ TEST(Flux2LoraFiles, WrittenLayoutsRoundTrip) {
   }
   auto merged = load();
   merge_lora_files(*merged, keys(), {{(dir / "kohya.safetensors").string(), 1.0}});
-  EXPECT_LE(excess(run_case_a(merged), load_safetensors(kDir + "expected.safetensors").at("one.A.out")), 0);
+  EXPECT_LE(golden_excess(run_case_a(merged), load_safetensors(kDir + "expected.safetensors").at("one.A.out")), 0);
   fs::remove_all(dir);
 }
 
@@ -131,7 +121,7 @@ TEST(Flux2LoraGolden, ForwardAndInspectCommands) {
                           " --inputs " + kGolden + "flux2_transformer/io.safetensors --case A --output " + out + " --lora " +
                           kDir + "lora.comfyui.safetensors --lora " + kDir + "second.peft.safetensors:0.5";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  EXPECT_LE(excess(load_safetensors(out).at("A.out"), load_safetensors(kDir + "expected.safetensors").at("two.A.out")), 0);
+  EXPECT_LE(golden_excess(load_safetensors(out).at("A.out"), load_safetensors(kDir + "expected.safetensors").at("two.A.out")), 0);
   const std::string listing = out + ".txt";
   ASSERT_EQ(std::system((std::string(DT_BINARY) + " inspect " + kDir + "lora.aitoolkit.safetensors > " + listing).c_str()), 0);
   std::ifstream in(listing);
