@@ -24,7 +24,7 @@ struct ModelConfig {
   bool gradient_checkpointing = false;
   template <class V>
   void fields(V& v) {
-    v("family", family, "model family, as its docs page names it; empty = detected from the transformer's weights");
+    v("family", family, "model family by name (an unknown name is refused with the list); empty = detected from the transformer's weights");
     v("base", base, "pipeline folder (transformer/, text_encoder/, tokenizer/, vae/) or a transformer checkpoint");
     v("text_encoder", text_encoder, "pipeline folder (or text_encoder/ + tokenizer/ parent) to take the text encoder from; empty = base");
     v("vae", vae, "pipeline folder or VAE checkpoint to take the VAE from; empty = base");

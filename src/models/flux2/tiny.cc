@@ -4,10 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/atomic_file.h"
 #include "models/flux2/weights.h"
+#include "models/tiny_pipeline.h"
 #include "text/qwen3.h"
-#include "text/tiny_tokenizer.h"
 #include "vae/random_vae.h"
 
 namespace dt::flux2 {
@@ -36,17 +35,16 @@ Flux2Config tiny_config() {
 }
 
 void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) {
-  namespace fs = std::filesystem;
-  const fs::path root(dir);
-  fs::create_directories(root / "scheduler");
-  write_random_checkpoint((root / "transformer").string(), tiny_config(), seed + (distilled ? 1 : 0));
-  write_random_qwen3((root / "text_encoder").string(), tiny_qwen3(), seed + 2);
-  write_tiny_tokenizer((root / "tokenizer").string(), kVocab);
-  VaeConfig vae = vae::tiny_vae_config(VaeKind::kFlux2);
-  vae.block_out_channels = vae.decoder_block_out_channels = {16, 16, 32, 32};
-  vae::write_random_vae((root / "vae").string(), vae, seed + 3);
+  write_random_checkpoint((std::filesystem::path(dir) / "transformer").string(), tiny_config(), seed + (distilled ? 1 : 0));
+  TinyPipelineParts parts;
+  parts.text_encoder = tiny_qwen3();
+  parts.vocab = kVocab;
+  parts.text_seed = seed + 2;
+  parts.vae = vae::tiny_vae_config(VaeKind::kFlux2);
+  parts.vae.block_out_channels = parts.vae.decoder_block_out_channels = {16, 16, 32, 32};
+  parts.vae_seed = seed + 3;
   // The scheduler config the klein repositories copy from FLUX.1-dev (specs/flux2.md §7).
-  const nlohmann::json scheduler = {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+  parts.scheduler = {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
                                     {"base_image_seq_len", 256},
                                     {"base_shift", 0.5},
                                     {"max_image_seq_len", 4096},
@@ -55,8 +53,7 @@ void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) 
                                     {"shift", 3.0},
                                     {"time_shift_type", "exponential"},
                                     {"use_dynamic_shifting", true}};
-  write_file_atomic((root / "scheduler" / "scheduler_config.json").string(), scheduler.dump(2) + "\n");
-  const nlohmann::json index = {{"_class_name", "Flux2KleinPipeline"},
+  parts.index = {{"_class_name", "Flux2KleinPipeline"},
                                 {"_diffusers_version", "0.40.0"},
                                 {"is_distilled", distilled},
                                 {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
@@ -64,7 +61,7 @@ void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) 
                                 {"tokenizer", {"transformers", "Qwen2TokenizerFast"}},
                                 {"transformer", {"diffusers", "Flux2Transformer2DModel"}},
                                 {"vae", {"diffusers", "AutoencoderKLFlux2"}}};
-  write_file_atomic((root / "model_index.json").string(), index.dump(2) + "\n");
+  write_tiny_pipeline_parts(dir, parts);
 }
 
 }  // namespace dt::flux2

@@ -4,10 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/atomic_file.h"
+#include "models/tiny_pipeline.h"
 #include "models/zimage/weights.h"
 #include "text/qwen3.h"
-#include "text/tiny_tokenizer.h"
 #include "vae/random_vae.h"
 
 namespace dt::zimage {
@@ -37,30 +36,26 @@ ZImageConfig tiny_config() {
 }
 
 void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) {
-  namespace fs = std::filesystem;
-  const fs::path root(dir);
-  fs::create_directories(root / "scheduler");
-  write_random_checkpoint((root / "transformer").string(), tiny_config(), seed + (distilled ? 1 : 0));
-  write_random_qwen3((root / "text_encoder").string(), tiny_qwen3(), seed + 10);
-  write_tiny_tokenizer((root / "tokenizer").string(), kVocab);
-  VaeConfig vae = vae::tiny_vae_config(VaeKind::kAutoencoderKL);
-  vae.block_out_channels = vae.decoder_block_out_channels = {16, 32, 32, 32};
-  vae::write_random_vae((root / "vae").string(), vae, seed + 11);
-  write_file_atomic((root / "scheduler" / "scheduler_config.json").string(),
-                    nlohmann::json{{"_class_name", "FlowMatchEulerDiscreteScheduler"},
-                                   {"num_train_timesteps", 1000},
-                                   {"shift", 3.0},
-                                   {"use_dynamic_shifting", false}}
-                        .dump(2));
-  write_file_atomic((root / "model_index.json").string(),
-                    nlohmann::json{{"_class_name", "ZImagePipeline"},
-                                   {"is_distilled", distilled},
-                                   {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
-                                   {"text_encoder", {"transformers", "Qwen3Model"}},
-                                   {"tokenizer", {"transformers", "Qwen2Tokenizer"}},
-                                   {"transformer", {"diffusers", "ZImageTransformer2DModel"}},
-                                   {"vae", {"diffusers", "AutoencoderKL"}}}
-                        .dump(2));
+  write_random_checkpoint((std::filesystem::path(dir) / "transformer").string(), tiny_config(), seed + (distilled ? 1 : 0));
+  TinyPipelineParts parts;
+  parts.text_encoder = tiny_qwen3();
+  parts.vocab = kVocab;
+  parts.text_seed = seed + 10;
+  parts.vae = vae::tiny_vae_config(VaeKind::kAutoencoderKL);
+  parts.vae.block_out_channels = parts.vae.decoder_block_out_channels = {16, 32, 32, 32};
+  parts.vae_seed = seed + 11;
+  parts.scheduler = {{"_class_name", "FlowMatchEulerDiscreteScheduler"},
+                     {"num_train_timesteps", 1000},
+                     {"shift", 3.0},
+                     {"use_dynamic_shifting", false}};
+  parts.index = {{"_class_name", "ZImagePipeline"},
+                 {"is_distilled", distilled},
+                 {"scheduler", {"diffusers", "FlowMatchEulerDiscreteScheduler"}},
+                 {"text_encoder", {"transformers", "Qwen3Model"}},
+                 {"tokenizer", {"transformers", "Qwen2Tokenizer"}},
+                 {"transformer", {"diffusers", "ZImageTransformer2DModel"}},
+                 {"vae", {"diffusers", "AutoencoderKL"}}};
+  write_tiny_pipeline_parts(dir, parts);
 }
 
 }  // namespace dt::zimage

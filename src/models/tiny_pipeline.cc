@@ -1,0 +1,22 @@
+#include "models/tiny_pipeline.h"
+
+#include <filesystem>
+
+#include "io/atomic_file.h"
+#include "text/tiny_tokenizer.h"
+#include "vae/random_vae.h"
+
+namespace dt {
+
+void write_tiny_pipeline_parts(const std::string& dir, const TinyPipelineParts& p) {
+  namespace fs = std::filesystem;
+  const fs::path root(dir);
+  fs::create_directories(root / "scheduler");
+  write_random_qwen3((root / "text_encoder").string(), p.text_encoder, p.text_seed);
+  write_tiny_tokenizer((root / "tokenizer").string(), p.vocab);
+  vae::write_random_vae((root / "vae").string(), p.vae, p.vae_seed);
+  write_file_atomic((root / "scheduler" / "scheduler_config.json").string(), p.scheduler.dump(2) + "\n");
+  write_file_atomic((root / "model_index.json").string(), p.index.dump(2) + "\n");
+}
+
+}  // namespace dt
