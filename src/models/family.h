@@ -110,8 +110,11 @@ class Family {
   // A complete tiny pipeline folder of the real layout (model_index.json with is_distilled,
   // scheduler/, transformer/, text_encoder/, tokenizer/, vae/) with random weights: text encoder,
   // tokenizer and VAE depend only on `seed`, so a Base and a distilled folder written with one seed
-  // share one latent space as the real pairs do. Same arguments ⇒ the same bytes.
-  virtual void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) const = 0;
+  // share one latent space as the real pairs do. `transformer_config` is a JSON object of
+  // config.json fields that replace the tiny transformer's ("{}": the tiny one; a world's Base is a
+  // larger draw of the same architecture). Same arguments ⇒ the same bytes.
+  virtual void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled,
+                                   const std::string& transformer_config) const = 0;
 
   // `deltatrain forward --component <forward_component()>`: the transformer on golden inputs
   // (shared/golden/README.md), outputs and intermediates under the golden's names.

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "core/error.h"
 #include "io/atomic_file.h"
 #include "text/tiny_tokenizer.h"
 #include "vae/random_vae.h"
@@ -17,6 +18,17 @@ void write_tiny_pipeline_parts(const std::string& dir, const TinyPipelineParts& 
   vae::write_random_vae((root / "vae").string(), p.vae, p.vae_seed);
   write_file_atomic((root / "scheduler" / "scheduler_config.json").string(), p.scheduler.dump(2) + "\n");
   write_file_atomic((root / "model_index.json").string(), p.index.dump(2) + "\n");
+}
+
+}  // namespace dt
+
+namespace dt {
+
+nlohmann::json with_fields(nlohmann::json config, const std::string& changes) {
+  const nlohmann::json parsed = nlohmann::json::parse(changes, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object()) throw Error("transformer config changes are not a JSON object: " + changes);
+  config.update(parsed);
+  return config;
 }
 
 }  // namespace dt

@@ -22,4 +22,8 @@ struct TinyPipelineParts {
 
 void write_tiny_pipeline_parts(const std::string& dir, const TinyPipelineParts& parts);
 
+// `config` with the fields of `changes` (the text of a JSON object) replacing its own; dt::Error
+// when `changes` is not a JSON object.
+nlohmann::json with_fields(nlohmann::json config, const std::string& changes);
+
 }  // namespace dt

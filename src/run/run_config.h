@@ -55,6 +55,7 @@ struct LoraConfig {
 };
 
 struct TrainConfig {
+  std::string method = "lora";
   int64_t seed = 42;
   int64_t epochs = 10;
   int64_t max_steps = 0;
@@ -88,6 +89,7 @@ struct TrainConfig {
   int64_t keep_checkpoints = 2;
   template <class V>
   void fields(V& v) {
+    v("method", method, "lora: train LoRA adapters ([lora]); full: train every transformer weight (fine-tuning, or from scratch), saved as a diffusers model (output.model; needs model.dtype = fp32)");
     v("seed", seed, "seed of the plan (order, captions, σ, noise) and of the LoRA initialisation");
     v("epochs", epochs, "passes over the dataset (each sample `repeats` times per pass)");
     v("max_steps", max_steps, "stop after this many optimizer steps; 0 = run every epoch");
@@ -116,7 +118,7 @@ struct TrainConfig {
     v("dynamic_shift", dynamic_shift, "use the family's resolution-dependent shift per bucket instead of `shift`");
     v("offset_noise", offset_noise, "weight of per-channel offset noise added to ε");
     v("perturbation_noise", perturbation_noise, "weight of extra Gaussian noise added to ε");
-    v("save_every", save_every, "write the LoRA every N optimizer steps (besides the end); 0 = only at the end");
+    v("save_every", save_every, "write the LoRA (lora-step-N.safetensors) or model (model-step-N/) every N optimizer steps (besides the end); 0 = only at the end");
     v("checkpoint_every", checkpoint_every, "write a resumable checkpoint every N optimizer steps; 0 = never");
     v("keep_checkpoints", keep_checkpoints, "how many checkpoints to keep (oldest removed first)");
   }
@@ -127,6 +129,7 @@ struct TrainConfig {
 struct OutputConfig {
   std::string run_dir = "run";
   std::string lora;
+  std::string model;
   std::string format = "comfyui";
   std::string save_dtype = "fp32";
   bool tensorboard = true;
@@ -135,8 +138,9 @@ struct OutputConfig {
   void fields(V& v) {
     v("run_dir", run_dir, "folder for checkpoints, intermediate LoRAs and metrics");
     v("lora", lora, "final LoRA file; empty = <run_dir>/lora.safetensors");
+    v("model", model, "train.method = full: the trained model's folder, a pipeline folder like model.base's when that is one (its other components linked or copied), else a diffusers transformer folder; empty = <run_dir>/model");
     v("format", format, "LoRA file layout: comfyui (loads in ComfyUI), peft (diffusers), kohya, onetrainer, comfyui-native, original or aitoolkit");
-    v("save_dtype", save_dtype, "dtype of the saved LoRA tensors: fp32, bf16 or fp16");
+    v("save_dtype", save_dtype, "dtype of the saved LoRA (or full model) tensors: fp32, bf16 or fp16");
     v("tensorboard", tensorboard, "also write TensorBoard event files to <run_dir>/tensorboard");
     v("loss_smoothing", loss_smoothing, "factor of the exponential moving average logged as loss_smooth");
   }

@@ -2,21 +2,62 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/listing.h"
+#include "io/checkpoint.h"
+#include "io/json_file.h"
 #include "data/dataset.h"
 #include "lora/file.h"
 #include "run/run_samples.h"
 
 namespace dt {
+namespace fs = std::filesystem;
 namespace {
 
-std::string lora_output(const RunConfig& run) {
-  return run.output.lora.empty() ? (std::filesystem::path(run.resolve(run.output.run_dir)) / "lora.safetensors").string()
-                                 : run.resolve(run.output.lora);
+bool full(const RunConfig& run) { return run.train.method == "full"; }
+
+std::string output_path(const RunConfig& run) {
+  const std::string& given = full(run) ? run.output.model : run.output.lora;
+  return given.empty() ? (fs::path(run.resolve(run.output.run_dir)) / (full(run) ? "model" : "lora.safetensors")).string()
+                       : run.resolve(given);
+}
+
+// The saved tensors' dtype (output.save_dtype).
+c10::ScalarType save_dtype(const RunConfig& run) {
+  return dtype_by_name(run.output.save_dtype, "output.save_dtype", {torch::kFloat, torch::kBFloat16, torch::kHalf});
+}
+
+// The transformer folder of model.base, whose config.json a full save takes.
+std::string base_transformer_folder(const RunConfig& run) {
+  const std::string base = run.resolve(run.model.base);
+  const std::string folder = pipeline_component(base, "transformer");
+  if (!fs::is_regular_file(fs::path(folder) / "config.json"))
+    throw file_error(base, "train.method = full saves a diffusers model and takes its config.json from model.base's "
+                           "transformer folder, which this is not (a single file or a folder without config.json)");
+  return folder;
+}
+
+// Every entry of `from` except `skip`, hard-linked into `to` (copied where links cannot be made).
+void link_tree(const fs::path& from, const fs::path& to, const std::string& skip) {
+  for (const auto& entry : fs::directory_iterator(from)) {
+    const std::string name = entry.path().filename().string();
+    if (name == skip) continue;
+    const fs::path target = to / name;
+    if (entry.is_directory()) {
+      fs::create_directories(target);
+      link_tree(entry.path(), target, "");
+      continue;
+    }
+    std::error_code ec;
+    fs::create_hard_link(entry.path(), target, ec);
+    if (ec) fs::copy_file(entry.path(), target);
+  }
 }
 
 // The data caches seen through the plan's sample indices.
@@ -33,6 +74,12 @@ class ManifestSource : public SampleSource {
   const Manifest& manifest_;
   const DataCache& cache_;
 };
+
+std::string step_name(const char* prefix, int64_t step) {
+  char digits[24];
+  std::snprintf(digits, sizeof(digits), "%06lld", static_cast<long long>(step));
+  return prefix + std::string(digits);
+}
 
 }  // namespace
 
@@ -108,10 +155,65 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
   return out;
 }
 
+LoadedModel load_model_full(const RunConfig& run, const ModelConfig& m) {
+  const Family& family = family_of(run, m);
+  if (load_options(m).compute_dtype != torch::kFloat)
+    throw Error("train.method = full needs model.dtype = \"fp32\" (AdamW's small updates vanish in bf16 weights)");
+  LoadedModel out;
+  out.family = &family;
+  out.denoiser = family.load_transformer(run.resolve(m.base), load_options(m));
+  for (auto& p : out.denoiser->module().parameters()) p.requires_grad_(true);
+  return out;
+}
+
+NamedTensors trained_tensors(const LoadedModel& model) {
+  NamedTensors out;
+  if (model.adapters) {
+    // The live tensors (state_dict() holds detached views), named as in state_dict().
+    const std::vector<at::Tensor> tensors = model.adapters->parameters();  // down, up per adapter
+    for (size_t i = 0; i < model.adapters->size(); ++i) {
+      out.emplace_back(model.adapters->names()[i] + ".lora_down.weight", tensors[2 * i]);
+      out.emplace_back(model.adapters->names()[i] + ".lora_up.weight", tensors[2 * i + 1]);
+    }
+    return out;
+  }
+  for (const auto& item : model.denoiser->module().named_parameters()) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+void check_method(const RunConfig& run, const std::vector<std::string>& allowed) {
+  if (std::find(allowed.begin(), allowed.end(), run.train.method) == allowed.end())
+    throw Error("train.method '" + run.train.method + "' is not one of " + join(allowed) + " for this command");
+}
+
+void save_model(const RunConfig& run, const LoadedModel& model, const std::string& path) {
+  const std::string base = run.resolve(run.model.base);
+  const std::string source = base_transformer_folder(run);
+  const bool pipeline = fs::path(source) != fs::path(base);
+  const fs::path target(path), partial(path + ".partial"), previous(path + ".previous");
+  fs::remove_all(partial);
+  fs::create_directories(partial);
+  if (pipeline) link_tree(base, partial, "transformer");
+  NamedTensors weights;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& item : model.denoiser->module().named_parameters())
+      weights.emplace_back(item.key(), item.value().detach().to(torch::kCPU, save_dtype(run)).contiguous());
+  }
+  const nlohmann::json config = read_json_file((fs::path(source) / "config.json").string());
+  write_model_folder((pipeline ? partial / "transformer" : partial).string(), "diffusion_pytorch_model.safetensors",
+                     weights, config);
+  // The earlier save stays whole until the new one is: a kill leaves one of the two complete.
+  fs::remove_all(previous);
+  if (fs::exists(target)) fs::rename(target, previous);
+  fs::rename(partial, target);
+  fs::remove_all(previous);
+}
+
 void save_lora(const RunConfig& run, const LoadedModel& model, const std::string& path) {
   lora::WriteOptions o;
   o.format = lora::format_by_name(run.output.format);
-  o.dtype = dtype_by_name(run.output.save_dtype, "output.save_dtype", {torch::kFloat, torch::kBFloat16, torch::kHalf});
+  o.dtype = save_dtype(run);
   o.base_model = model.denoiser->identity();
   lora::write_lora(path, model.adapters->weights(model.family->name()), model.family->lora_keys(), o);
 }
@@ -119,8 +221,10 @@ void save_lora(const RunConfig& run, const LoadedModel& model, const std::string
 LoopSettings loop_settings(const RunConfig& run, const LoadedModel& model) {
   const TrainConfig& t = run.train;
   if (t.optimizer != "adamw") throw Error("train.optimizer '" + t.optimizer + "' is not one of adamw");
-  lora::format_by_name(run.output.format);  // both checked before anything is computed
-  dtype_by_name(run.output.save_dtype, "output.save_dtype", {torch::kFloat, torch::kBFloat16, torch::kHalf});
+  // Checked before anything is computed.
+  if (model.adapters) lora::format_by_name(run.output.format);
+  else base_transformer_folder(run);
+  save_dtype(run);
   LoopSettings s;
   s.schedule = {t.learning_rate, t.lr_schedule, t.warmup_steps, t.min_lr_factor};
   s.adamw = {t.beta1, t.beta2, t.epsilon, t.weight_decay};
@@ -133,29 +237,40 @@ LoopSettings loop_settings(const RunConfig& run, const LoadedModel& model) {
   s.dtype = o.compute_dtype;
   s.gradient_checkpointing = run.model.gradient_checkpointing;
   s.run_dir = run.resolve(run.output.run_dir);
-  s.lora_path = lora_output(run);
+  s.output_path = output_path(run);
   s.save_every = t.save_every;
   s.checkpoint_every = t.checkpoint_every;
   s.keep_checkpoints = t.keep_checkpoints;
   s.tensorboard = run.output.tensorboard;
   s.loss_smoothing = run.output.loss_smoothing;
-  s.save_lora = [&run, &model](const std::string& path) { save_lora(run, model, path); };
+  if (model.adapters) {
+    s.save = [&run, &model](const std::string& path) { save_lora(run, model, path); };
+    s.save_name = [](int64_t step) { return step_name("lora-step-", step) + ".safetensors"; };
+  } else {
+    s.save = [&run, &model](const std::string& path) { save_model(run, model, path); };
+    s.save_name = [](int64_t step) { return step_name("model-step-", step); };
+  }
   s.memory_settings = "batch_size " + std::to_string(t.batch_size) + ", dtype " + run.model.dtype;
   return s;
 }
 
 LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, SampleSource& source,
                     Objective& objective, bool resume, const AfterStep& after_step) {
-  return run_loop(loop_settings(run, model), *model.denoiser, *model.adapters, plan, source, objective, resume, after_step);
+  return run_loop(loop_settings(run, model), *model.denoiser, trained_tensors(model), plan, source, objective, resume,
+                  after_step);
 }
 
 LoopResult train(const RunConfig& run, bool resume) {
   FlowObjective objective(LossFunction::from_settings(run.train.loss, run.train.huber_delta));
   const std::unique_ptr<RunData> data = prepare_data(run, run.model);
   const std::unique_ptr<RunSampler> sampler = RunSampler::create(run, run.model);  // before the transformer loads
-  LoadedModel model = load_model(run, run.model, run.lora);
-  std::cout << "model " << model.family->name() << " on " << run.model.device << " (" << run.model.dtype << "), "
-            << model.adapters->size() << " LoRA adapters of rank " << run.lora.rank << "\n";
+  check_method(run, {"lora", "full"});
+  LoadedModel model = full(run) ? load_model_full(run, run.model) : load_model(run, run.model, run.lora);
+  std::cout << "model " << model.family->name() << " on " << run.model.device << " (" << run.model.dtype << "), ";
+  if (model.adapters)
+    std::cout << model.adapters->size() << " LoRA adapters of rank " << run.lora.rank << "\n";
+  else
+    std::cout << "every weight trained (" << model.denoiser->module().parameters().size() << " tensors)\n";
   return run_loop(run, model, data->plan, *data->source, objective, resume,
                   sampler ? sampler->begin(*model.denoiser, resume) : AfterStep{});
 }

@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "data/cache.h"
 #include "lora/adapters.h"
@@ -27,13 +28,21 @@ struct RunData {
 };
 std::unique_ptr<RunData> prepare_data(const RunConfig& run, const ModelConfig& model);
 
-// A model loaded per a [model] section with adapters per a [lora] section.
+// A model loaded per a [model] section, trained through adapters per a [lora] section, or (no
+// adapters) in every weight.
 struct LoadedModel {
   const Family* family = nullptr;
   std::unique_ptr<Denoiser> denoiser;
-  std::unique_ptr<lora::Adapters> adapters;
+  std::unique_ptr<lora::Adapters> adapters;  // null when every weight trains
 };
 LoadedModel load_model(const RunConfig& run, const ModelConfig& model, const LoraConfig& lora);
+// train.method = "full": every transformer weight requires gradients (float32 weights only: AdamW's
+// small updates vanish in bf16 weights).
+LoadedModel load_model_full(const RunConfig& run, const ModelConfig& model);
+// What the loop trains: the adapters' down and up matrices, or every transformer weight.
+NamedTensors trained_tensors(const LoadedModel& model);
+// Throws dt::Error unless train.method is lora or full (`allowed`: the methods the command runs).
+void check_method(const RunConfig& run, const std::vector<std::string>& allowed);
 
 // The family a model section names (or its transformer's weights reveal) and its load options.
 const Family& family_of(const RunConfig& run, const ModelConfig& model);
@@ -52,8 +61,14 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
 
 // The LoRA file of the adapters in the format and dtype of run.output.
 void save_lora(const RunConfig& run, const LoadedModel& model, const std::string& path);
+// The fully trained model at `path` (train.method = full): a diffusers transformer folder (the
+// config.json of model.base's transformer, the weights in output.save_dtype), inside a pipeline
+// folder when model.base is one (its other components hard-linked, or copied across file systems).
+// Replaces an earlier save at `path` only once the new one is complete.
+void save_model(const RunConfig& run, const LoadedModel& model, const std::string& path);
 
-// `deltatrain train`: loads everything per the config and runs the flow objective.
+// `deltatrain train`: loads everything per the config and runs the flow objective on a LoRA or,
+// with train.method = full, on every weight.
 LoopResult train(const RunConfig& run, bool resume);
 
 }  // namespace dt

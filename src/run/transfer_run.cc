@@ -110,6 +110,7 @@ void record(const RunConfig& run, bool resume) {
 
 LoopResult learn(const RunConfig& run, bool resume) {
   const TransferConfig& t = run.transfer;
+  check_method(run, {"lora"});  // the student learns a LoRA
   if (t.student.empty()) throw Error("transfer.student is not set (the model to teach, e.g. the Turbo checkpoint)");
   if (t.guidance < 0) throw Error("transfer.guidance must be positive (0 = the family default)");
   const LossFunction loss = LossFunction::from_settings(run.train.loss, run.train.huber_delta);

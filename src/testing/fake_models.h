@@ -72,7 +72,7 @@ class FakeFamily : public Family {
   FamilyDefaults defaults() const override { return {}; }
   std::string onetrainer_model_type() const override { return "FAKE"; }
   std::string describe(const Checkpoint&) const override { return ""; }
-  void write_tiny_pipeline(const std::string&, uint64_t, bool) const override {}
+  void write_tiny_pipeline(const std::string&, uint64_t, bool, const std::string&) const override {}
   std::string forward_component() const override { return "fake"; }
   void forward(const ForwardArgs&) const override {}
 };

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "core/error.h"
+#include "core/listing.h"
 #include "core/progress.h"
 #include "io/atomic_file.h"
 #include "train/metrics.h"
@@ -52,6 +54,34 @@ Batch make_batch(const Plan& plan, int64_t index, SampleSource& source, c10::Dev
   return b;
 }
 
+// Checkpoint names of the trained tensors: this prefix + the tensor's name.
+const std::string kTrainedPrefix = "trained.";
+
+// Copies a checkpoint's trained tensors back into `trained` in place; the names and shapes must be
+// exactly those of the run (else the checkpoint belongs to another model or adapter choice).
+void restore_trained(const NamedTensors& trained, const std::map<std::string, at::Tensor>& checkpoint,
+                     const std::string& path) {
+  std::vector<std::string> problems;
+  std::set<std::string> names;
+  for (const auto& [name, tensor] : trained) {
+    names.insert(kTrainedPrefix + name);
+    auto it = checkpoint.find(kTrainedPrefix + name);
+    if (it == checkpoint.end())
+      problems.push_back(name + " (missing)");
+    else if (it->second.sizes() != tensor.sizes())
+      problems.push_back(name + " (shape " + c10::str(it->second.sizes()) + ", the run's " + c10::str(tensor.sizes()) + ")");
+  }
+  for (const auto& entry : checkpoint)
+    if (entry.first.rfind(kTrainedPrefix, 0) == 0 && !names.count(entry.first))
+      problems.push_back(entry.first.substr(kTrainedPrefix.size()) + " (not trained by this run)");
+  if (!problems.empty()) {
+    throw file_error(path, "does not hold this run's trained tensors (" + join(problems, 5) +
+                               "); resume with the same [model], [lora] and train.method or start a new run directory");
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, tensor] : trained) tensor.copy_(checkpoint.at(kTrainedPrefix + name));
+}
+
 bool is_out_of_memory(const std::string& what) {
   return what.find("out of memory") != std::string::npos || what.find("not enough memory") != std::string::npos;
 }
@@ -69,7 +99,7 @@ int64_t loop_batches(const Plan& plan, int64_t max_steps, int64_t gradient_accum
   return max_steps > 0 ? std::min(all, max_steps * gradient_accumulation) : all;
 }
 
-LoopResult run_loop(const LoopSettings& t, Denoiser& model, lora::Adapters& adapters, const Plan& plan,
+LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& trained, const Plan& plan,
                     SampleSource& source, Objective& objective, bool resume, const AfterStep& after_step) {
   const std::string& run_dir = t.run_dir;
   const bool trains = objective.trains();
@@ -80,13 +110,15 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, lora::Adapters& adap
 
   // Checked before anything is computed.
   check_writable(run_dir);
-  if (trains) check_writable(fs::path(t.lora_path).parent_path().empty() ? "." : fs::path(t.lora_path).parent_path().string());
+  if (trains) check_writable(fs::path(t.output_path).parent_path().empty() ? "." : fs::path(t.output_path).parent_path().string());
 
   const int64_t accumulation = t.gradient_accumulation;
   const int64_t total_batches = loop_batches(plan, t.max_steps, accumulation);
   const int64_t total_steps = (total_batches + accumulation - 1) / accumulation;
 
-  std::vector<at::Tensor> params = trains ? adapters.parameters() : std::vector<at::Tensor>{};
+  std::vector<at::Tensor> params;
+  if (trains)
+    for (const auto& named : trained) params.push_back(named.second);
   AdamW optimizer(params, t.adamw);
   int64_t next_batch = 0, step = 0;
   double loss_smooth = 0;
@@ -98,13 +130,10 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, lora::Adapters& adap
       if (c->plan_hash != plan.hash)
         throw file_error(c->path, "belongs to another plan (the data or the [train] settings changed); "
                                   "resume with the same config or start a new run directory");
-      NamedTensors lora_state;
       std::map<std::string, at::Tensor> adam_state;
-      for (const auto& [name, tensor] : c->tensors) {
-        if (name.rfind("lora.", 0) == 0) lora_state.emplace_back(name.substr(5), tensor);
+      for (const auto& [name, tensor] : c->tensors)
         if (name.rfind("adamw.", 0) == 0) adam_state[name] = tensor;
-      }
-      adapters.load_state_dict(lora_state);
+      restore_trained(trained, c->tensors, c->path);
       optimizer.load_state(adam_state);
       set_rng_state(c->tensors);
       next_batch = c->next_batch;
@@ -131,7 +160,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, lora::Adapters& adap
     c.optimizer_steps = step;
     c.loss_smooth = loss_smooth;
     c.plan_hash = plan.hash;
-    for (const auto& [name, tensor] : adapters.state_dict()) c.tensors["lora." + name] = tensor;
+    for (const auto& [name, tensor] : trained) c.tensors[kTrainedPrefix + name] = tensor.detach();
     for (const auto& [name, tensor] : optimizer.state()) c.tensors[name] = tensor;
     for (const auto& [name, tensor] : rng_state()) c.tensors[name] = tensor;
     last_checkpoint = write_train_checkpoint(run_dir, std::move(c), t.keep_checkpoints);
@@ -202,9 +231,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, lora::Adapters& adap
     step_items = 0;
 
     if (t.save_every > 0 && step % t.save_every == 0 && next_batch < total_batches) {
-      char name[40];
-      std::snprintf(name, sizeof(name), "lora-step-%06lld.safetensors", static_cast<long long>(step));
-      t.save_lora((fs::path(run_dir) / name).string());
+      t.save((fs::path(run_dir) / t.save_name(step)).string());
     }
     if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && next_batch < total_batches) save_checkpoint();
     if (after_step) after_step(step, next_batch >= total_batches);
@@ -214,7 +241,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, lora::Adapters& adap
   objective.end();
   if (trains) {
     save_checkpoint();
-    t.save_lora(t.lora_path);
+    t.save(t.output_path);
   }
   return {step, next_batch, loss_smooth};
 }

@@ -1,6 +1,7 @@
 // The training loop shared by every objective: batches from the plan, AdamW with fp32 states, LR
-// schedule with warm-up, gradient accumulation and clipping, atomic LoRA saves, rolling
-// checkpoints (LoRA, optimizer, plan position, RNG) and bitwise resume, metrics, progress.
+// schedule with warm-up, gradient accumulation and clipping, atomic saves of what it trains (a
+// LoRA, or with train.method = "full" the whole transformer), rolling checkpoints (trained
+// tensors, optimizer, plan position, RNG) and bitwise resume, metrics, progress.
 // The loop knows only its own settings and the model it is given; reading a run config and
 // loading models is the run layer's (run/train_run.h).
 #pragma once
@@ -11,7 +12,7 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
-#include "lora/adapters.h"
+#include "io/safetensors.h"
 #include "models/family.h"
 #include "train/objective.h"
 #include "train/optimizer.h"
@@ -29,14 +30,16 @@ struct LoopSettings {
   c10::Device device = c10::kCPU;
   c10::ScalarType dtype = c10::kFloat;  // compute dtype of the model's inputs
   bool gradient_checkpointing = false;
-  // Outputs: checkpoints/ and metrics in run_dir; the final LoRA at lora_path.
+  // Outputs: checkpoints/ and metrics in run_dir; the final result at output_path.
   std::string run_dir;
-  std::string lora_path;
+  std::string output_path;
   int64_t save_every = 0, checkpoint_every = 50, keep_checkpoints = 2;
   bool tensorboard = true;
   double loss_smoothing = 0.9;
-  // Writes the adapters as a LoRA file in the run's format (intermediate saves and the final one).
-  std::function<void(const std::string& path)> save_lora;
+  // Writes what the loop trained (a LoRA file in the run's format, or a model folder) at `path`:
+  // the intermediate saves, named by `save_name(step)`, and the final one.
+  std::function<void(const std::string& path)> save;
+  std::function<std::string(int64_t step)> save_name;
   // Named in the out-of-memory message: what to lower or change.
   std::string memory_settings;
 };
@@ -54,12 +57,14 @@ struct LoopResult {
 // samples); its time is not counted in the step's metrics.
 using AfterStep = std::function<void(int64_t step, bool last)>;
 
-// Runs `objective` on `model` (trained through `adapters`) over plan.batches from the start, or
-// with `resume` from the newest checkpoint in settings.run_dir (or the objective's own progress).
-// Writes settings.lora_path at the end when the objective trains. Throws dt::Error on NaN/inf
-// (naming the step), unwritable outputs (before the first step) and out-of-memory (naming the
-// settings to change).
-LoopResult run_loop(const LoopSettings& settings, Denoiser& model, lora::Adapters& adapters, const Plan& plan,
+// Runs `objective` on `model` over plan.batches from the start, or with `resume` from the newest
+// checkpoint in settings.run_dir (or the objective's own progress). `trained` names the tensors the
+// optimizer updates (they require gradients; a resume copies the checkpoint's back into them in
+// place): the LoRA adapters' matrices, or every weight of the transformer. Writes
+// settings.output_path at the end when the objective trains. Throws dt::Error on NaN/inf (naming
+// the step), unwritable outputs (before the first step) and out-of-memory (naming the settings to
+// change).
+LoopResult run_loop(const LoopSettings& settings, Denoiser& model, const NamedTensors& trained, const Plan& plan,
                     SampleSource& source, Objective& objective, bool resume, const AfterStep& after_step = {});
 
 }  // namespace dt

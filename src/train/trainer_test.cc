@@ -8,10 +8,13 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "models/zimage/config.h"
 #include "models/zimage/family.h"
 #include "models/zimage/weights.h"
+#include "testing/support.h"
 #include "testing/tiny_models.h"
 #include "train/train_checkpoint.h"
 
@@ -209,6 +212,89 @@ TEST(Trainer, ResumedRunIsBitwiseIdentical) {
     ASSERT_EQ(resumed.size(), reference.size());
     for (const auto& [name, t] : reference) EXPECT_TRUE(torch::equal(t, resumed.at(name))) << name << " crash at " << crash_at;
   }
+}
+
+std::map<std::string, at::Tensor> read_model_tensors(const fs::path& folder) {
+  return load_safetensors((folder / "diffusion_pytorch_model.safetensors").string());
+}
+
+// train.method = "full": every transformer weight changes, the saved folder is a diffusers model
+// that loads back to the same predictions, and a run that dies at any batch and is resumed saves the
+// same bits as an uninterrupted one.
+TEST(Trainer, FullTrainingSavesALoadableModelAndResumesBitwise) {
+  TinyWorld w("full");
+  w.run.train.method = "full";
+  w.run.train.gradient_accumulation = 2;
+  w.run.train.lr_schedule = "cosine";
+  w.run.train.warmup_steps = 1;
+  FixedSource source(3);
+  const Plan plan = tiny_plan(3, 2, 1);  // 6 batches, 3 optimizer steps
+  LoadedModel model = load_model_full(w.run, w.run.model);
+  FlowObjective flow;
+  run_loop(w.run, model, plan, source, flow, false);
+  const fs::path saved = w.run.resolve("run/model");
+  const auto reference = read_model_tensors(saved);
+  const auto base = read_model_tensors(w.dir / "model");
+  ASSERT_EQ(reference.size(), base.size());
+  for (const auto& [name, t] : base) EXPECT_FALSE(torch::equal(t, reference.at(name))) << name << " did not train";
+  EXPECT_EQ(read_json_file((saved / "config.json").string()), read_json_file((w.dir / "model" / "config.json").string()));
+
+  {
+    const auto reloaded = zimage_family().load_transformer(saved.string(), load_options(w.run.model));
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = torch::randn({1, 16, 8, 8}), sigma = torch::tensor({0.4f});
+    EXPECT_TRUE(torch::equal(model.denoiser->velocity(x, sigma, {source.text(0, 0)}),
+                             reloaded->velocity(x, sigma, {source.text(0, 0)})));
+  }
+
+  for (int64_t crash_at : {1, 4}) {
+    RunConfig run = w.run;
+    run.output.run_dir = "run_crash_" + std::to_string(crash_at);
+    {
+      LoadedModel crashed = load_model_full(run, run.model);
+      CrashingObjective crashing(crash_at);
+      EXPECT_THROW(run_loop(run, crashed, plan, source, crashing, false), std::runtime_error);
+    }
+    LoadedModel resumed = load_model_full(run, run.model);
+    run_loop(run, resumed, plan, source, flow, true);
+    const auto again = read_model_tensors(run.resolve(run.output.run_dir + "/model"));
+    for (const auto& [name, t] : reference) EXPECT_TRUE(torch::equal(t, again.at(name))) << name << " crash at " << crash_at;
+  }
+
+  // A LoRA run's checkpoint does not resume a full run (nor the other way round).
+  RunConfig lora_run = w.run;
+  lora_run.train.method = "lora";
+  LoadedModel with_lora = load_model(lora_run, lora_run.model, lora_run.lora);
+  const std::string why = testing::error_of([&] { run_loop(lora_run, with_lora, plan, source, flow, true); });
+  EXPECT_NE(why.find("does not hold this run's trained tensors"), std::string::npos) << why;
+}
+
+// Saved from a pipeline folder, the trained model is a pipeline folder: a new transformer/, the
+// other components linked (same bytes), model_index.json kept.
+TEST(Trainer, FullTrainingOfAPipelineSavesAPipeline) {
+  TinyWorld w("full_pipeline");
+  zimage_family().write_tiny_pipeline((w.dir / "pipe").string(), 3, false, R"({"n_layers": 1})");
+  EXPECT_EQ(read_json_file((w.dir / "pipe/transformer/config.json").string())["n_layers"], 1);
+  RunConfig run = w.run;
+  run.model.base = "pipe";
+  run.train.method = "full";
+  LoadedModel model = load_model_full(run, run.model);
+  const fs::path out = w.dir / "saved";
+  save_model(run, model, out.string());
+  save_model(run, model, out.string());  // replacing an earlier save
+  for (const char* file : {"model_index.json", "vae/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+                           "tokenizer/tokenizer.json", "scheduler/scheduler_config.json"})
+    EXPECT_EQ(read_file((out / file).string()), read_file((w.dir / "pipe" / file).string())) << file;
+  EXPECT_EQ(read_model_tensors(out / "transformer").size(), read_model_tensors(w.dir / "pipe/transformer").size());
+  EXPECT_FALSE(fs::exists(out.string() + ".partial"));
+  EXPECT_FALSE(fs::exists(out.string() + ".previous"));
+
+  run.model.dtype = "bf16";
+  EXPECT_EQ(testing::error_of([&] { load_model_full(run, run.model); }),
+            "train.method = full needs model.dtype = \"fp32\" (AdamW's small updates vanish in bf16 weights)");
+  run.train.method = "dreambooth";
+  EXPECT_EQ(testing::error_of([&] { check_method(run, {"lora", "full"}); }),
+            "train.method 'dreambooth' is not one of lora, full for this command");
 }
 
 TEST(Trainer, NanLossStopsNamingTheStepAndKeepsTheCheckpoint) {

@@ -135,8 +135,9 @@ class Flux2Family : public Family {
 
   std::string onetrainer_model_type() const override { return "FLUX_2"; }
   std::string describe(const Checkpoint& checkpoint) const override { return describe_checkpoint(checkpoint); }
-  void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) const override {
-    flux2::write_tiny_pipeline(dir, seed, distilled);
+  void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled,
+                           const std::string& transformer_config) const override {
+    flux2::write_tiny_pipeline(dir, seed, distilled, transformer_config);
   }
   std::string forward_component() const override { return "flux2-transformer"; }
   void forward(const ForwardArgs& args) const override { flux2::forward(args); }

@@ -34,8 +34,9 @@ Flux2Config tiny_config() {
   return c;
 }
 
-void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) {
-  write_random_checkpoint((std::filesystem::path(dir) / "transformer").string(), tiny_config(), seed + (distilled ? 1 : 0));
+void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled, const std::string& transformer_config) {
+  const Flux2Config config = Flux2Config::from_json(with_fields(tiny_config().to_json(), transformer_config), "transformer config");
+  write_random_checkpoint((std::filesystem::path(dir) / "transformer").string(), config, seed + (distilled ? 1 : 0));
   TinyPipelineParts parts;
   parts.text_encoder = tiny_qwen3();
   parts.vocab = kVocab;

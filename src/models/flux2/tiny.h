@@ -18,6 +18,7 @@ Flux2Config tiny_config();
 // The text encoder, tokenizer and VAE depend on nothing but `seed`, so a Base and a distilled
 // pipeline written with one seed share them as the real klein pair does; the transformer is drawn
 // from `seed` + (distilled ? 1 : 0). Same arguments ⇒ the same bytes.
-void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled);
+// `transformer_config`: config.json fields (a JSON object) replacing tiny_config()'s.
+void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled, const std::string& transformer_config = "{}");
 
 }  // namespace dt::flux2

@@ -117,8 +117,9 @@ class ZImageFamily : public Family {
 
   std::string onetrainer_model_type() const override { return "Z_IMAGE"; }
   std::string describe(const Checkpoint& checkpoint) const override { return describe_checkpoint(checkpoint); }
-  void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled) const override {
-    zimage::write_tiny_pipeline(dir, seed, distilled);
+  void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled,
+                           const std::string& transformer_config) const override {
+    zimage::write_tiny_pipeline(dir, seed, distilled, transformer_config);
   }
   std::string forward_component() const override { return "zimage-transformer"; }
   void forward(const ForwardArgs& args) const override { zimage::forward(args); }

@@ -16,6 +16,7 @@ ZImageConfig tiny_config();
 // Writes a Z-Image pipeline folder (Family::write_tiny_pipeline): model_index.json (is_distilled),
 // scheduler/, transformer/ (drawn from `seed` + (distilled ? 1 : 0)), text_encoder/, tokenizer/,
 // vae/ (a 4-level AutoencoderKL: 8 px per latent, as the real one).
-void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled);
+// `transformer_config`: config.json fields (a JSON object) replacing tiny_config()'s.
+void write_tiny_pipeline(const std::string& dir, uint64_t seed, bool distilled, const std::string& transformer_config = "{}");
 
 }  // namespace dt::zimage
