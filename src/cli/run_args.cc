@@ -17,7 +17,7 @@ void RunArgs::add_to(CLI::App& app, const Help& help) {
 RunConfig RunArgs::load() const {
   RunConfig run = load_run_config(config, overrides);
   if (!run_dir.empty()) run.output.run_dir = std::filesystem::absolute(run_dir).string();
-  if (!output.empty()) run.output.lora = std::filesystem::absolute(output).string();
+  if (!output.empty()) (run.train.method == "full" ? run.output.model : run.output.lora) = std::filesystem::absolute(output).string();
   return run;
 }
 

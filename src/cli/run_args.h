@@ -21,7 +21,8 @@ struct RunArgs {
     std::string config, run_dir, output, resume;  // output empty: the command has no --output
   };
   void add_to(CLI::App& app, const Help& help);
-  // The config with its overrides; --run-dir and --output are relative to the current folder.
+  // The config with its overrides; --run-dir and --output (output.lora, or output.model when
+  // train.method = full) are relative to the current folder.
   RunConfig load() const;
 };
 

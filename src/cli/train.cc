@@ -10,10 +10,12 @@
 namespace dt {
 
 int run_train(int argc, char** argv) {
-  CLI::App app("Train a LoRA with the flow-matching objective on the config's dataset.", argv[0]);
+  CLI::App app("Train a LoRA (or, with train.method = full, every weight) with the flow-matching objective on the "
+               "config's dataset.", argv[0]);
   RunArgs args;
   args.add_to(app, {"run config (TOML); see `deltatrain config --defaults`",
-                    "folder for checkpoints and metrics (overrides output.run_dir)", "final LoRA file (overrides output.lora)",
+                    "folder for checkpoints and metrics (overrides output.run_dir)",
+                    "final LoRA file (overrides output.lora; with train.method = full the model folder, output.model)",
                     "continue from the newest checkpoint in the run folder"});
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/data_config.h"
+#include "distill/distill_config.h"
 #include "sample/sample_config.h"
 #include "train/plan.h"
 #include "transfer/transfer_config.h"
@@ -154,6 +155,7 @@ struct RunConfig {
   OutputConfig output;
   TransferConfig transfer;
   SampleConfig sample;
+  DistillConfig distill;
   std::string base_dir = ".";  // folder of the config file (not a setting)
   template <class V>
   void fields(V& v) {
@@ -164,6 +166,7 @@ struct RunConfig {
     v("output", output, "what the run writes");
     v("transfer", transfer, "delta transfer: teacher and student models, the delta store, learn settings");
     v("sample", sample, "samples during train and learn: prompts, seeds, cadence, steps and guidance");
+    v("distill", distill, "deltatrain distill: the few-step student's grid, the teacher's guidance and trajectories");
   }
 
   // A path from this config: absolute, or relative to the config's folder. Empty stays empty.

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "train/batching.h"
 #include "transfer/delta.h"
 
 namespace dt {
@@ -110,28 +111,17 @@ LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> sampl
 
   LearnPlan out;
   std::vector<PlanBatch> batches;
-  std::mt19937_64 rng(seed);  // its output is fixed by the standard; shuffled below by hand, as
-                              // std::shuffle's algorithm differs between standard libraries
+  std::mt19937_64 rng(seed);
+  std::vector<size_t> batch_of;
   for (int64_t pass = 0; pass < passes; ++pass) {
     std::vector<uint64_t> sequence(store.size());
     std::iota(sequence.begin(), sequence.end(), 0);
-    if (order == "shuffled")
-      for (size_t i = sequence.size(); i > 1; --i) std::swap(sequence[i - 1], sequence[rng() % i]);
-    // Items of one bucket size share a batch: fill one open batch per bucket, in sequence order.
-    std::map<std::pair<int64_t, int64_t>, size_t> open;  // bucket → index in batches
-    for (uint64_t r : sequence) {
-      const PlanSample& s = samples[items[r].sample];
-      const auto bucket = std::make_pair(s.width, s.height);
-      auto it = open.find(bucket);
-      if (it == open.end()) {
-        it = open.emplace(bucket, batches.size()).first;
-        batches.push_back({static_cast<int32_t>(pass), {}});
-        out.records.emplace_back();
-      }
-      batches[it->second].items.push_back(items[r]);
-      out.records[it->second].push_back(r);
-      if (static_cast<int64_t>(batches[it->second].items.size()) == batch_size) open.erase(it);
-    }
+    if (order == "shuffled") seeded_shuffle(sequence, rng);
+    std::vector<PlanItem> pass_items;
+    for (uint64_t r : sequence) pass_items.push_back(items[r]);
+    append_bucket_batches(pass_items, samples, batch_size, static_cast<int32_t>(pass), batches, &batch_of);
+    out.records.resize(batches.size());
+    for (size_t j = 0; j < sequence.size(); ++j) out.records[batch_of[j]].push_back(sequence[j]);
   }
   const StoreManifest& m = store.manifest();
   out.plan = plan_from_batches(std::move(samples), manifest_hash, std::move(batches), {m.noise_offset, m.noise_perturbation});
