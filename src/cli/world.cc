@@ -6,17 +6,21 @@
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "io/atomic_file.h"
+#include "world/latent_space.h"
 #include "world/score.h"
 
 namespace dt {
 
 // deltatrain world render WORLD --out DIR [--images N] [--seed S] [--concept TRIGGER] [--set k=v]...
 // deltatrain world score WORLD IMAGE...
+// deltatrain world vae WORLD --out DIR [--set k=v]...
 int run_world(int argc, char** argv) {
   const bool score = argc > 1 && !std::strcmp(argv[1], "score");
+  const bool vae = argc > 1 && !std::strcmp(argv[1], "vae");
   std::string program = argv[0];
-  if (argc > 1 && (score || !std::strcmp(argv[1], "render"))) {
+  if (argc > 1 && (score || vae || !std::strcmp(argv[1], "render"))) {
     program += std::string(" ") + argv[1];  // the step becomes part of the program name
     argv[1] = argv[0];
     --argc;
@@ -24,8 +28,10 @@ int run_world(int argc, char** argv) {
   }
   CLI::App app(score ? "Read back the attributes of world images (the scene as its caption) and how far each is from a "
                        "clean rendering."
+               : vae ? "Train the world's VAE (its [vae] table) on its images and write it as a diffusers VAE folder "
+                       "(config.json, diffusion_pytorch_model.safetensors) with its measurements (latent_space.json)."
                      : "Render a dataset of a world (worlds/*.toml): PNG images with same-name .txt captions, of the Base's "
-                       "world or of one concept. Steps: deltatrain world render|score WORLD ...",
+                       "world or of one concept. Steps: deltatrain world render|score|vae WORLD ...",
                program);
   std::string world_path, out, concept_trigger;
   std::vector<std::string> images, overrides;
@@ -35,6 +41,8 @@ int run_world(int argc, char** argv) {
   app.add_option("--set", overrides, "override a world setting: --set size=96 (repeatable)");
   if (score) {
     app.add_option("IMAGE", images, "PNG, JPEG or WebP images of the world's size")->required();
+  } else if (vae) {
+    app.add_option("--out", out, "the VAE folder to write (created; a pipeline's vae/)")->required();
   } else {
     app.add_option("--out", out, "the dataset folder to write (created)")->required();
     app.add_option("--images", count, "how many (default: 200 for the Base's world, the concept's `images`)")
@@ -52,6 +60,15 @@ int run_world(int argc, char** argv) {
       std::printf("%s\t%s\tinvalid %.4f\n", path.c_str(), w.caption(world::read_scene(w, image)).c_str(),
                   world::invalid_fraction(w, image));
     }
+    return 0;
+  }
+  if (vae) {
+    const world::LatentSpaceReport report = world::train_latent_space(w, out);
+    std::printf("wrote %s: trained %lld steps in %s; held-out reconstructions: PSNR %.2f dB, invalid fraction %.4f\n",
+                out.c_str(), static_cast<long long>(report.steps), format_duration(report.train_seconds).c_str(), report.psnr_db,
+                report.invalid_fraction);
+    for (const auto& [attribute, fraction] : report.accuracy)
+      std::printf("  %-10s read back on %.2f%%\n", attribute.c_str(), 100 * fraction);
     return 0;
   }
   int concept_index = -1;

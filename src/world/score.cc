@@ -190,4 +190,11 @@ double invalid_fraction(const World& w, const Image& image, double tolerance) {
   return best;
 }
 
+std::vector<std::pair<std::string, bool>> compare_attributes(const Scene& truth, const Scene& read) {
+  return {{"shape", read.shape == truth.shape},           {"colour", read.colour == truth.colour},
+          {"size", read.size == truth.size},              {"position", read.position == truth.position},
+          {"background", read.background == truth.background}, {"pattern", read.pattern == truth.pattern},
+          {"style", read.style == truth.style}};
+}
+
 }  // namespace dt::world

@@ -21,4 +21,8 @@ Scene read_scene(const World& world, const Image& image);
 // half-formed shapes score higher.
 double invalid_fraction(const World& world, const Image& image, double tolerance = 48);
 
+// Whether each attribute of a scene read back is the one it was drawn with, in the order shape,
+// colour, size, position, background, pattern, style (the jitter is not read, so not compared).
+std::vector<std::pair<std::string, bool>> compare_attributes(const Scene& truth, const Scene& read);
+
 }  // namespace dt::world

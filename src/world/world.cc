@@ -7,6 +7,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "world/latent_space.h"
 
 namespace dt::world {
 namespace {
@@ -138,6 +139,7 @@ World::World(WorldConfig config, const std::string& source) : config_(std::move(
         throw file_error(source, "a " + size.name + " shape at " + p.name + " would leave the image (or cross a style's frame)");
     }
   }
+  latent_vae_config(c, source);  // a [vae] table that makes no VAE of these images is a mistake in the file
 }
 
 int World::concept_shape(int index) const {

@@ -79,6 +79,47 @@ struct ConceptConfig {
   }
 };
 
+// The world's latent space (`deltatrain world vae`): a diffusers autoencoder of a real model
+// family's architecture, trained from scratch on the world's images (docs/world.md, "The latent
+// space"). Its architecture and its training are data, like the rest of the world.
+struct LatentSpaceConfig {
+  std::string class_name = "AutoencoderKL";
+  std::vector<int64_t> block_out_channels = {16, 32, 32, 32};
+  int64_t layers_per_block = 1;
+  int64_t norm_num_groups = 8;
+  int64_t latent_channels = 16;
+  bool mid_block_attention = true;
+  double scaling_factor = 0.3611;
+  double shift_factor = 0.1159;
+  int64_t steps = 2000;
+  int64_t batch_size = 16;
+  double learning_rate = 1e-3;
+  int64_t warmup_steps = 100;
+  double kl_weight = 1e-6;
+  int64_t images = 2000;
+  int64_t held_out = 200;
+  int64_t seed = 0;
+  template <class V>
+  void fields(V& v) {
+    v("class", class_name, "AutoencoderKL (Z-Image, FLUX.1) or AutoencoderKLFlux2 (FLUX.2, with quant convs and BatchNorm statistics)");
+    v("block_out_channels", block_out_channels, "channels of the 4 levels (4 levels: 8 pixels per latent, as the families need)");
+    v("layers_per_block", layers_per_block, "ResNet blocks per encoder level (the decoder has one more)");
+    v("norm_num_groups", norm_num_groups, "GroupNorm groups; divides every level's channels");
+    v("latent_channels", latent_channels, "latent channels: 16 for Z-Image's AutoencoderKL, 32 for FLUX.2's");
+    v("mid_block_attention", mid_block_attention, "the self-attention of the middle blocks");
+    v("scaling_factor", scaling_factor, "AutoencoderKL: the family's latent scale, written into config.json (Z-Image: 0.3611)");
+    v("shift_factor", shift_factor, "AutoencoderKL: the family's latent shift, written into config.json (Z-Image: 0.1159)");
+    v("steps", steps, "training steps");
+    v("batch_size", batch_size, "images per step");
+    v("learning_rate", learning_rate, "AdamW's peak learning rate (linear warm-up, then a cosine decay to a tenth)");
+    v("warmup_steps", warmup_steps, "steps of linear learning-rate warm-up");
+    v("kl_weight", kl_weight, "weight of the KL divergence of the posterior (per latent element) against the reconstruction loss (per pixel)");
+    v("images", images, "training images: scene seeds 0 to images - 1, the Base's world and each concept in turn");
+    v("held_out", held_out, "images measured after training, from the scene seeds that follow the training ones");
+    v("seed", seed, "seed of the initial weights, the batch order and the posterior samples");
+  }
+};
+
 struct WorldConfig {
   int64_t size = 64;
   int64_t supersample = 4;
@@ -90,6 +131,7 @@ struct WorldConfig {
   std::vector<PositionConfig> positions;
   std::vector<ColourConfig> backgrounds;
   std::vector<ConceptConfig> concepts;
+  LatentSpaceConfig vae;
   template <class V>
   void fields(V& v) {
     v("size", size, "image side in pixels");
@@ -102,6 +144,7 @@ struct WorldConfig {
     v("positions", positions, "the places");
     v("backgrounds", backgrounds, "the background colours");
     v("concepts", concepts, "concepts the Base never sees, one LoRA each");
+    v("vae", vae, "the world's latent space: the autoencoder `deltatrain world vae` trains");
   }
 };
 

@@ -50,13 +50,7 @@ TEST(World, ScorerReadsBackCleanRenderings) {
     const Image image = w.render(truth);
     const Scene got = read_scene(w, image);
     ++total;
-    wrong["shape"] += got.shape != truth.shape;
-    wrong["colour"] += got.colour != truth.colour;
-    wrong["size"] += got.size != truth.size;
-    wrong["position"] += got.position != truth.position;
-    wrong["background"] += got.background != truth.background;
-    wrong["pattern"] += got.pattern != truth.pattern;
-    wrong["style"] += got.style != truth.style;
+    for (const auto& [attribute, right] : compare_attributes(truth, got)) wrong[attribute] += !right;
     if (total % 10 == 0) worst_invalid = std::max(worst_invalid, invalid_fraction(w, image));
   };
   for (uint64_t seed = 0; seed < 400; ++seed) check(w.base_scene(seed));
