@@ -31,7 +31,7 @@ const std::vector<Command>& commands() {
       {"make-tiny", "Write a tiny model set (Base + Turbo), a dataset and example configs for smoke tests", run_make_tiny},
       {"sample", "Generate images from prompts with a model and LoRA files (PNG with parameters, grid)", run_sample},
       {"demo", "Run the whole mission end to end on a tiny generated world: train, transfer, sample grids", run_demo},
-      {"world", "Render a miniature world's datasets (images with known attributes and captions), or score images of it", run_world},
+      {"world", "The miniature world: render datasets, score images, train its VAE, build its Base and Turbo, evaluate a model on it", run_world},
   };
   return table;
 }

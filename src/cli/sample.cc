@@ -17,17 +17,6 @@ namespace dt {
 namespace fs = std::filesystem;
 namespace {
 
-// "file.safetensors:0.8" → (file, 0.8); a suffix that is not a number belongs to the path.
-LoraFile parse_lora(const std::string& arg) {
-  const size_t colon = arg.rfind(':');
-  if (colon != std::string::npos && colon + 1 < arg.size()) {
-    std::istringstream s(arg.substr(colon + 1));
-    double strength;
-    if (s >> strength && s.eof()) return {arg.substr(0, colon), strength};
-  }
-  return {arg, 1.0};
-}
-
 // A OneTrainer samples.json, or a text file with one prompt per line.
 std::vector<SamplePrompt> prompts_file(const std::string& path, const SamplePrompt& defaults) {
   if (fs::path(path).extension() == ".json") return read_onetrainer_samples(path);
@@ -97,7 +86,7 @@ int run_sample(int argc, char** argv) {
   for (SamplePrompt& p : prompts) p = resolve(p, family, v, defaults.steps, guidance);
 
   std::vector<LoraFile> loras;
-  for (const std::string& a : lora_args) loras.push_back(parse_lora(a));
+  for (const std::string& a : lora_args) loras.push_back(parse_lora_file(a));
   for (const LoraFile& l : loras)
     if (!fs::is_regular_file(l.path)) throw file_error(l.path, "no such LoRA file");
 

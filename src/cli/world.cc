@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "io/atomic_file.h"
+#include "world/dataset.h"
 #include "world/latent_space.h"
 #include "world/score.h"
 
@@ -16,7 +17,19 @@ namespace dt {
 // deltatrain world render WORLD --out DIR [--images N] [--seed S] [--concept TRIGGER] [--set k=v]...
 // deltatrain world score WORLD IMAGE...
 // deltatrain world vae WORLD --out DIR [--set k=v]...
+// deltatrain world build|eval ...: world_models.cc
+int run_world_build(int argc, char** argv);
+int run_world_eval(int argc, char** argv);
+
 int run_world(int argc, char** argv) {
+  // build and eval run models (world_models.cc); the other steps are the world's own.
+  using Run = int (*)(int, char**);
+  for (auto [step, run] : {std::pair<const char*, Run>{"build", run_world_build}, std::pair<const char*, Run>{"eval", run_world_eval}})
+    if (argc > 1 && !std::strcmp(argv[1], step)) {
+      const std::string program = std::string(argv[0]) + " " + step;
+      argv[1] = const_cast<char*>(program.c_str());
+      return run(argc - 1, argv + 1);
+    }
   const bool score = argc > 1 && !std::strcmp(argv[1], "score");
   const bool vae = argc > 1 && !std::strcmp(argv[1], "vae");
   std::string program = argv[0];
@@ -31,7 +44,7 @@ int run_world(int argc, char** argv) {
                : vae ? "Train the world's VAE (its [vae] table) on its images and write it as a diffusers VAE folder "
                        "(config.json, diffusion_pytorch_model.safetensors) with its measurements (latent_space.json)."
                      : "Render a dataset of a world (worlds/*.toml): PNG images with same-name .txt captions, of the Base's "
-                       "world or of one concept. Steps: deltatrain world render|score|vae WORLD ...",
+                       "world or of one concept. Steps: deltatrain world render|score|vae|build|eval WORLD ...",
                program);
   std::string world_path, out, concept_trigger;
   std::vector<std::string> images, overrides;
@@ -71,21 +84,9 @@ int run_world(int argc, char** argv) {
       std::printf("  %-10s read back on %.2f%%\n", attribute.c_str(), 100 * fraction);
     return 0;
   }
-  int concept_index = -1;
-  for (int k = 0; k < static_cast<int>(w.concepts().size()); ++k)
-    if (w.concepts()[k].trigger == concept_trigger) concept_index = k;
-  if (!concept_trigger.empty() && concept_index < 0) throw file_error(world_path, "no concept with trigger '" + concept_trigger + "'");
+  const int concept_index = concept_trigger.empty() ? -1 : w.concept_by_trigger(concept_trigger);
   if (count == 0) count = concept_index >= 0 ? w.concepts()[concept_index].images : 200;
-  std::filesystem::create_directories(out);
-  for (int64_t i = 0; i < count; ++i) {
-    const uint64_t s = seed + static_cast<uint64_t>(i);
-    const world::Scene scene = concept_index >= 0 ? w.concept_scene(concept_index, s) : w.base_scene(s);
-    char name[32];
-    std::snprintf(name, sizeof name, "%06lld", static_cast<long long>(i));
-    const std::filesystem::path base = std::filesystem::path(out) / name;
-    write_png(base.string() + ".png", w.render(scene));
-    write_file_atomic(base.string() + ".txt", w.caption(scene) + "\n");
-  }
+  world::write_dataset(w, out, count, seed, concept_index);
   std::cout << "wrote " << count << " images with captions to " << out << "\n";
   return 0;
 }

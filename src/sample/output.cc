@@ -10,6 +10,16 @@
 
 namespace dt {
 
+LoraFile parse_lora_file(const std::string& arg) {
+  const size_t colon = arg.rfind(':');
+  if (colon != std::string::npos && colon + 1 < arg.size()) {
+    std::istringstream s(arg.substr(colon + 1));
+    double strength;
+    if (s >> strength && s.eof()) return {arg.substr(0, colon), strength};
+  }
+  return {arg, 1.0};
+}
+
 std::string parameters_text(const SampleInfo& info) {
   const SamplePrompt& p = info.prompt;
   std::ostringstream s;

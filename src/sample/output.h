@@ -17,6 +17,9 @@ struct LoraFile {
   double strength = 1.0;
 };
 
+// "file.safetensors:0.8" → {file, 0.8}; a suffix that is not a number belongs to the path.
+LoraFile parse_lora_file(const std::string& arg);
+
 // Everything that made one image.
 struct SampleInfo {
   SamplePrompt prompt;  // resolved: steps and cfg set

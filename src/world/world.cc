@@ -79,7 +79,7 @@ bool Shape::contains(double x, double y) const {
   return inside;
 }
 
-World::World(WorldConfig config, const std::string& source) : config_(std::move(config)) {
+World::World(WorldConfig config, const std::string& source) : config_(std::move(config)), source_(source) {
   const WorldConfig& c = config_;
   if (c.size < 16 || c.size > 1024) throw file_error(source, "size must be 16 to 1024 pixels");
   if (c.supersample < 1 || c.supersample > 16) throw file_error(source, "supersample must be 1 to 16");
@@ -221,6 +221,12 @@ int World::concept_of(const Scene& s) const {
                                : (concepts()[k].kind == "pattern" ? s.pattern : s.style) == k)
       return k;
   return -1;
+}
+
+int World::concept_by_trigger(const std::string& trigger) const {
+  for (int k = 0; k < static_cast<int>(concepts().size()); ++k)
+    if (concepts()[k].trigger == trigger) return k;
+  throw file_error(source_, "no concept with trigger '" + trigger + "'");
 }
 
 World load_world(const std::string& path, const std::vector<std::string>& overrides) {

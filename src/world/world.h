@@ -60,9 +60,12 @@ class World {
   Scene concept_scene(int index, uint64_t seed) const;
   // The concept a scene shows (its colour, shape, pattern or style), −1 for none.
   int concept_of(const Scene& scene) const;
+  // The index of the concept with this trigger word; dt::Error naming the world's file when none.
+  int concept_by_trigger(const std::string& trigger) const;
 
  private:
   WorldConfig config_;
+  std::string source_;
   std::vector<Shape> shapes_;
   std::vector<Named> colours_, backgrounds_;
   std::vector<int> concept_index_;  // per concept: its shape or colour index, −1 otherwise

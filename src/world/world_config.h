@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "world/models_config.h"
+
 namespace dt::world {
 
 // A shape: a polygon (x, y pairs, y down, inside the unit circle; filled even-odd, so a star or a
@@ -132,6 +134,7 @@ struct WorldConfig {
   std::vector<ColourConfig> backgrounds;
   std::vector<ConceptConfig> concepts;
   LatentSpaceConfig vae;
+  std::vector<ModelsConfig> models;
   template <class V>
   void fields(V& v) {
     v("size", size, "image side in pixels");
@@ -145,6 +148,7 @@ struct WorldConfig {
     v("backgrounds", backgrounds, "the background colours");
     v("concepts", concepts, "concepts the Base never sees, one LoRA each");
     v("vae", vae, "the world's latent space: the autoencoder `deltatrain world vae` trains");
+    v("models", models, "per model family, how `deltatrain world build` makes the world's Base and Turbo");
   }
 };
 
