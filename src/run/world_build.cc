@@ -31,11 +31,12 @@ class Stages {
     const fs::path file = out_ / "stages.json";
     if (fs::exists(file)) done_ = read_json_file(file.string());
   }
-  // `key` chains: a stage's key covers its own inputs and the key of the stage before.
-  void run(const std::string& name, const std::string& inputs, const std::function<void()>& make) {
+  // `key` chains: a stage's key covers its own inputs and the key of the stage before. A stage is
+  // redone when its key changed or its output (a path under the build folder) is gone.
+  void run(const std::string& name, const std::string& inputs, const std::string& output, const std::function<void()>& make) {
     key_ = sha256_hex(key_ + "\n" + name + "\n" + inputs);
     ++index_;
-    if (done_.contains(name) && done_[name] == key_) {
+    if (done_.contains(name) && done_[name] == key_ && fs::exists(out_ / output)) {
       std::printf("stage %d/%d %-12s cached\n", index_, total_, name.c_str());
       return;
     }
@@ -132,13 +133,13 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   Stages stages(out, 6);
   WorldBuild result{(out / "base").string(), (out / "turbo").string(), {}};
 
-  stages.run("data", config_to_toml(scenes) + std::to_string(m.base_images) + "/" + std::to_string(m.distill_images), [&] {
+  stages.run("data", config_to_toml(scenes) + std::to_string(m.base_images) + "/" + std::to_string(m.distill_images), "data", [&] {
     fs::remove_all(out / "data");
     world::write_dataset(w, (out / "data/base").string(), m.base_images, 1);
     world::write_dataset(w, (out / "data/distill").string(), m.distill_images, 1);
   });
-  stages.run("latent-space", config_to_toml(vae), [&] { world::train_latent_space(w, (out / "vae").string()); });
-  stages.run("base-init", m.transformer + std::to_string(m.seed), [&] {
+  stages.run("latent-space", config_to_toml(vae), "vae", [&] { world::train_latent_space(w, (out / "vae").string()); });
+  stages.run("base-init", m.transformer + std::to_string(m.seed), "base-init", [&] {
     fs::remove_all(out / "base-init");
     family.write_tiny_pipeline((out / "base-init").string(), static_cast<uint64_t>(m.seed), false, m.transformer);
     fs::remove_all(out / "base-init/vae");
@@ -154,9 +155,9 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   base.train.warmup_steps = m.base_warmup_steps;
   base.output.run_dir = "runs/base";
   base.output.model = "base";
-  stages.run("base", config_to_toml(base), [&] {
+  stages.run("base", config_to_toml(base), "base", [&] {
     fresh_run_dir(out / "runs/base", stages.key());
-    write_run(base, out / "runs/base.toml");
+    write_run(base, out / "base.toml");
     train(base, true);
   });
 
@@ -174,13 +175,13 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   turbo.distill.seeds_per_caption = m.distill_seeds;
   turbo.output.run_dir = "runs/turbo";
   turbo.output.model = "turbo";
-  stages.run("turbo", config_to_toml(turbo), [&] {
+  stages.run("turbo", config_to_toml(turbo), "turbo", [&] {
     fresh_run_dir(out / "runs/turbo", stages.key());
-    write_run(turbo, out / "runs/turbo.toml");
+    write_run(turbo, out / "turbo.toml");
     distill(turbo, true);
   });
 
-  stages.run("gates", std::to_string(m.eval_prompts) + "/" + std::to_string(m.base_sample_steps), [&] {
+  stages.run("gates", std::to_string(m.eval_prompts) + "/" + std::to_string(m.base_sample_steps), "gates.json", [&] {
     auto eval = [&](const std::string& model, int64_t steps, double cfg, std::vector<Image>* images) {
       WorldEvalOptions e;
       e.models = {&family, model, model, model, {}};

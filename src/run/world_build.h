@@ -7,6 +7,8 @@
 //   base         the Base trained from scratch (train.method = "full", caption dropout)
 //   turbo        the Turbo distilled from the Base (deltatrain distill)
 //   gates        both scored on held-out prompts (run/world_eval.h): gates.json
+// The run configs of the two trainings are written beside them (base.toml, turbo.toml), so each
+// can be rerun or resumed by hand with `deltatrain train` / `deltatrain distill`.
 #pragma once
 #include <string>
 #include <vector>

@@ -35,7 +35,7 @@ struct ModelsConfig {
     v("seed", seed, "seed of the random initialisation, the plans and the trajectories");
     v("base_images", base_images, "images of the Base's training set (scene seeds 1, 2, ...)");
     v("base_steps", base_steps, "optimizer steps of the Base's training from scratch");
-    v("base_batch_size", base_batch_size, "images per step");
+    v("base_batch_size", base_batch_size, "images per step of the Base's training, and trajectory steps per step of the distillation");
     v("base_learning_rate", base_learning_rate, "peak learning rate (AdamW, warm-up then cosine decay)");
     v("base_warmup_steps", base_warmup_steps, "warm-up steps");
     v("caption_dropout", caption_dropout, "probability of the empty caption in the Base's training (CFG needs it)");
