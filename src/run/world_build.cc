@@ -138,7 +138,17 @@ WorldBuild build_world(const WorldBuildOptions& o) {
     world::write_dataset(w, (out / "data/base").string(), m.base_images, 1);
     world::write_dataset(w, (out / "data/distill").string(), m.distill_images, 1);
   });
-  stages.run("latent-space", config_to_toml(vae), "vae", [&] { world::train_latent_space(w, (out / "vae").string()); });
+  stages.run("latent-space", config_to_toml(vae), "vae", [&] {
+    // A VAE that `world vae` trained from this very config (latent_space.json says so) is kept.
+    const fs::path report = out / "vae/latent_space.json";
+    world::WorldConfig whole = w.config();
+    if (fs::exists(report) && fs::exists(out / "vae/diffusion_pytorch_model.safetensors") &&
+        read_json_file(report.string()).value("config_sha256", "") == sha256_hex(config_to_toml(whole))) {
+      std::cout << "reusing the VAE in " << (out / "vae").string() << ", trained from this world config\n";
+      return;
+    }
+    world::train_latent_space(w, (out / "vae").string());
+  });
   stages.run("base-init", m.transformer + std::to_string(m.seed), "base-init", [&] {
     fs::remove_all(out / "base-init");
     family.write_tiny_pipeline((out / "base-init").string(), static_cast<uint64_t>(m.seed), false, m.transformer);
