@@ -96,7 +96,7 @@ TEST(WorldLatentSpace, BadVaeSettingsAreOneLineErrorsNamingTheWorldFile) {
   EXPECT_EQ(with("vae.class=\"AutoencoderTiny\""), kShapes + ": vae.class 'AutoencoderTiny' is not AutoencoderKL or AutoencoderKLFlux2");
   EXPECT_EQ(testing::error_of([&] { load_world(kShapes, {"size=72", "vae.class=\"AutoencoderKLFlux2\""}); }),
             kShapes + ": vae.class AutoencoderKLFlux2 needs an image size that is a multiple of 16, the world's is 72");
-  EXPECT_EQ(with("vae.warmup_steps=2000"), kShapes + ": vae.warmup_steps must be 0 to steps - 1");
+  EXPECT_EQ(with("vae.warmup_steps=5000"), kShapes + ": vae.warmup_steps must be 0 to steps - 1");
   EXPECT_EQ(with("vae.kl_weight=-1"), kShapes + ": vae.learning_rate must be positive and kl_weight not negative");
   EXPECT_EQ(with("vae.batch_size=0"), kShapes + ": vae.steps, batch_size, images and held_out must each be at least 1");
 }

@@ -93,9 +93,9 @@ struct LatentSpaceConfig {
   bool mid_block_attention = true;
   double scaling_factor = 0.3611;
   double shift_factor = 0.1159;
-  int64_t steps = 2000;
+  int64_t steps = 3000;
   int64_t batch_size = 16;
-  double learning_rate = 1e-3;
+  double learning_rate = 2e-3;
   int64_t warmup_steps = 100;
   double kl_weight = 1e-6;
   int64_t images = 2000;
