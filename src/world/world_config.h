@@ -93,7 +93,7 @@ struct LatentSpaceConfig {
   bool mid_block_attention = true;
   double scaling_factor = 0.3611;
   double shift_factor = 0.1159;
-  int64_t steps = 3000;
+  int64_t steps = 4500;
   int64_t batch_size = 16;
   double learning_rate = 2e-3;
   int64_t warmup_steps = 100;
