@@ -99,14 +99,16 @@ void mark_distilled(const std::string& folder) {
   write_file_atomic(index.string(), j.dump(2) + "\n");  // a new file: the Base's hard link is left as it was
 }
 
-}  // namespace
+// The store of the run's recipe (its shards of another recipe removed).
+TrajectoryStore open_store(const RunConfig& run, const Family& family, const RunData& data) {
+  const auto [height, width] = one_size(data);
+  return TrajectoryStore(trajectories_dir(run), recipe_of(run, family, data, height, width));
+}
 
-std::string record_trajectories(const RunConfig& run) {
-  const Family& family = family_of(run, run.model);
-  const std::unique_ptr<RunData> data = prepare_data(run, run.model);
-  const auto [height, width] = one_size(*data);
-  TrajectoryStore store(trajectories_dir(run), recipe_of(run, family, *data, height, width));
+// Records the shards `store` is missing with the Base (loaded here and freed on return).
+void record(const RunConfig& run, const Family& family, const RunData& data, const TrajectoryStore& store) {
   const TrajectoryRecipe& r = store.recipe();
+  const auto [height, width] = one_size(data);
   int64_t missing = 0, missing_trajectories = 0;
   for (int64_t s = 0; s < store.shards(); ++s)
     if (!store.has_shard(s)) {
@@ -116,7 +118,7 @@ std::string record_trajectories(const RunConfig& run) {
   std::cout << "distill record: " << r.specs.size() << " Base trajectories (CFG " << r.cfg << ", " << r.sigmas.size() - 1
             << " student steps × " << r.substeps << "), " << store.shards() - missing << " of " << store.shards()
             << " shards already in " << trajectories_dir(run) << "\n";
-  if (missing == 0) return trajectories_dir(run);
+  if (missing == 0) return;
 
   LoadOptions o = load_options(run.model);
   const std::unique_ptr<Denoiser> teacher = family.load_transformer(run.resolve(run.model.base), o);
@@ -135,8 +137,8 @@ std::string record_trajectories(const RunConfig& run) {
       for (int64_t i = at; i < std::min(last, at + batch); ++i) {
         const TrajectorySpec& spec = r.specs[i];
         noise.push_back(sample_noise(spec.seed, shape));
-        positive.push_back(data->source->text(spec.sample, spec.caption).to(o.device, o.compute_dtype));
-        negative.push_back(data->source->text(spec.sample, kEmptyCaption).to(o.device, o.compute_dtype));
+        positive.push_back(data.source->text(spec.sample, spec.caption).to(o.device, o.compute_dtype));
+        negative.push_back(data.source->text(spec.sample, kEmptyCaption).to(o.device, o.compute_dtype));
       }
       for (at::Tensor& p : walk(*teacher, r, noise, positive, negative, o)) paths.push_back(std::move(p));
       progress.advance(static_cast<int64_t>(noise.size()));
@@ -144,17 +146,23 @@ std::string record_trajectories(const RunConfig& run) {
     store.write_shard(shard, paths);
   }
   progress.finish();
+}
+
+}  // namespace
+
+std::string record_trajectories(const RunConfig& run) {
+  const Family& family = family_of(run, run.model);
+  const std::unique_ptr<RunData> data = prepare_data(run, run.model);
+  record(run, family, *data, open_store(run, family, *data));
   return trajectories_dir(run);
 }
 
 LoopResult distill(const RunConfig& run, bool resume) {
   check_method(run, {"full"});
   const Family& family = family_of(run, run.model);
-  record_trajectories(run);  // the teacher is freed when it returns
-
   const std::unique_ptr<RunData> data = prepare_data(run, run.model);
-  const auto [height, width] = one_size(*data);
-  const TrajectoryStore store(trajectories_dir(run), recipe_of(run, family, *data, height, width));
+  const TrajectoryStore store = open_store(run, family, *data);
+  record(run, family, *data, store);  // the teacher is freed when it returns
   std::vector<at::Tensor> paths = store.read_all();
   const TrajectoryRecipe& r = store.recipe();
   const Plan plan = distill_plan(r.specs, data->plan.samples, r.sigmas, data->manifest->hash + ":" + r.key(), run.train.epochs,
