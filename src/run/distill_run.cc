@@ -159,6 +159,7 @@ std::string record_trajectories(const RunConfig& run) {
 
 LoopResult distill(const RunConfig& run, bool resume) {
   check_method(run, {"full"});
+  check_full_training(run.model);  // before the Base records anything
   const Family& family = family_of(run, run.model);
   const std::unique_ptr<RunData> data = prepare_data(run, run.model);
   const TrajectoryStore store = open_store(run, family, *data);

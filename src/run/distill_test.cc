@@ -143,10 +143,15 @@ TEST(Distill, StudentLearnsTheTrajectoriesAndResumesBitwise) {
   for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << name;
 }
 
-TEST(Distill, RefusesALoraRun) {
+TEST(Distill, RefusesALoraRunAndBf16WeightsBeforeRecording) {
   TinyDistill d;
   d.run.train.method = "lora";
   EXPECT_EQ(testing::error_of([&] { distill(d.run, false); }), "train.method 'lora' is not one of full for this command");
+  d.run.train.method = "full";
+  d.run.model.dtype = "bf16";
+  EXPECT_EQ(testing::error_of([&] { distill(d.run, false); }),
+            "train.method = full needs model.dtype = \"fp32\" (AdamW's small updates vanish in bf16 weights)");
+  EXPECT_FALSE(fs::exists(d.run.resolve("run/trajectories")));
 }
 
 }  // namespace

@@ -155,10 +155,14 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
   return out;
 }
 
-LoadedModel load_model_full(const RunConfig& run, const ModelConfig& m) {
-  const Family& family = family_of(run, m);
+void check_full_training(const ModelConfig& m) {
   if (load_options(m).compute_dtype != torch::kFloat)
     throw Error("train.method = full needs model.dtype = \"fp32\" (AdamW's small updates vanish in bf16 weights)");
+}
+
+LoadedModel load_model_full(const RunConfig& run, const ModelConfig& m) {
+  const Family& family = family_of(run, m);
+  check_full_training(m);
   LoadedModel out;
   out.family = &family;
   out.denoiser = family.load_transformer(run.resolve(m.base), load_options(m));

@@ -39,6 +39,8 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& model, const Lor
 // train.method = "full": every transformer weight requires gradients (float32 weights only: AdamW's
 // small updates vanish in bf16 weights).
 LoadedModel load_model_full(const RunConfig& run, const ModelConfig& model);
+// What load_model_full refuses, checked before any work (dt::Error).
+void check_full_training(const ModelConfig& model);
 // What the loop trains: the adapters' down and up matrices, or every transformer weight.
 NamedTensors trained_tensors(const LoadedModel& model);
 // Throws dt::Error unless train.method is lora or full (`allowed`: the methods the command runs).
