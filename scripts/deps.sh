@@ -7,7 +7,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libpcre2-dev
   libicu-dev
-  libpng-dev libjpeg-dev libwebp-dev libexif-dev
+  libpng-dev libjpeg-dev libwebp-dev libexif-dev libfreetype-dev fonts-dejavu-core
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-protobuf protobuf-compiler nodejs
 )

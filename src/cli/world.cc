@@ -17,14 +17,16 @@ namespace dt {
 // deltatrain world render WORLD --out DIR [--images N] [--seed S] [--concept TRIGGER] [--set k=v]...
 // deltatrain world score WORLD IMAGE...
 // deltatrain world vae WORLD --out DIR [--set k=v]...
-// deltatrain world build|eval ...: world_models.cc
+// deltatrain world build|eval|efficacy ...: world_models.cc
 int run_world_build(int argc, char** argv);
 int run_world_eval(int argc, char** argv);
+int run_world_efficacy(int argc, char** argv);
 
 int run_world(int argc, char** argv) {
-  // build and eval run models (world_models.cc); the other steps are the world's own.
+  // build, eval and efficacy run models (world_models.cc); the other steps are the world's own.
   using Run = int (*)(int, char**);
-  for (auto [step, run] : {std::pair<const char*, Run>{"build", run_world_build}, std::pair<const char*, Run>{"eval", run_world_eval}})
+  for (auto [step, run] : {std::pair<const char*, Run>{"build", run_world_build}, std::pair<const char*, Run>{"eval", run_world_eval},
+                           std::pair<const char*, Run>{"efficacy", run_world_efficacy}})
     if (argc > 1 && !std::strcmp(argv[1], step)) {
       const std::string program = std::string(argv[0]) + " " + step;
       argv[1] = const_cast<char*>(program.c_str());
@@ -44,7 +46,7 @@ int run_world(int argc, char** argv) {
                : vae ? "Train the world's VAE (its [vae] table) on its images and write it as a diffusers VAE folder "
                        "(config.json, diffusion_pytorch_model.safetensors) with its measurements (latent_space.json)."
                      : "Render a dataset of a world (worlds/*.toml): PNG images with same-name .txt captions, of the Base's "
-                       "world or of one concept. Steps: deltatrain world render|score|vae|build|eval WORLD ...",
+                       "world or of one concept. Steps: deltatrain world render|score|vae|build|eval|efficacy WORLD ...",
                program);
   std::string world_path, out, concept_trigger;
   std::vector<std::string> images, overrides;

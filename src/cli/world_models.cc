@@ -1,6 +1,7 @@
 // deltatrain world build WORLD --out DIR [--family F] [--set k=v]...
 // deltatrain world eval WORLD --model PIPELINE [--steps N] [--cfg W] [--prompts N] [--concept T]
 //                             [--lora FILE[:STRENGTH]]... [--images DIR] [--json FILE] [--set k=v]...
+// deltatrain world efficacy WORLD --out DIR [--family F] [--concept T]... [--report FILE] [--set k=v]...
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include "io/atomic_file.h"
 #include "models/family.h"
 #include "run/world_build.h"
+#include "run/world_efficacy.h"
 #include "sample/output.h"
 
 namespace dt {
@@ -76,6 +78,26 @@ int run_world_eval(int argc, char** argv) {
       write_png((std::filesystem::path(images_dir) / name).string(), images[i]);
     }
   }
+  return 0;
+}
+
+int run_world_efficacy(int argc, char** argv) {
+  CLI::App app("Measure delta transfer on a world's Base and Turbo (built first when missing): concept LoRAs on the Base, "
+               "the arms of the efficacy table on the Turbo, per concept and seed, each stage cached in the build folder; "
+               "writes the table (markdown) and a labelled grid per concept.",
+               argv[0]);
+  WorldEfficacyOptions o;
+  app.add_option("WORLD", o.world, "the world config (TOML) with a [[models]] table")->required();
+  app.add_option("--out", o.out, "the world build's folder (the table's stages go to <out>/efficacy)")->required();
+  app.add_option("--family", o.family, "which [[models]] table (default: the first)");
+  app.add_option("--concept", o.concepts, "only this concept (trigger word; repeatable; default: every concept)");
+  app.add_option("--report", o.report, "markdown file whose section for this family is replaced by the table (grids copied beside it)");
+  app.add_option("--set", o.overrides, "override a world setting (repeatable)");
+  int code = 0;
+  if (!parse_args(app, argc, argv, code)) return code;
+  for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(i == 0 ? "deltatrain world efficacy" : argv[i]);
+  const WorldEfficacy r = measure_efficacy(o);
+  std::cout << r.markdown;
   return 0;
 }
 

@@ -83,6 +83,8 @@ std::string step_name(const char* prefix, int64_t step) {
 
 }  // namespace
 
+std::string intermediate_lora_name(int64_t step) { return step_name("lora-step-", step) + ".safetensors"; }
+
 const Family& family_of(const RunConfig& run, const ModelConfig& m) {
   if (m.base.empty()) throw Error("model.base is not set (a pipeline folder or transformer checkpoint)");
   return m.family.empty() ? detect_family(run.resolve(m.base)) : family_by_name(m.family);
@@ -249,7 +251,7 @@ LoopSettings loop_settings(const RunConfig& run, const LoadedModel& model) {
   s.loss_smoothing = run.output.loss_smoothing;
   if (model.adapters) {
     s.save = [&run, &model](const std::string& path) { save_lora(run, model, path); };
-    s.save_name = [](int64_t step) { return step_name("lora-step-", step) + ".safetensors"; };
+    s.save_name = intermediate_lora_name;
   } else {
     s.save = [&run, &model](const std::string& path) { save_model(run, model, path); };
     s.save_name = [](int64_t step) { return step_name("model-step-", step); };

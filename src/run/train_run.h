@@ -73,4 +73,7 @@ void save_model(const RunConfig& run, const LoadedModel& model, const std::strin
 // with train.method = full, on every weight.
 LoopResult train(const RunConfig& run, bool resume);
 
+// The file name in the run folder of the LoRA saved at `step` (train.save_every).
+std::string intermediate_lora_name(int64_t step);
+
 }  // namespace dt

@@ -16,6 +16,7 @@
 #include "io/json_file.h"
 #include "models/family.h"
 #include "run/distill_run.h"
+#include "run/stages.h"
 #include "run/train_run.h"
 #include "world/dataset.h"
 #include "world/latent_space.h"
@@ -24,39 +25,10 @@ namespace dt {
 namespace fs = std::filesystem;
 namespace {
 
-// Runs the stages in order; a stage whose key is the one recorded in <out>/stages.json is done.
-class Stages {
- public:
-  Stages(fs::path out, int total) : out_(std::move(out)), total_(total) {
-    const fs::path file = out_ / "stages.json";
-    if (fs::exists(file)) done_ = read_json_file(file.string());
-  }
-  // `key` chains: a stage's key covers its own inputs and the key of the stage before. A stage is
-  // redone when its key changed or its output (a path under the build folder) is gone.
-  void run(const std::string& name, const std::string& inputs, const std::string& output, const std::function<void()>& make) {
-    key_ = sha256_hex(key_ + "\n" + name + "\n" + inputs);
-    ++index_;
-    if (done_.contains(name) && done_[name] == key_ && fs::exists(out_ / output)) {
-      std::printf("stage %d/%d %-12s cached\n", index_, total_, name.c_str());
-      return;
-    }
-    std::printf("stage %d/%d %-12s ...\n", index_, total_, name.c_str());
-    std::fflush(stdout);
-    const auto start = std::chrono::steady_clock::now();
-    make();
-    done_[name] = key_;
-    write_file_atomic((out_ / "stages.json").string(), done_.dump(2) + "\n");
-    std::printf("stage %d/%d %-12s done in %.0f s\n", index_, total_, name.c_str(),
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  const std::string& key() const { return key_; }
-
- private:
-  fs::path out_;
-  int total_, index_ = 0;
-  std::string key_;
-  nlohmann::json done_ = nlohmann::json::object();
-};
+nlohmann::json to_json(const WorldScore& s) {
+  return {{"images", s.images}, {"accuracy", s.accuracy}, {"invalid", s.invalid}};
+}
+}  // namespace
 
 const world::ModelsConfig& models_of(const world::World& w, const std::string& family, const std::string& path) {
   for (const auto& m : w.config().models)
@@ -64,7 +36,6 @@ const world::ModelsConfig& models_of(const world::World& w, const std::string& f
   throw file_error(path, family.empty() ? "has no [[models]] table" : "has no [[models]] table for family '" + family + "'");
 }
 
-// A run of the world's models: fp32 on the CPU, one resolution, its own run folder.
 RunConfig world_run(const fs::path& out, const world::World& w, const world::ModelsConfig& m, const std::string& data) {
   RunConfig run;
   run.base_dir = out.string();
@@ -88,15 +59,13 @@ RunConfig world_run(const fs::path& out, const world::World& w, const world::Mod
   return run;
 }
 
-// Epochs enough for `steps` steps of `batch` images out of `images` (max_steps cuts the rest).
 int64_t epochs_for(int64_t steps, int64_t batch, int64_t images) { return (steps * batch + images - 1) / images + 1; }
 
 void write_run(const RunConfig& run, const fs::path& file) {
   RunConfig copy = run;
-  write_file_atomic(file.string(), "# Written by deltatrain world build (paths relative to this folder).\n" + config_to_toml(copy));
+  write_file_atomic(file.string(), "# Written by deltatrain world (paths relative to this folder).\n" + config_to_toml(copy));
 }
 
-// Clears a stage's run folder when its inputs changed (its checkpoints belong to another plan).
 void fresh_run_dir(const fs::path& dir, const std::string& key) {
   const fs::path stamp = dir / "stage-key";
   if (fs::exists(stamp) && read_file(stamp.string()) == key) return;
@@ -104,21 +73,6 @@ void fresh_run_dir(const fs::path& dir, const std::string& key) {
   fs::create_directories(dir);
   write_file_atomic(stamp.string(), key);
 }
-
-double mean_distance(const std::vector<Image>& a, const std::vector<Image>& b) {
-  double total = 0;
-  int64_t n = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
-    for (size_t p = 0; p + 2 < a[i].pixels.size(); p += 3, ++n) total += world::colour_distance(&a[i].pixels[p], &b[i].pixels[p]);
-  return n ? total / static_cast<double>(n) : 0;
-}
-
-nlohmann::json to_json(const WorldScore& s) {
-  return {{"images", s.images}, {"accuracy", s.accuracy}, {"invalid", s.invalid}};
-}
-
-
-}  // namespace
 
 WorldBuild build_world(const WorldBuildOptions& o) {
   const world::World w = world::load_world(o.world, o.overrides);
@@ -133,12 +87,12 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   Stages stages(out, 6);
   WorldBuild result{(out / "base").string(), (out / "turbo").string(), {}};
 
-  stages.run("data", config_to_toml(scenes) + std::to_string(m.base_images) + "/" + std::to_string(m.distill_images), "data", [&] {
+  std::string key = stages.run("data", "", config_to_toml(scenes) + std::to_string(m.base_images) + "/" + std::to_string(m.distill_images), "data", [&](const std::string&) {
     fs::remove_all(out / "data");
     world::write_dataset(w, (out / "data/base").string(), m.base_images, 1);
     world::write_dataset(w, (out / "data/distill").string(), m.distill_images, 1);
   });
-  stages.run("latent-space", config_to_toml(vae), "vae", [&] {
+  key = stages.run("latent-space", key, config_to_toml(vae), "vae", [&](const std::string&) {
     // A VAE that `world vae` trained from this very config (latent_space.json says so) is kept.
     const fs::path report = out / "vae/latent_space.json";
     world::WorldConfig whole = w.config();
@@ -149,7 +103,7 @@ WorldBuild build_world(const WorldBuildOptions& o) {
     }
     world::train_latent_space(w, (out / "vae").string());
   });
-  stages.run("base-init", m.transformer + std::to_string(m.seed), "base-init", [&] {
+  key = stages.run("base-init", key, m.transformer + std::to_string(m.seed), "base-init", [&](const std::string&) {
     fs::remove_all(out / "base-init");
     family.write_tiny_pipeline((out / "base-init").string(), static_cast<uint64_t>(m.seed), false, m.transformer);
     fs::remove_all(out / "base-init/vae");
@@ -165,8 +119,8 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   base.train.warmup_steps = m.base_warmup_steps;
   base.output.run_dir = "runs/base";
   base.output.model = "base";
-  stages.run("base", config_to_toml(base), "base", [&] {
-    fresh_run_dir(out / "runs/base", stages.key());
+  key = stages.run("base", key, config_to_toml(base), "base", [&](const std::string& stage_key) {
+    fresh_run_dir(out / "runs/base", stage_key);
     write_run(base, out / "base.toml");
     train(base, true);
   });
@@ -185,13 +139,13 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   turbo.distill.seeds_per_caption = m.distill_seeds;
   turbo.output.run_dir = "runs/turbo";
   turbo.output.model = "turbo";
-  stages.run("turbo", config_to_toml(turbo), "turbo", [&] {
-    fresh_run_dir(out / "runs/turbo", stages.key());
+  key = stages.run("turbo", key, config_to_toml(turbo), "turbo", [&](const std::string& stage_key) {
+    fresh_run_dir(out / "runs/turbo", stage_key);
     write_run(turbo, out / "turbo.toml");
     distill(turbo, true);
   });
 
-  stages.run("gates", std::to_string(m.eval_prompts) + "/" + std::to_string(m.base_sample_steps), "gates.json", [&] {
+  key = stages.run("gates", key, std::to_string(m.eval_prompts) + "/" + std::to_string(m.base_sample_steps), "gates.json", [&](const std::string&) {
     auto eval = [&](const std::string& model, int64_t steps, double cfg, std::vector<Image>* images) {
       WorldEvalOptions e;
       e.models = {&family, model, model, model, {}};
@@ -205,7 +159,7 @@ WorldBuild build_world(const WorldBuildOptions& o) {
     g.base = eval(result.base, m.base_sample_steps, m.base_cfg, &base_images);
     g.base_few_steps = eval(result.base, m.turbo_steps, m.base_cfg, nullptr);
     g.turbo = eval(result.turbo, m.turbo_steps, 1, &turbo_images);
-    g.turbo_to_base = mean_distance(turbo_images, base_images);
+    g.turbo_to_base = mean_pixel_distance(turbo_images, base_images);
     const nlohmann::json j = {{"base", to_json(g.base)},
                               {"base_few_steps", to_json(g.base_few_steps)},
                               {"turbo", to_json(g.turbo)},

@@ -10,10 +10,14 @@
 // The run configs of the two trainings are written beside them (base.toml, turbo.toml), so each
 // can be rerun or resumed by hand with `deltatrain train` / `deltatrain distill`.
 #pragma once
+#include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
+#include "run/run_config.h"
 #include "run/world_eval.h"
+#include "world/world.h"
 
 namespace dt {
 
@@ -37,5 +41,18 @@ struct WorldBuild {
 };
 
 WorldBuild build_world(const WorldBuildOptions& options);
+
+// The world's [[models]] table of `family` (empty: the first); dt::Error naming `path` when none.
+const world::ModelsConfig& models_of(const world::World& world, const std::string& family, const std::string& path);
+// A run of the world's models on the images in `data` (relative to `out`): fp32 on the CPU, one
+// resolution, full training with a cosine schedule (the Base's and the Turbo's; LoRA runs change it).
+RunConfig world_run(const std::filesystem::path& out, const world::World& world, const world::ModelsConfig& models,
+                    const std::string& data);
+// Epochs enough for `steps` steps of `batch` images out of `images` (max_steps cuts the rest).
+int64_t epochs_for(int64_t steps, int64_t batch, int64_t images);
+// The run config beside its outputs, so it can be rerun or resumed by hand.
+void write_run(const RunConfig& run, const std::filesystem::path& file);
+// Clears a stage's run folder when its inputs (`key`) changed: its checkpoints belong to another plan.
+void fresh_run_dir(const std::filesystem::path& dir, const std::string& key);
 
 }  // namespace dt

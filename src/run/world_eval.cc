@@ -55,4 +55,12 @@ WorldScore evaluate_world(const world::World& world, const WorldEvalOptions& o, 
   return score;
 }
 
+double mean_pixel_distance(const std::vector<Image>& a, const std::vector<Image>& b) {
+  double total = 0;
+  int64_t n = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    for (size_t p = 0; p + 2 < a[i].pixels.size(); p += 3, ++n) total += world::colour_distance(&a[i].pixels[p], &b[i].pixels[p]);
+  return n ? total / static_cast<double>(n) : 0;
+}
+
 }  // namespace dt

@@ -46,4 +46,7 @@ WorldScore score_images(const world::World& world, const std::vector<world::Scen
 // receives them.
 WorldScore evaluate_world(const world::World& world, const WorldEvalOptions& options, std::vector<Image>* images = nullptr);
 
+// Mean RGB distance per pixel between images of the same prompts and seeds (drift, closeness).
+double mean_pixel_distance(const std::vector<Image>& a, const std::vector<Image>& b);
+
 }  // namespace dt

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <sstream>
 
+#include <ft2build.h>
+#include FT_FREETYPE_H
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -73,6 +75,91 @@ SampleInfo read_parameters(const std::string& png_bytes, const std::string& name
 
 void write_sample_png(const std::string& path, const Image& image, const SampleInfo& info) {
   write_png(path, image, {{"parameters", parameters_text(info)}, {"deltatrain", parameters_json(info)}});
+}
+
+namespace {
+
+constexpr const char* kFontFile = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+// DejaVu Sans at one pixel size, drawing dark grey text onto RGB images.
+class TextPen {
+ public:
+  explicit TextPen(int pixels) {
+    if (FT_Init_FreeType(&library_)) throw Error("FreeType failed to start");
+    if (FT_New_Face(library_, kFontFile, 0, &face_)) {
+      FT_Done_FreeType(library_);
+      throw Error(std::string(kFontFile) + ": cannot read the font for grid labels (install Debian's fonts-dejavu-core)");
+    }
+    FT_Set_Pixel_Sizes(face_, 0, static_cast<FT_UInt>(pixels));
+    ascender_ = static_cast<int>(face_->size->metrics.ascender >> 6);
+  }
+  ~TextPen() {
+    FT_Done_Face(face_);
+    FT_Done_FreeType(library_);
+  }
+  TextPen(const TextPen&) = delete;
+  TextPen& operator=(const TextPen&) = delete;
+
+  // Draws `text` (ASCII and Latin-1 as UTF-8 code points) with its top at y, clipped to `max_x`.
+  void draw(Image& image, int x, int y, const std::string& text, int max_x) {
+    const int baseline = y + ascender_;
+    for (size_t i = 0; i < text.size();) {
+      uint32_t code = static_cast<unsigned char>(text[i]);
+      int length = code < 0x80 ? 1 : code < 0xE0 ? 2 : code < 0xF0 ? 3 : 4;
+      if (length > 1) code &= 0x3F >> (length - 1);
+      for (int k = 1; k < length && i + k < text.size(); ++k) code = (code << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+      i += static_cast<size_t>(length);
+      if (FT_Load_Char(face_, code, FT_LOAD_RENDER)) continue;
+      const FT_GlyphSlot g = face_->glyph;
+      for (unsigned row = 0; row < g->bitmap.rows; ++row)
+        for (unsigned col = 0; col < g->bitmap.width; ++col) {
+          const int px = x + g->bitmap_left + static_cast<int>(col), py = baseline - g->bitmap_top + static_cast<int>(row);
+          if (px < 0 || py < 0 || px >= std::min<int64_t>(max_x, image.width) || py >= image.height) continue;
+          const int coverage = g->bitmap.buffer[row * static_cast<unsigned>(g->bitmap.pitch) + col];
+          uint8_t* p = image.at(px, py);
+          for (int c = 0; c < 3; ++c) p[c] = static_cast<uint8_t>((p[c] * (255 - coverage) + 40 * coverage) / 255);
+        }
+      x += static_cast<int>(g->advance.x >> 6);
+    }
+  }
+  int line_height() const { return static_cast<int>(face_->size->metrics.height >> 6); }
+
+ private:
+  FT_Library library_ = nullptr;
+  FT_Face face_ = nullptr;
+  int ascender_ = 0;
+};
+
+}  // namespace
+
+Image labelled_grid(const std::vector<std::vector<Image>>& rows, const std::vector<std::string>& column_labels,
+                    const std::vector<std::string>& row_labels, int scale) {
+  if (rows.empty() || rows[0].empty() || scale < 1) throw Error("a labelled grid needs at least one image");
+  const int64_t w = rows[0][0].width * scale, h = rows[0][0].height * scale, columns = static_cast<int64_t>(rows[0].size());
+  const int gap = 6;
+  TextPen pen(12);
+  const int line = pen.line_height() + 2;
+  Image grid;
+  grid.width = columns * (w + gap) + gap;
+  grid.height = line + static_cast<int64_t>(rows.size()) * (line + h + gap) + gap;
+  grid.pixels.assign(static_cast<size_t>(grid.width * grid.height * 3), 255);
+  for (int64_t c = 0; c < columns && c < static_cast<int64_t>(column_labels.size()); ++c)
+    pen.draw(grid, static_cast<int>(gap + c * (w + gap)), gap / 2, column_labels[static_cast<size_t>(c)],
+             static_cast<int>(gap + c * (w + gap) + w));
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (static_cast<int64_t>(rows[r].size()) != columns) throw Error("every row of a labelled grid needs the same number of images");
+    const int64_t y0 = line + static_cast<int64_t>(r) * (line + h + gap) + gap;
+    if (r < row_labels.size()) pen.draw(grid, gap, static_cast<int>(y0), row_labels[r], static_cast<int>(grid.width));
+    for (int64_t c = 0; c < columns; ++c) {
+      const Image& tile = rows[r][static_cast<size_t>(c)];
+      if (tile.width * scale != w || tile.height * scale != h || tile.channels != 3)
+        throw Error("labelled grid images must all be RGB of one size");
+      const int64_t x0 = gap + c * (w + gap);
+      for (int64_t y = 0; y < h; ++y)
+        for (int64_t x = 0; x < w; ++x) std::memcpy(grid.at(x0 + x, y0 + line + y), tile.at(x / scale, y / scale), 3);
+    }
+  }
+  return grid;
 }
 
 Image make_grid(const std::vector<Image>& tiles, int columns, int gap, Rgb background) {

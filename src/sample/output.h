@@ -37,6 +37,12 @@ SampleInfo read_parameters(const std::string& png_bytes, const std::string& name
 // Writes `image` as a PNG with both chunks (atomically).
 void write_sample_png(const std::string& path, const Image& image, const SampleInfo& info);
 
+// A table of tiles of equal size, each magnified `scale` times: `column_labels` above the columns,
+// each row's label on a line above it (text set in DejaVu Sans by FreeType, from Debian's
+// fonts-dejavu-core; dt::Error when the font is missing). Used for comparison grids (world efficacy).
+Image labelled_grid(const std::vector<std::vector<Image>>& rows, const std::vector<std::string>& column_labels,
+                    const std::vector<std::string>& row_labels, int scale = 1);
+
 // Tiles of equal size in rows of `columns`, separated by `gap` pixels of `background`.
 Image make_grid(const std::vector<Image>& tiles, int columns, int gap = 4, Rgb background = {255, 255, 255});
 

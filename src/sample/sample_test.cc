@@ -258,6 +258,45 @@ TEST(SampleOutput, GridPlacesTilesRowByRow) {
   EXPECT_THROW(make_grid(tiles, 2), Error);
 }
 
+// Tiles land scaled below their row's label, every label is drawn in its own strip (ink where there
+// is text, none where the label is empty), and a ragged row is refused.
+TEST(SampleOutput, LabelledGridDrawsTextAboveScaledTiles) {
+  auto tile = [](uint8_t v) {
+    Image t;
+    t.width = 3;
+    t.height = 2;
+    t.pixels.assign(18, v);
+    return t;
+  };
+  std::vector<std::vector<Image>> rows = {{tile(10), tile(20)}, {tile(30), tile(40)}};
+  const Image g = labelled_grid(rows, {"Turbo", ""}, {"a red circle", ""}, 2);
+  const int64_t gap = 6, w = 6, h = 4, columns = 2;
+  ASSERT_EQ(g.width, columns * (w + gap) + gap);
+  const int64_t line = (g.height - gap - 2 * (h + gap)) / 3;  // the header and one label line per row
+  ASSERT_EQ(g.height, line + 2 * (line + h + gap) + gap);
+  ASSERT_GT(line, 10);
+  auto tile_origin = [&](int64_t r, int64_t c) { return std::pair{gap + c * (w + gap), line + r * (line + h + gap) + gap + line}; };
+  for (int64_t r = 0; r < 2; ++r)
+    for (int64_t c = 0; c < 2; ++c) {
+      const auto [x, y] = tile_origin(r, c);
+      for (int64_t dy = 0; dy < h; ++dy)
+        for (int64_t dx = 0; dx < w; ++dx) ASSERT_EQ(g.at(x + dx, y + dy)[1], 10 * (1 + 2 * r + c)) << r << " " << c;
+      EXPECT_EQ(g.at(x + w, y)[0], 255);  // the gap beside
+    }
+  auto ink = [&](int64_t x0, int64_t x1, int64_t y0, int64_t y1) {
+    int64_t dark = 0;
+    for (int64_t y = y0; y < y1; ++y)
+      for (int64_t x = x0; x < x1; ++x) dark += g.at(x, y)[0] < 128;
+    return dark;
+  };
+  EXPECT_GT(ink(gap, gap + w, 0, line), 0);                        // "Turbo", clipped to its column
+  EXPECT_EQ(ink(gap + w + gap, g.width, 0, line), 0);              // the empty column label
+  EXPECT_GT(ink(0, g.width, line + gap, 2 * line + gap), 10);      // the first row's label
+  EXPECT_EQ(ink(0, g.width, 2 * line + 2 * gap + h, 3 * line + 2 * gap + h), 0);  // the second's is empty
+  rows[1].pop_back();
+  EXPECT_THROW(labelled_grid(rows, {}, {}), Error);
+}
+
 TEST(SampleConfig, OneTrainerSamplesJson) {
   const fs::path dir = temp_dir("json");
   const std::string path = (dir / "samples.json").string();

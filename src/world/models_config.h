@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "world/efficacy_config.h"
+
 namespace dt::world {
 
 struct ModelsConfig {
@@ -27,6 +29,7 @@ struct ModelsConfig {
   int64_t distill_train_steps = 2000;
   double distill_learning_rate = 3e-4;
   int64_t eval_prompts = 200;
+  EfficacyConfig efficacy;
 
   template <class V>
   void fields(V& v) {
@@ -48,6 +51,7 @@ struct ModelsConfig {
     v("distill_train_steps", distill_train_steps, "optimizer steps of the distillation");
     v("distill_learning_rate", distill_learning_rate, "peak learning rate of the distillation");
     v("eval_prompts", eval_prompts, "held-out prompts each gate samples and scores");
+    v("efficacy", efficacy, "how `deltatrain world efficacy` measures delta transfer on this family's Base and Turbo");
   }
 };
 
