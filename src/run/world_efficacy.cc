@@ -356,7 +356,9 @@ std::string markdown(const WorldEfficacy& r, const WorldEfficacyOptions& o, cons
      << "Each LoRA: rank " << e.lora_rank << ", " << e.lora_preset << ", " << e.lora_steps << " steps of " << e.batch_size
      << " at " << e.learning_rate << " (constant), caption dropout " << e.caption_dropout << "; each learn: as many steps from the "
      << "Base LoRA's plan. Scores: " << e.prompts << " held-out trigger prompts, " << e.drift_prompts
-     << " held-out prompts without the trigger; mean ± standard deviation over " << e.seeds << " training seeds. Columns: concept = "
+     << " held-out prompts without the trigger; "
+     << (e.seeds == 1 ? std::string("one training seed (no spread)") : "mean ± standard deviation over " + std::to_string(e.seeds) + " training seeds")
+     << ". Columns: concept = "
      << "fraction of trigger images showing the concept; other attributes = mean accuracy of the other prompted attributes; "
      << "off-world = mean fraction of pixels more than 48 from a clean rendering of the scene read (fidelity; lower is better); "
      << "drift = mean RGB distance per pixel from the same model without the LoRA on the prompts without the trigger (same noise).\n\n";
