@@ -142,6 +142,14 @@ class Efficacy {
       keys["exact"] = learn_lora(index, seed, dir + "/learn-exact-g" + best, dir + "/store-exact", r.best_guidance, "teacher", keys["store-exact"]);
       const ArmSpec f = transferred("f", "exact", r.best_guidance, dir + "/learn-exact-g" + best);
       add(f, score_arm(f, index, dir + "/f", keys["exact"]));
+      // The exact form also at the CFG the Turbo was distilled at, the g the method prescribes: at
+      // the best g of 1 it coincides with the approximate form, (1 - g)·δu being zero.
+      if (distilled_cfg_differs(r.best_guidance)) {
+        const std::string cfg = format_number(m_.base_cfg, 2);
+        keys["exact-cfg"] = learn_lora(index, seed, dir + "/learn-exact-g" + cfg, dir + "/store-exact", m_.base_cfg, "teacher", keys["store-exact"]);
+        const ArmSpec at_cfg = transferred("f g=" + cfg, "exact", m_.base_cfg, dir + "/learn-exact-g" + cfg);
+        add(at_cfg, score_arm(at_cfg, index, dir + "/f-g" + cfg, keys["exact-cfg"]));
+      }
       keys["fresh"] = learn_lora(index, seed, dir + "/learn-fresh-g" + best, dir + "/store", r.best_guidance, "fresh", keys["store"]);
       const ArmSpec g = transferred("g", "approximate, from a fresh LoRA", r.best_guidance, dir + "/learn-fresh-g" + best);
       add(g, score_arm(g, index, dir + "/g", keys["fresh"]));
@@ -167,9 +175,13 @@ class Efficacy {
             {dir + "/lora.safetensors"}, m_.turbo_steps, 1};
   }
 
+  bool distilled_cfg_differs(double best_guidance) const { return format_number(best_guidance, 2) != format_number(m_.base_cfg, 2); }
+
   int total_stages() const {
     const int64_t g = static_cast<int64_t>(e_.guidances.size()), points = e_.curve_points;
-    const int64_t per_seed = 2 + 3 + 1 + 2 * g + 2 + 2 + 2 + points;  // LoRAs, a c d, store, e, exact, fresh, f g, curve
+    // LoRAs, a c d, store, e, exact (and at the distillation's CFG), fresh, f (both) g, curve; an
+    // upper bound, the second exact arm being skipped where the best g is that CFG.
+    const int64_t per_seed = 2 + 3 + 1 + 2 * g + 2 + 2 + 2 + 2 + points;
     const int64_t concepts = o_.concepts.empty() ? static_cast<int64_t>(w_.concepts().size()) : static_cast<int64_t>(o_.concepts.size());
     return static_cast<int>(concepts * (3 + e_.seeds * per_seed));
   }

@@ -96,7 +96,7 @@ TEST(WorldEfficacy, TinyWorldTableHasEveryArmAndARerunIsCached) {
     }
     for (double v : a.concept_score) EXPECT_LE(v, 1.0);
   }
-  EXPECT_EQ(ids, (std::vector<std::string>{"a", "b", "c", "d", "e g=1.00", "e g=2.00", "f", "g"}));
+  EXPECT_EQ(ids, (std::vector<std::string>{"a", "b", "c", "d", "e g=1.00", "e g=2.00", "f", "f g=3.00", "g"}));
   const ArmResult& alone = c.arms[1];
   EXPECT_EQ(alone.concept_score[0], alone.concept_score[1]);  // Turbo alone does not depend on the training seed
   EXPECT_EQ(alone.drift, (std::vector<double>{0, 0}));
