@@ -18,8 +18,9 @@ TEST(WorldEfficacy, MeanAndSpreadByHand) {
   EXPECT_EQ(mean_and_spread({}), "—");
 }
 
-// The shapes world shrunk until every stage takes a moment: 48² images (the smallest side on which
-// the style's frame is 2 pixels wide), a VAE and a Base of a few steps, one concept, two seeds, two g.
+// The shapes world shrunk until every stage takes a moment: 48² images (the style's frame 0.06 of
+// the side is 2 pixels wide there, 1 at 32²), a VAE and a Base of a few steps, one concept, two
+// seeds, two g.
 std::string tiny_world(const testing::ScratchDir& dir) {
   std::string text = read_file(std::string(DT_SOURCE_DIR) + "/worlds/shapes.toml");
   text = text.substr(0, text.find("[vae]"));
