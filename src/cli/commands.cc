@@ -30,7 +30,7 @@ const std::vector<Command>& commands() {
       {"transfer", "Teach a LoRA from a Base model to its Turbo sibling: record deltas, then learn (or one step)", run_transfer},
       {"make-tiny", "Write a tiny model set (Base + Turbo), a dataset and example configs for smoke tests", run_make_tiny},
       {"sample", "Generate images from prompts with a model and LoRA files (PNG with parameters, grid)", run_sample},
-      {"demo", "Run the whole mission end to end on a tiny generated world: train, transfer, sample grids", run_demo},
+      {"demo", "Delta transfer end to end on the miniature world shipped in worlds/: LoRA on Base, record, learn on Turbo, scored grid", run_demo},
       {"world", "The miniature world: render datasets, score images, train its VAE, build its Base and Turbo, evaluate a model on it", run_world},
   };
   return table;

@@ -1,123 +1,172 @@
 #include "run/demo.h"
 
 #include <chrono>
-#include <exception>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "core/config.h"
 #include "core/error.h"
+#include "data/image.h"
 #include "io/atomic_file.h"
+#include "io/json_file.h"
 #include "models/family.h"
-#include "run/tiny_world.h"
+#include "run/stages.h"
+#include "run/train_run.h"
 #include "run/transfer_run.h"
+#include "run/world_build.h"
+#include "run/world_eval.h"
+#include "sample/output.h"
+#include "world/dataset.h"
 
 namespace dt {
 namespace fs = std::filesystem;
 namespace {
 
-class Stage {
- public:
-  Stage(int index, const std::string& what) : start_(std::chrono::steady_clock::now()) {
-    std::cout << "\n[" << index << "/4] " << what << std::endl;
-  }
-  ~Stage() {
-    if (std::uncaught_exceptions() > 0) return;  // the error says what happened
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    std::printf("      done in %.1f s\n", s);
-    std::fflush(stdout);
-  }
+constexpr uint64_t kPlainSeed = 2'000'000;  // a held-out scene without the trigger (the grid's last row)
 
- private:
-  std::chrono::steady_clock::time_point start_;
+// One column of the grid: a model with LoRAs, sampled as the arm of the efficacy table it stands for.
+struct Column {
+  std::string label, description, model;
+  std::vector<std::string> loras;
+  int64_t steps = 0;
+  double cfg = 1;
 };
 
-// Writes `run` as the config file the next stage reads: each stage is one command on that file.
-void write_config(const std::string& path, RunConfig& run, const std::string& comment) {
-  write_file_atomic(path, "# " + comment + " (paths are relative to this file)\n" + config_to_toml(run));
-}
-
-// The newest step-N folder of a samples folder.
-std::string newest_step(const std::string& samples) {
-  std::string best;
-  for (const auto& e : fs::directory_iterator(samples))
-    if (e.path().filename().string().rfind("step-", 0) == 0 && e.path().string() > best) best = e.path().string();
-  if (best.empty()) throw file_error(samples, "holds no samples");
-  return best;
+std::string number(double v, int decimals) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.*f", decimals, v);
+  return text;
 }
 
 }  // namespace
 
 DemoResult run_demo(const DemoOptions& o) {
-  DemoResult r;
-  const fs::path world = fs::absolute(o.workdir) / "world";
-  r.world = world.string();
-  r.train_config = (world / "train.toml").string();
-  r.transfer_config = (world / "transfer.toml").string();
   const auto start = std::chrono::steady_clock::now();
-  const Family& family = family_or_first(o.family);
-  {
-    Stage stage(1, "make-tiny: Base and Turbo pipelines (tiny " + family.name() + "), a captioned dataset, configs → " + r.world);
-    fs::remove_all(world);
-    make_tiny_world(world.string(), {family.name(), o.images, o.resolution});
-    RunConfig train = load_run_config(r.train_config);
-    if (o.train_epochs > 0) train.train.epochs = o.train_epochs;
-    train.sample.prompts = o.prompts;
-    train.sample.at_start = true;
-    train.sample.every_steps = o.sample_every;
-    write_config(r.train_config, train, "The demo's LoRA training on the tiny Base: deltatrain train train.toml");
+  if (!fs::exists(o.world)) throw file_error(o.world, "not found: run the demo from the repository's root, or pass --world");
+  if (o.grid_prompts < 1 || o.grid_prompts > o.score_prompts)
+    throw Error("the grid's prompts (" + std::to_string(o.grid_prompts) + ") must be between 1 and the scored prompts (" +
+                std::to_string(o.score_prompts) + ")");
+  const world::World w = world::load_world(o.world, {});
+  world::ModelsConfig m = models_of(w, o.family, o.world);
+  if (o.lora_steps > 0) m.efficacy.lora_steps = o.lora_steps;
+  const Family& family = family_by_name(m.family);
+  const fs::path built = o.built.empty() ? fs::absolute(o.world).parent_path() / fs::path(o.world).stem() / m.family : fs::absolute(o.built);
+  for (const char* model : {"base", "turbo"})
+    if (!fs::exists(built / model / "transformer"))
+      throw file_error((built / model).string(), "holds no pipeline: make it with `deltatrain world build " + o.world + " --out " +
+                                                     built.string() + "`, or pass --built");
+  const int index = w.concept_by_trigger(o.concept_trigger);
+  const world::ConceptConfig& c = w.concepts().at(static_cast<size_t>(index));
+  const double g = o.guidance > 0 ? o.guidance : m.base_cfg;
+  const std::string base = (built / "base").string(), turbo = (built / "turbo").string();
+  const fs::path out = fs::absolute(o.workdir);
+  Stages stages(out, 5);
+  DemoResult r;
+  r.data = (out / "data").string();
+  r.base_lora = (out / "base-lora/lora.safetensors").string();
+  r.store = (out / "store/deltas").string();
+  r.turbo_lora = (out / "turbo-lora/lora.safetensors").string();
+  r.grid = (out / ("demo-" + c.trigger + ".png")).string();
+  std::cout << "Delta transfer of '" << c.trigger << "' (a " << c.kind << " the Base never saw) from the world's Base to its Turbo:\n"
+            << "  Base  " << base << "\n  Turbo " << turbo << " (" << m.turbo_steps << " steps, no CFG)\n  work  " << out.string()
+            << std::endl;
 
-    RunConfig transfer = load_run_config(r.transfer_config);
-    if (o.learn_passes > 0) transfer.transfer.learn_passes = o.learn_passes;
-    transfer.transfer.exact = true;
-    transfer.sample = train.sample;
-    transfer.sample.at_start = false;  // the first grid would show the teacher's LoRA on Turbo before any learning
-    write_config(r.transfer_config, transfer,
-                 "The demo's delta transfer to the tiny Turbo: deltatrain transfer transfer.toml (record, then learn)");
-  }
-  {
-    Stage stage(2, "train a LoRA on Base (flow matching), with samples: deltatrain train " + r.train_config);
-    const RunConfig run = load_run_config(r.train_config);
-    const LoopResult result = train(run, false);
-    r.teacher_lora = run.resolve(run.output.lora.empty() ? run.output.run_dir + "/lora.safetensors" : run.output.lora);
-    r.train_samples = run.resolve(run.output.run_dir) + "/samples";
-    std::cout << "      " << result.optimizer_steps << " steps, smoothed loss " << result.last_loss << "\n";
-  }
-  const RunConfig transfer = load_run_config(r.transfer_config);
-  {
-    Stage stage(3, "transfer record on Base (teacher = Base + LoRA, exact form): deltatrain transfer record " + r.transfer_config);
-    record(transfer, false);
-    r.store = store_dir(transfer);
-  }
-  {
-    Stage stage(4, "transfer learn on Turbo, with grids: deltatrain transfer learn " + r.transfer_config);
-    const LoopResult result = learn(transfer, false);
-    std::cout << "      " << result.optimizer_steps << " steps, smoothed loss " << result.last_loss << "\n";
-    r.student_lora = transfer.resolve(transfer.output.lora.empty() ? transfer.output.run_dir + "/lora.safetensors" : transfer.output.lora);
-    r.transfer_samples = transfer.resolve(transfer.output.run_dir) + "/samples";
-    const std::string last = newest_step(r.transfer_samples);
-    for (size_t i = 0; i < o.prompts.size(); ++i) {
-      char name[24];
-      std::snprintf(name, sizeof(name), "grid-%02zu.png", i);
-      r.grids.push_back((fs::path(last) / name).string());
-      if (!fs::exists(r.grids.back())) throw file_error(r.grids.back(), "was not written");
+  // Every stage reads the models of the build: its Turbo's stage key names them.
+  const std::string models = read_json_file((built / "stages.json").string()).at("turbo").get<std::string>();
+  world::WorldConfig scenes = w.config();
+  scenes.models.clear();
+  scenes.vae = {};
+  std::cout << "\n" << c.images << " captioned images of " << c.trigger << " → " << r.data << std::endl;
+  const std::string data_key = stages.run("data", models, config_to_toml(scenes) + std::to_string(index), "data", [&](const std::string&) {
+    fs::remove_all(out / "data");
+    world::write_dataset(w, r.data, c.images, 1, index);
+  });
+
+  RunConfig lora = concept_lora_run(out, w, m, c, "data", o.seed, base, "base-lora");
+  std::cout << "\nA LoRA on the Base (rank " << m.efficacy.lora_rank << ", " << m.efficacy.lora_steps << " steps) → " << r.base_lora
+            << std::endl;
+  const std::string lora_key = stages.run("lora", data_key, config_to_toml(lora), "base-lora/lora.safetensors", [&](const std::string& key) {
+    fresh_run_dir(out / "base-lora", key);
+    write_run(lora, out / "base-lora/run.toml");
+    train(lora, true);
+  });
+
+  RunConfig transfer = concept_transfer_run(out, w, m, c, "data", o.seed, "store", base, "base-lora/lora.safetensors", turbo, "store/deltas", false);
+  std::cout << "\nThe Base + LoRA records what the LoRA changes (transfer record, approximate form) → " << r.store << std::endl;
+  const std::string record_key = stages.run("record", lora_key, config_to_toml(transfer), "store/deltas/manifest.json", [&](const std::string& key) {
+    fresh_run_dir(out / "store", key);
+    record(transfer, true);
+  });
+
+  transfer.output.run_dir = "turbo-lora";
+  transfer.transfer.guidance = g;
+  transfer.transfer.student_lora = "teacher";
+  std::cout << "\nThe Turbo learns it (transfer learn, g = " << number(g, 1) << ", from the Base LoRA) → " << r.turbo_lora << std::endl;
+  const std::string learn_key = stages.run("learn", record_key, config_to_toml(transfer), "turbo-lora/lora.safetensors", [&](const std::string& key) {
+    fresh_run_dir(out / "turbo-lora", key);
+    write_run(transfer, out / "turbo-lora/run.toml");
+    learn(transfer, true);
+  });
+
+  const std::vector<Column> columns = {
+      {"(a) Base+LoRA", "Base + Base LoRA, " + std::to_string(m.base_sample_steps) + " steps, CFG " + number(m.base_cfg, 1), base,
+       {r.base_lora}, m.base_sample_steps, m.base_cfg},
+      {"(b) Turbo", "Turbo alone, " + std::to_string(m.turbo_steps) + " steps", turbo, {}, m.turbo_steps, 1},
+      {"(c) T+Base LoRA", "Turbo + the Base LoRA as is, " + std::to_string(m.turbo_steps) + " steps", turbo, {r.base_lora}, m.turbo_steps, 1},
+      {"(e) T+transfer", "Turbo + the transferred LoRA, " + std::to_string(m.turbo_steps) + " steps", turbo, {r.turbo_lora}, m.turbo_steps, 1}};
+  auto eval_options = [&](const Column& column, int64_t prompts, int concept_index, uint64_t seed) {
+    WorldEvalOptions e;
+    e.models = {&family, column.model, column.model, column.model, {}};
+    for (const std::string& file : column.loras) e.loras.push_back({file, 1.0});
+    e.prompts = prompts;
+    e.steps = column.steps;
+    e.cfg = column.cfg;
+    e.concept_index = concept_index;
+    e.seed = seed;
+    return e;
+  };
+  std::cout << "\nFour columns sample " << o.score_prompts << " held-out prompts with the trigger, the world's scorer reads them → "
+            << r.grid << std::endl;
+  const std::string inputs = std::to_string(o.score_prompts) + "/" + std::to_string(o.grid_prompts);
+  stages.run("score", learn_key, inputs, "scores.json", [&](const std::string&) {
+    const std::vector<world::Scene> trigger = eval_scenes(w, eval_options(columns[0], o.grid_prompts, index, WorldEvalOptions{}.seed));
+    const std::vector<world::Scene> plain = eval_scenes(w, eval_options(columns[0], 1, -1, kPlainSeed));
+    std::vector<std::vector<Image>> tiles(static_cast<size_t>(o.grid_prompts) + 1);
+    nlohmann::json scores = nlohmann::json::object();
+    for (const Column& column : columns) {
+      std::vector<Image> images, plain_image;
+      const WorldScore s = evaluate_world(w, eval_options(column, o.score_prompts, index, WorldEvalOptions{}.seed), &images);
+      evaluate_world(w, eval_options(column, 1, -1, kPlainSeed), &plain_image);
+      scores[column.label] = s.accuracy.at("concept");
+      for (int64_t i = 0; i < o.grid_prompts; ++i) tiles[static_cast<size_t>(i)].push_back(images.at(static_cast<size_t>(i)));
+      tiles.back().push_back(plain_image.at(0));
     }
-  }
+    std::vector<std::string> labels, rows;
+    for (const Column& column : columns) labels.push_back(column.label);
+    for (const world::Scene& scene : trigger) rows.push_back(w.caption(scene));
+    rows.push_back(w.caption(plain.at(0)));
+    write_png(r.grid, labelled_grid(tiles, labels, rows, 2));
+    write_file_atomic((out / "scores.json").string(), scores.dump(2) + "\n");
+  });
+  const nlohmann::json scores = read_json_file((out / "scores.json").string());
+  r.scores = {scores.at(columns[0].label).get<double>(), scores.at(columns[1].label).get<double>(),
+              scores.at(columns[2].label).get<double>(), scores.at(columns[3].label).get<double>()};
+
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("\ndemo finished in %.0f s. Artefacts:\n", seconds);
-  std::cout << "  tiny world (Base, Turbo, dataset)   " << r.world << "\n"
-            << "  configs                             " << r.train_config << ", " << r.transfer_config << "\n"
-            << "  LoRA trained on Base (teacher)      " << r.teacher_lora << "\n"
-            << "  training samples (per step)         " << r.train_samples << "\n"
-            << "  delta store (record)                " << r.store << "\n"
-            << "  LoRA taught to Turbo (student)      " << r.student_lora << "\n"
-            << "  transfer samples (per step)         " << r.transfer_samples << "\n"
-            << "  TensorBoard                         tensorboard --logdir " << fs::path(r.world).string() << "\n"
-            << "  grids (Base + teacher LoRA | Turbo | Turbo + student LoRA):\n";
-  for (const std::string& g : r.grids) std::cout << "    " << g << "\n";
-  std::cout << "Sample any model yourself: deltatrain sample --model " << (world / family.defaults().distilled_name).string() << " --lora "
-            << r.student_lora << " --prompt \"" << o.prompts.front() << "\" --width " << o.resolution << " --height "
-            << o.resolution << "\n";
+  std::printf("\ndemo finished in %.0f s (cached stages not counted). Concept score: the fraction of the %lld held-out prompts "
+              "with '%s' whose image shows it:\n",
+              seconds, static_cast<long long>(o.score_prompts), c.trigger.c_str());
+  const double values[] = {r.scores.base_with_lora, r.scores.turbo_alone, r.scores.turbo_with_base_lora, r.scores.turbo_transferred};
+  for (size_t i = 0; i < columns.size(); ++i)
+    std::printf("  %-16s %-44s %s\n", columns[i].label.c_str(), columns[i].description.c_str(), number(values[i], 2).c_str());
+  std::cout << "Grid (rows: prompts, the last without the trigger; columns as above): " << r.grid << "\n"
+            << "Sample it yourself: deltatrain sample --model " << turbo << " --lora " << r.turbo_lora << " --prompt \""
+            << w.caption(w.concept_scene(index, 1)) << "\" --steps " << m.turbo_steps << " --width " << w.config().size
+            << " --height " << w.config().size << "\n";
   return r;
 }
 

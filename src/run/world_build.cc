@@ -59,6 +59,40 @@ RunConfig world_run(const fs::path& out, const world::World& w, const world::Mod
   return run;
 }
 
+RunConfig concept_lora_run(const fs::path& out, const world::World& w, const world::ModelsConfig& m, const world::ConceptConfig& c,
+                           const std::string& data, int64_t seed, const std::string& model, const std::string& dir) {
+  const world::EfficacyConfig& e = m.efficacy;
+  RunConfig run = world_run(out, w, m, data);
+  run.model.base = model;
+  run.data.concepts[0].caption_dropout = e.caption_dropout;
+  run.lora.rank = e.lora_rank;
+  run.lora.alpha = e.lora_alpha;
+  run.lora.preset = e.lora_preset;
+  run.train.method = "lora";
+  run.train.seed = seed;
+  run.train.max_steps = e.lora_steps;
+  run.train.batch_size = e.batch_size;
+  run.train.epochs = epochs_for(e.lora_steps, e.batch_size, c.images);
+  run.train.learning_rate = e.learning_rate;
+  run.train.lr_schedule = "constant";
+  run.train.warmup_steps = 0;
+  run.train.checkpoint_every = 100;
+  run.output.run_dir = dir;
+  return run;
+}
+
+RunConfig concept_transfer_run(const fs::path& out, const world::World& w, const world::ModelsConfig& m, const world::ConceptConfig& c,
+                               const std::string& data, int64_t seed, const std::string& dir, const std::string& teacher,
+                               const std::string& teacher_lora, const std::string& student, const std::string& store, bool exact) {
+  RunConfig run = concept_lora_run(out, w, m, c, data, seed, teacher, dir);
+  run.transfer.teacher = teacher;
+  run.transfer.teacher_lora = teacher_lora;
+  run.transfer.student = student;
+  run.transfer.store = store;
+  run.transfer.exact = exact;
+  return run;
+}
+
 int64_t epochs_for(int64_t steps, int64_t batch, int64_t images) { return (steps * batch + images - 1) / images + 1; }
 
 void write_run(const RunConfig& run, const fs::path& file) {

@@ -48,6 +48,17 @@ const world::ModelsConfig& models_of(const world::World& world, const std::strin
 // resolution, full training with a cosine schedule (the Base's and the Turbo's; LoRA runs change it).
 RunConfig world_run(const std::filesystem::path& out, const world::World& world, const world::ModelsConfig& models,
                     const std::string& data);
+// A LoRA of concept `c` trained on `model` (a pipeline folder, relative to `out` or absolute) from the
+// images in `data`, with the settings of the world's efficacy table (world/efficacy_config.h), into `dir`.
+RunConfig concept_lora_run(const std::filesystem::path& out, const world::World& world, const world::ModelsConfig& models,
+                           const world::ConceptConfig& c, const std::string& data, int64_t seed, const std::string& model,
+                           const std::string& dir);
+// The transfer of `teacher_lora` from `teacher` to `student` on the plan of concept_lora_run (the
+// Base LoRA's plan): recorded into, and learnt from, `store`; the learnt LoRA in `dir`.
+RunConfig concept_transfer_run(const std::filesystem::path& out, const world::World& world, const world::ModelsConfig& models,
+                               const world::ConceptConfig& c, const std::string& data, int64_t seed, const std::string& dir,
+                               const std::string& teacher, const std::string& teacher_lora, const std::string& student,
+                               const std::string& store, bool exact);
 // Epochs enough for `steps` steps of `batch` images out of `images` (max_steps cuts the rest).
 int64_t epochs_for(int64_t steps, int64_t batch, int64_t images);
 // The run config beside its outputs, so it can be rerun or resumed by hand.

@@ -190,23 +190,8 @@ class Efficacy {
 
   RunConfig lora_run(int index, int64_t seed, const std::string& model, const std::string& dir) const {
     const world::ConceptConfig& c = w_.concepts().at(static_cast<size_t>(index));
-    RunConfig run = world_run(out_, w_, m_, "efficacy/" + c.trigger + "/data");
-    run.model.base = model;
-    run.data.concepts[0].caption_dropout = e_.caption_dropout;
-    run.lora.rank = e_.lora_rank;
-    run.lora.alpha = e_.lora_alpha;
-    run.lora.preset = e_.lora_preset;
-    run.train.method = "lora";
-    run.train.seed = seed;
-    run.train.max_steps = e_.lora_steps;
-    run.train.batch_size = e_.batch_size;
-    run.train.epochs = epochs_for(e_.lora_steps, e_.batch_size, c.images);
-    run.train.learning_rate = e_.learning_rate;
-    run.train.lr_schedule = "constant";
-    run.train.warmup_steps = 0;
-    run.train.checkpoint_every = 100;
+    RunConfig run = concept_lora_run(out_, w_, m_, c, "efficacy/" + c.trigger + "/data", seed, model, dir);
     run.train.save_every = curve_every();
-    run.output.run_dir = dir;
     return run;
   }
 
@@ -221,12 +206,11 @@ class Efficacy {
 
   // A transfer from the Base LoRA of the seed's folder (the parent of `dir`) to the Turbo.
   RunConfig transfer_run(int index, int64_t seed, const std::string& dir, const std::string& store, bool exact) const {
-    RunConfig run = lora_run(index, seed, "base", dir);
-    run.transfer.teacher = "base";
-    run.transfer.teacher_lora = fs::path(dir).parent_path().string() + "/base-lora/lora.safetensors";
-    run.transfer.student = "turbo";
-    run.transfer.store = store;
-    run.transfer.exact = exact;
+    const world::ConceptConfig& c = w_.concepts().at(static_cast<size_t>(index));
+    const std::string teacher_lora = fs::path(dir).parent_path().string() + "/base-lora/lora.safetensors";
+    RunConfig run = concept_transfer_run(out_, w_, m_, c, "efficacy/" + c.trigger + "/data", seed, dir, "base", teacher_lora, "turbo",
+                                         store, exact);
+    run.train.save_every = curve_every();
     return run;
   }
 
