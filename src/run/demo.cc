@@ -119,15 +119,7 @@ DemoResult run_demo(const DemoOptions& o) {
       {"(c) T+Base LoRA", "Turbo + the Base LoRA as is, " + std::to_string(m.turbo_steps) + " steps", turbo, {r.base_lora}, m.turbo_steps, 1},
       {"(e) T+transfer", "Turbo + the transferred LoRA, " + std::to_string(m.turbo_steps) + " steps", turbo, {r.turbo_lora}, m.turbo_steps, 1}};
   auto eval_options = [&](const Column& column, int64_t prompts, int concept_index, uint64_t seed) {
-    WorldEvalOptions e;
-    e.models = {&family, column.model, column.model, column.model, {}};
-    for (const std::string& file : column.loras) e.loras.push_back({file, 1.0});
-    e.prompts = prompts;
-    e.steps = column.steps;
-    e.cfg = column.cfg;
-    e.concept_index = concept_index;
-    e.seed = seed;
-    return e;
+    return world_eval_options(family, column.model, column.loras, column.steps, column.cfg, prompts, concept_index, seed);
   };
   std::cout << "\nFour columns sample " << o.score_prompts << " held-out prompts with the trigger, the world's scorer reads them → "
             << r.grid << std::endl;

@@ -181,12 +181,7 @@ WorldBuild build_world(const WorldBuildOptions& o) {
 
   key = stages.run("gates", key, std::to_string(m.eval_prompts) + "/" + std::to_string(m.base_sample_steps), "gates.json", [&](const std::string&) {
     auto eval = [&](const std::string& model, int64_t steps, double cfg, std::vector<Image>* images) {
-      WorldEvalOptions e;
-      e.models = {&family, model, model, model, {}};
-      e.prompts = m.eval_prompts;
-      e.steps = steps;
-      e.cfg = cfg;
-      return evaluate_world(w, e, images);
+      return evaluate_world(w, world_eval_options(family, model, {}, steps, cfg, m.eval_prompts), images);
     };
     std::vector<Image> base_images, turbo_images;
     WorldGates& g = result.gates;

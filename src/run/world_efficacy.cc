@@ -235,16 +235,9 @@ class Efficacy {
   }
 
   WorldEvalOptions eval_options(const ArmSpec& spec, int64_t prompts, int concept_index, uint64_t seed) const {
-    WorldEvalOptions e;
-    const std::string model = (out_ / spec.model).string();
-    e.models = {&family_, model, model, model, {}};
-    for (const std::string& lora : spec.loras) e.loras.push_back({(out_ / lora).string(), 1.0});
-    e.prompts = prompts;
-    e.steps = spec.steps;
-    e.cfg = spec.cfg;
-    e.concept_index = concept_index;
-    e.seed = seed;
-    return e;
+    std::vector<std::string> loras;
+    for (const std::string& lora : spec.loras) loras.push_back((out_ / lora).string());
+    return world_eval_options(family_, (out_ / spec.model).string(), loras, spec.steps, spec.cfg, prompts, concept_index, seed);
   }
 
   // The model alone on the drift prompts, sampled as `spec` samples (generated once per process).

@@ -4,6 +4,19 @@
 
 namespace dt {
 
+WorldEvalOptions world_eval_options(const Family& family, const std::string& model, const std::vector<std::string>& loras,
+                                    int64_t steps, double cfg, int64_t prompts, int concept_index, uint64_t seed) {
+  WorldEvalOptions e;
+  e.models = {&family, model, model, model, {}};
+  for (const std::string& lora : loras) e.loras.push_back({lora, 1.0});
+  e.steps = steps;
+  e.cfg = cfg;
+  e.prompts = prompts;
+  e.concept_index = concept_index;
+  e.seed = seed;
+  return e;
+}
+
 std::vector<world::Scene> eval_scenes(const world::World& world, const WorldEvalOptions& o) {
   std::vector<world::Scene> scenes;
   for (int64_t i = 0; i < o.prompts; ++i) {

@@ -35,6 +35,12 @@ struct WorldScore {
   double invalid = 0;  // mean invalid_fraction: how far the images are from clean renderings
 };
 
+// Options sampling `model` (a pipeline folder: its transformer, text encoder and VAE) with `loras`
+// at strength 1, `steps` steps at CFG weight `cfg`, on `prompts` scenes of `concept_index` from `seed`.
+WorldEvalOptions world_eval_options(const Family& family, const std::string& model, const std::vector<std::string>& loras,
+                                    int64_t steps, double cfg, int64_t prompts, int concept_index = -1,
+                                    uint64_t seed = WorldEvalOptions{}.seed);
+
 // The prompted scenes of `options` (their captions are the prompts).
 std::vector<world::Scene> eval_scenes(const world::World& world, const WorldEvalOptions& options);
 
