@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <random>
+#include <sstream>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -229,9 +231,54 @@ int World::concept_by_trigger(const std::string& trigger) const {
   throw file_error(source_, "no concept with trigger '" + trigger + "'");
 }
 
+namespace {
+
+// Tables of `overlay` merge into those of `base` key by key; any other value (arrays of tables
+// included) replaces the base's.
+void merge_into(toml::table& base, const toml::table& overlay) {
+  for (const auto& [key, node] : overlay) {
+    toml::table* below = base[key].as_table();
+    if (below && node.is_table())
+      merge_into(*below, *node.as_table());
+    else
+      base.insert_or_assign(key, node);
+  }
+}
+
+toml::table parse_toml(const std::string& text, const std::string& path) {
+  try {
+    return toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    throw file_error(path, "line " + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+  }
+}
+
+// A world file with its `extends` chain resolved (paths relative to the file that names them).
+toml::table world_table(const std::string& path, int depth) {
+  if (depth > 8) throw file_error(path, "'extends' chains more than 8 files (a cycle?)");
+  toml::table table = parse_toml(read_file(path), path);
+  const toml::node* extends = table.get("extends");
+  if (!extends) return table;
+  if (!extends->is_string()) throw file_error(path, "setting 'extends' must be a string (a world file)");
+  const std::filesystem::path base = std::filesystem::path(path).parent_path() / *extends->value<std::string>();
+  table.erase("extends");
+  toml::table merged = world_table(base.string(), depth + 1);
+  merge_into(merged, table);
+  return merged;
+}
+
+}  // namespace
+
 World load_world(const std::string& path, const std::vector<std::string>& overrides) {
+  // A file that extends none is read as written (the merge's printing would round its numbers anew).
+  std::string text = read_file(path);
+  if (parse_toml(text, path).contains("extends")) {
+    std::ostringstream merged;
+    merged << world_table(path, 0);
+    text = merged.str();
+  }
   WorldConfig config;
-  read_config_text(read_file(path), path, overrides, config);
+  read_config_text(text, path, overrides, config);
   return World(std::move(config), path);
 }
 

@@ -98,5 +98,36 @@ TEST(World, BadConfigsAreErrorsNamingTheFile) {
   std::filesystem::remove_all(dir);
 }
 
+// A world that extends another: tables merge key by key, arrays of tables are replaced whole; the
+// shipped FLUX.2 world is the shapes world with FLUX.2's latent space and a klein [[models]] table.
+TEST(World, ExtendsMergesTablesAndReplacesArrays) {
+  const dt::testing::ScratchDir dir("world_extends");
+  std::string shapes = read_file(kShapes);
+  shapes.replace(shapes.find("steps = 4500"), 12, "steps = 4321");  // not the default, so its merge shows
+  write_file_atomic(dir / "base.toml", shapes);
+  write_file_atomic(dir / "variant.toml", "extends = \"base.toml\"\nsize = 48\n[vae]\nlatent_channels = 32\n"
+                                          "[[backgrounds]]\nname = \"white\"\nrgb = \"#f5f5f5\"\n");
+  const World base = load_world(dir / "base.toml"), variant = load_world(dir / "variant.toml");
+  EXPECT_EQ(variant.config().size, 48);
+  EXPECT_EQ(variant.config().vae.latent_channels, 32);
+  EXPECT_EQ(variant.config().vae.steps, 4321);  // the rest of [vae] from base.toml
+  EXPECT_EQ(variant.config().backgrounds.size(), 1u);
+  EXPECT_EQ(variant.config().shapes.size(), base.config().shapes.size());
+  EXPECT_EQ(variant.config().concepts.size(), base.config().concepts.size());
+
+  const World flux2 = load_world(std::string(DT_SOURCE_DIR) + "/worlds/shapes-flux2.toml");
+  EXPECT_EQ(flux2.config().vae.class_name, "AutoencoderKLFlux2");
+  ASSERT_EQ(flux2.config().models.size(), 1u);
+  EXPECT_EQ(flux2.config().models[0].family, "flux2-klein");
+  EXPECT_EQ(flux2.config().concepts.size(), base.config().concepts.size());
+
+  write_file_atomic(dir / "loop.toml", "extends = \"loop.toml\"\n");
+  EXPECT_NE(dt::testing::error_of([&] { load_world(dir / "loop.toml"); }).find("more than 8 files"), std::string::npos);
+  write_file_atomic(dir / "missing.toml", "extends = \"nowhere.toml\"\n");
+  EXPECT_NE(dt::testing::error_of([&] { load_world(dir / "missing.toml"); }).find("nowhere.toml"), std::string::npos);
+  write_file_atomic(dir / "number.toml", "extends = 3\n");
+  EXPECT_NE(dt::testing::error_of([&] { load_world(dir / "number.toml"); }).find("'extends' must be a string"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace dt::world
