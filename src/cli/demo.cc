@@ -9,7 +9,7 @@ namespace dt {
 int run_demo(int argc, char** argv) {
   CLI::App app("Delta transfer end to end on the miniature world whose Base and Turbo ship in the repository: a LoRA of a "
                "new concept trained on the Base, recorded, taught to the Turbo, and a labelled grid with the concept's "
-               "score per column. About 3 minutes on 2 cores; each stage is cached in the work folder.", argv[0]);
+               "score per column. About 70 s on 2 cores with OPENBLAS_NUM_THREADS=1 (scripts/demo.sh); each stage is cached in the work folder.", argv[0]);
   DemoOptions o;
   app.add_option("--workdir", o.workdir, "folder for everything the demo writes");
   app.add_option("--world", o.world, "the world config (relative paths: from the current folder)");

@@ -69,7 +69,7 @@ TEST(Demo, RefusesWhatItCannotRun) {
   EXPECT_NE(testing::error_of([&] { run_demo(o); }).find("glorp"), std::string::npos);
 }
 
-// The demo as `deltatrain demo` runs it (about 3 min on 2 cores): the concept appears in the
+// The demo as `deltatrain demo` runs it (about 70 s on 2 cores): the concept appears in the
 // Turbo's few-step column after the transfer, not before, and the Base LoRA as is draws it less.
 TEST(Demo, LongShowsTheConceptAfterTransferNotBefore) {
   const testing::ScratchDir dir("demo_long");
