@@ -20,16 +20,25 @@
 #include "sample/output.h"
 
 namespace dt {
+namespace {
+
+// The world, its overrides, the family and the build's folder: what `world build` and `world
+// efficacy` both read.
+void add_build_options(CLI::App& app, WorldBuildOptions& o, const std::string& out_help) {
+  app.add_option("WORLD", o.world, "the world config (TOML) with a [[models]] table")->required();
+  app.add_option("--out", o.out, out_help)->required();
+  app.add_option("--family", o.family, "which [[models]] table (default: the first)");
+  app.add_option("--set", o.overrides, "override a world setting (repeatable; [[models]] tables are edited in the file)");
+}
+
+}  // namespace
 
 int run_world_build(int argc, char** argv) {
   CLI::App app("Make a world's Base (trained from scratch) and Turbo (distilled from it) from its config, stage by stage, "
                "each stage cached in the output folder (a rerun redoes what changed), and score both on held-out prompts.",
                argv[0]);
   WorldBuildOptions o;
-  app.add_option("WORLD", o.world, "the world config (TOML) with a [[models]] table")->required();
-  app.add_option("--out", o.out, "the folder of the build (created)")->required();
-  app.add_option("--family", o.family, "which [[models]] table (default: the first)");
-  app.add_option("--set", o.overrides, "override a world setting: --set models.0.base_steps=100 (repeatable)");
+  add_build_options(app, o, "the folder of the build (created)");
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
   const WorldBuild b = build_world(o);
@@ -87,12 +96,9 @@ int run_world_efficacy(int argc, char** argv) {
                "writes the table (markdown) and a labelled grid per concept.",
                argv[0]);
   WorldEfficacyOptions o;
-  app.add_option("WORLD", o.world, "the world config (TOML) with a [[models]] table")->required();
-  app.add_option("--out", o.out, "the world build's folder (the table's stages go to <out>/efficacy)")->required();
-  app.add_option("--family", o.family, "which [[models]] table (default: the first)");
+  add_build_options(app, o.build, "the world build's folder (the table's stages go to <out>/efficacy)");
   app.add_option("--concept", o.concepts, "only this concept (trigger word; repeatable; default: every concept)");
   app.add_option("--report", o.report, "markdown file whose section for this family is replaced by the table (grids copied beside it)");
-  app.add_option("--set", o.overrides, "override a world setting (repeatable)");
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
   for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(i == 0 ? "deltatrain world efficacy" : argv[i]);

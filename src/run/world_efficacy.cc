@@ -68,7 +68,7 @@ struct ArmSpec {
 class Efficacy {
  public:
   Efficacy(const WorldEfficacyOptions& o, const world::World& w, const world::ModelsConfig& m, const std::string& models_key)
-      : o_(o), w_(w), m_(m), e_(m.efficacy), family_(family_by_name(m.family)), out_(fs::absolute(o.out)),
+      : o_(o), w_(w), m_(m), e_(m.efficacy), family_(family_by_name(m.family)), out_(fs::absolute(o.build.out)),
         stages_(out_, total_stages(), "efficacy/stages.json"), models_key_(models_key) {}
 
   ConceptEfficacy measure(int index) {
@@ -394,16 +394,11 @@ std::string mean_and_spread(const std::vector<double>& values, int decimals) {
 }
 
 WorldEfficacy measure_efficacy(const WorldEfficacyOptions& o) {
-  WorldBuildOptions b;
-  b.world = o.world;
-  b.overrides = o.overrides;
-  b.family = o.family;
-  b.out = o.out;
-  build_world(b);
+  build_world(o.build);
   const auto start = std::chrono::steady_clock::now();
-  const world::World w = world::load_world(o.world, o.overrides);
-  const world::ModelsConfig& m = models_of(w, o.family, o.world);
-  const nlohmann::json built = read_json_file((fs::path(o.out) / "stages.json").string());
+  const world::World w = world::load_world(o.build.world, o.build.overrides);
+  const world::ModelsConfig& m = models_of(w, o.build.family, o.build.world);
+  const nlohmann::json built = read_json_file((fs::path(o.build.out) / "stages.json").string());
   Efficacy efficacy(o, w, m, built.at("turbo").get<std::string>());
   WorldEfficacy r;
   r.family = m.family;
@@ -415,7 +410,7 @@ WorldEfficacy measure_efficacy(const WorldEfficacyOptions& o) {
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::string report_dir = o.report.empty() ? "" : fs::absolute(o.report).parent_path().string();
   r.markdown = markdown(r, o, m, report_dir);
-  write_file_atomic((fs::path(o.out) / "efficacy" / "efficacy.md").string(), r.markdown);
+  write_file_atomic((fs::path(o.build.out) / "efficacy" / "efficacy.md").string(), r.markdown);
   if (!o.report.empty()) {
     for (const ConceptEfficacy& c : r.concepts)
       fs::copy_file(c.grid, fs::path(report_dir) / fs::path(c.grid).filename(), fs::copy_options::overwrite_existing);

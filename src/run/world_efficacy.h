@@ -14,16 +14,15 @@
 #include <string>
 #include <vector>
 
+#include "run/world_build.h"
+
 namespace dt {
 
 struct WorldEfficacyOptions {
-  std::string world;                   // the world config
-  std::vector<std::string> overrides;  // --set key=value on it
-  std::string family;                  // which [[models]] table; empty = the first
-  std::string out;                     // the world build's folder
-  std::vector<std::string> concepts;   // trigger words; empty = every concept
-  std::string report;                  // markdown file whose efficacy section (per family) is replaced; empty = none
-  std::string command;                 // the command line, quoted in the report
+  WorldBuildOptions build;            // the world, its overrides, the family's [[models]] table, the build's folder
+  std::vector<std::string> concepts;  // trigger words; empty = every concept
+  std::string report;                 // markdown file whose efficacy section (per family) is replaced; empty = none
+  std::string command;                // the command line, quoted in the report
 };
 
 // One arm's measurements, one value per seed.

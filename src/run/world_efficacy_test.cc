@@ -76,8 +76,8 @@ grid_prompts = 1
 TEST(WorldEfficacy, TinyWorldTableHasEveryArmAndARerunIsCached) {
   testing::ScratchDir dir("world_efficacy");
   WorldEfficacyOptions o;
-  o.world = tiny_world(dir);
-  o.out = dir / "build";
+  o.build.world = tiny_world(dir);
+  o.build.out = dir / "build";
   o.concepts = {"vexil"};
   o.report = dir / "EFFICACY.md";
   o.command = "deltatrain world efficacy tiny.toml";
@@ -114,10 +114,10 @@ TEST(WorldEfficacy, TinyWorldTableHasEveryArmAndARerunIsCached) {
   EXPECT_NE(report.find("### vexil (colour)"), std::string::npos);
   EXPECT_NE(report.find("| (a) Base + Base LoRA (3 steps, CFG 3.0) |"), std::string::npos) << report;
   EXPECT_NE(report.find(o.command), std::string::npos);
-  EXPECT_EQ(read_file(o.out + "/efficacy/efficacy.md"), r.markdown);
+  EXPECT_EQ(read_file(o.build.out + "/efficacy/efficacy.md"), r.markdown);
 
-  const std::string lora = o.out + "/efficacy/vexil/seed2/base-lora/lora.safetensors";
-  const std::string score = o.out + "/efficacy/vexil/seed1/f/score.json";
+  const std::string lora = o.build.out + "/efficacy/vexil/seed2/base-lora/lora.safetensors";
+  const std::string score = o.build.out + "/efficacy/vexil/seed1/f/score.json";
   const auto lora_time = fs::last_write_time(lora), score_time = fs::last_write_time(score);
   const WorldEfficacy again = measure_efficacy(o);
   EXPECT_EQ(fs::last_write_time(lora), lora_time);
