@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +19,8 @@
 #include "run/distill_run.h"
 #include "run/stages.h"
 #include "run/train_run.h"
+#include "text/prompt.h"
+#include "text/tokenizer.h"
 #include "world/dataset.h"
 #include "world/latent_space.h"
 
@@ -27,6 +30,39 @@ namespace {
 
 nlohmann::json to_json(const WorldScore& s) {
   return {{"images", s.images}, {"accuracy", s.accuracy}, {"invalid", s.invalid}};
+}
+
+// The pipelines truncate a prompt past the text length silently, as diffusers does; a world that
+// shortens it checks that every caption it can write (each attribute combination, bare and with
+// each pattern and style) fits, so no trigger word is ever cut off.
+void check_captions_fit(const world::World& w, const Family& family, const std::string& tokenizer_dir, int64_t max_length,
+                        const std::string& world_file) {
+  const Tokenizer tokenizer = Tokenizer::load(tokenizer_dir);
+  const world::WorldConfig& c = w.config();
+  std::vector<int> fills{-1}, frames{-1};
+  for (int k = 0; k < static_cast<int>(w.concepts().size()); ++k) {
+    if (w.concepts()[k].kind == "pattern") fills.push_back(k);
+    if (w.concepts()[k].kind == "style") frames.push_back(k);
+  }
+  std::set<std::string> captions;
+  world::Scene s;
+  for (s.shape = 0; s.shape < static_cast<int>(w.shapes().size()); ++s.shape)
+    for (s.colour = 0; s.colour < static_cast<int>(w.colours().size()); ++s.colour)
+      for (s.size = 0; s.size < static_cast<int>(c.sizes.size()); ++s.size)
+        for (s.position = 0; s.position < static_cast<int>(c.positions.size()); ++s.position)
+          for (s.background = 0; s.background < static_cast<int>(w.backgrounds().size()); ++s.background)
+            for (int fill : fills)
+              for (int frame : frames) {
+                s.pattern = fill;
+                s.style = frame;
+                captions.insert(w.caption(s));
+              }
+  for (const std::string& caption : captions) {
+    const size_t tokens = tokenizer.encode(apply_chat_template(family.chat_template(), caption)).size();
+    if (static_cast<int64_t>(tokens) > max_length)
+      throw file_error(world_file, "models.text_max_length = " + std::to_string(max_length) + " cuts the caption '" + caption +
+                                       "' (" + std::to_string(tokens) + " tokens with the chat template)");
+  }
 }
 }  // namespace
 
@@ -112,6 +148,7 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   const world::World w = world::load_world(o.world, o.overrides);
   const world::ModelsConfig& m = models_of(w, o.family, o.world);
   const Family& family = family_by_name(m.family);
+  if (m.text_max_length < 0) throw file_error(o.world, "models.text_max_length must be 0 (the family's own) or positive");
   const fs::path out = fs::absolute(o.out);
   fs::create_directories(out);
   world::WorldConfig scenes = w.config();  // what the images depend on
@@ -137,9 +174,17 @@ WorldBuild build_world(const WorldBuildOptions& o) {
     }
     world::train_latent_space(w, (out / "vae").string());
   });
-  key = stages.run("base-init", key, m.transformer + std::to_string(m.seed), "base-init", [&](const std::string&) {
+  const std::string init = m.transformer + std::to_string(m.seed) + (m.text_max_length ? "/" + std::to_string(m.text_max_length) : "");
+  key = stages.run("base-init", key, init, "base-init", [&](const std::string&) {
     fs::remove_all(out / "base-init");
     family.write_tiny_pipeline((out / "base-init").string(), static_cast<uint64_t>(m.seed), false, m.transformer);
+    if (m.text_max_length) {  // FLUX.2 pads every prompt to it: 512 positions would dwarf 16 image tokens
+      check_captions_fit(w, family, (out / "base-init/tokenizer").string(), m.text_max_length, o.world);
+      const std::string config = (out / "base-init/tokenizer/tokenizer_config.json").string();
+      nlohmann::json c = read_json_file(config);
+      c["model_max_length"] = m.text_max_length;
+      write_file_atomic(config, c.dump(2) + "\n");
+    }
     fs::remove_all(out / "base-init/vae");
     fs::copy(out / "vae", out / "base-init/vae", fs::copy_options::recursive);
   });

@@ -1,5 +1,6 @@
 #include "text/qwen3_text_encoder.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <torch/torch.h>
@@ -20,6 +21,9 @@ Qwen3TextEncoder::Qwen3TextEncoder(const std::string& path, const LoadOptions& o
   if (!fs::exists(tokenizer_dir / "tokenizer.json", ec))
     throw file_error((tokenizer_dir / "tokenizer.json").string(), "missing (vocab.json + merges.txt alone are not read)");
   tokenizer_ = Tokenizer::load(tokenizer_dir.string());
+  // A pipeline whose tokenizer states a shorter limit pads to that (the real Qwen3 tokenizers state
+  // 131072 or none, so the families' 512 stands): a small pipeline need not pay for 512 positions.
+  if (auto limit = tokenizer_.model_max_length()) prompting_.max_length = std::min(prompting_.max_length, *limit);
   encoder_ = Qwen3Encoder::load(encoder_dir.string(), options, /*lm_head=*/false);
   if (prompting_.layers.empty()) throw Error("Qwen3 text encoder: no hidden-state layers chosen");
   const int64_t L = encoder_->config.num_hidden_layers;
@@ -33,7 +37,7 @@ Qwen3TextEncoder::Qwen3TextEncoder(const std::string& path, const LoadOptions& o
     throw file_error(path, "the tokenizer's ids go up to " + std::to_string(tokenizer_.vocab_size() - 1) +
                                " but the encoder's vocabulary has " + std::to_string(encoder_->config.vocab_size));
   files_ = {(tokenizer_dir / "tokenizer.json").string()};
-  if (fs::exists(tokenizer_dir / "tokenizer_config.json", ec)) files_.push_back((tokenizer_dir / "tokenizer_config.json").string());  // pad token
+  if (fs::exists(tokenizer_dir / "tokenizer_config.json", ec)) files_.push_back((tokenizer_dir / "tokenizer_config.json").string());  // pad token, length
   const Checkpoint weights = Checkpoint::open(encoder_dir.string());
   for (const auto& f : weights.files()) files_.push_back(f->path());
 }

@@ -17,7 +17,7 @@ namespace dt {
 
 struct Qwen3Prompting {
   ChatTemplate chat_template = ChatTemplate::none;
-  int64_t max_length = 512;
+  int64_t max_length = 512;  // or the tokenizer's model_max_length where that is smaller
   // Indices into transformers' hidden_states tuple (0..L); negative ones count from its end
   // (−1 = final-normed output, −2 = output of layer L−1). Several are concatenated per token.
   std::vector<int64_t> layers;

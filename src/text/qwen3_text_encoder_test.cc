@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "testing/support.h"
 #include "text/prompt.h"
@@ -59,6 +60,26 @@ TEST(Qwen3TextEncoder, Flux2KleinStacksLayersOverAllPositions) {
   EXPECT_TRUE(torch::equal(features[0].slice(1, 64, 128), states[1][0]));
   EXPECT_TRUE(torch::equal(features[1].slice(1, 128, 192), states[2][1]));
   EXPECT_TRUE(features[0].isfinite().all().item<bool>());  // pad positions are defined too
+}
+
+TEST(Qwen3TextEncoder, PadsToTheTokenizersModelMaxLengthWhereShorter) {
+  const std::string dir = tiny_pipeline();
+  const Qwen3Prompting klein{ChatTemplate::qwen3_no_thinking, 24, {1, 2, 3}, false};
+  const std::string config = dir + "/tokenizer/tokenizer_config.json";
+  Qwen3TextEncoder full(dir, LoadOptions{}, klein);  // the tiny tokenizer states 131072, as Qwen3's
+  ASSERT_EQ(full.encode({"a cat"})[0].size(0), 24);
+  nlohmann::json c = read_json_file(config);
+  c["model_max_length"] = 16;
+  write_file_atomic(config, c.dump());
+  Qwen3TextEncoder capped(dir, LoadOptions{}, klein);
+  at::Tensor features = capped.encode({"a cat"})[0];
+  EXPECT_EQ(features.sizes(), (std::vector<int64_t>{16, 3 * 64}));
+  Qwen3TextEncoder asked(dir, LoadOptions{}, {ChatTemplate::qwen3_no_thinking, 16, {1, 2, 3}, false});
+  EXPECT_TRUE(torch::equal(features, asked.encode({"a cat"})[0]));
+  EXPECT_NE(capped.identity(), full.identity());
+  c["model_max_length"] = "long";
+  write_file_atomic(config, c.dump());
+  EXPECT_THROW(Qwen3TextEncoder(dir, LoadOptions{}, klein), Error);
 }
 
 TEST(Qwen3TextEncoder, RefusesMismatchedParts) {

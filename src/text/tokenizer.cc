@@ -112,6 +112,7 @@ struct Tokenizer::Impl {
   std::vector<std::optional<std::string>> token_bytes;  // by id: raw bytes of a vocab token, if in the alphabet
   std::array<bool, 256> added_first_byte{};
   int32_t pad = -1;
+  std::optional<int64_t> model_max_length;  // tokenizer_config.json's, when it states a limit
 
   // Word (raw bytes) → ids. Results are cached: prompts repeat words a lot.
   mutable std::mutex cache_mutex;
@@ -373,6 +374,13 @@ Tokenizer Tokenizer::load(const std::string& path) {
       if (!pad || !t.find(*pad)) throw file_error(config.string(), "pad_token is not a token of " + file.string());
       impl->pad = *t.find(*pad);
     }
+    // transformers writes 1e30 for "no limit"; anything past int64 is that.
+    if (c.contains("model_max_length") && !c["model_max_length"].is_null()) {
+      if (!c["model_max_length"].is_number() || c["model_max_length"].get<double>() < 1)
+        throw file_error(config.string(), "model_max_length is not a positive number");
+      const double limit = c["model_max_length"].get<double>();
+      if (limit < 9.0e18) impl->model_max_length = static_cast<int64_t>(limit);
+    }
   }
   return t;
 }
@@ -429,6 +437,8 @@ const std::string& Tokenizer::token(int32_t id) const {
 
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->tokens.size()); }
 const std::vector<AddedToken>& Tokenizer::added_tokens() const { return impl_->added; }
+
+std::optional<int64_t> Tokenizer::model_max_length() const { return impl_->model_max_length; }
 
 int32_t Tokenizer::pad_id() const {
   if (impl_->pad < 0) throw file_error(impl_->name, "no pad token (no <|endoftext|> and no tokenizer_config.json pad_token)");

@@ -22,7 +22,7 @@ struct AddedToken {
 class Tokenizer {
  public:
   // `path`: a tokenizer.json, or a folder holding one (and optionally tokenizer_config.json, whose
-  // pad_token is used). Throws dt::Error naming the file and the problem.
+  // pad_token and model_max_length are read). Throws dt::Error naming the file and the problem.
   static Tokenizer load(const std::string& path);
   // From the text of a tokenizer.json; `name` is used in error messages.
   static Tokenizer parse(const std::string& json_text, const std::string& name);
@@ -40,6 +40,9 @@ class Tokenizer {
   int32_t vocab_size() const;                                   // highest id + 1
   const std::vector<AddedToken>& added_tokens() const;
   int32_t pad_id() const;  // tokenizer_config.json pad_token, else <|endoftext|>
+  // tokenizer_config.json's model_max_length: the most tokens the model takes (none when unstated
+  // or transformers' "no limit").
+  std::optional<int64_t> model_max_length() const;
 
  private:
   struct Impl;

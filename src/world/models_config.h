@@ -14,6 +14,7 @@ struct ModelsConfig {
   std::string family = "zimage";
   std::string transformer = "{}";
   int64_t seed = 1;
+  int64_t text_max_length = 0;
   int64_t base_images = 2000;
   int64_t base_steps = 3000;
   int64_t base_batch_size = 32;
@@ -35,6 +36,7 @@ struct ModelsConfig {
   void fields(V& v) {
     v("family", family, "the model family (zimage, flux2-klein)");
     v("transformer", transformer, "the Base transformer's config.json fields (a JSON object) replacing the family's tiny config");
+    v("text_max_length", text_max_length, "positions the prompts are padded to, written as the tokenizer's model_max_length (0: the family's own, 512)");
     v("seed", seed, "seed of the random initialisation, the plans and the trajectories");
     v("base_images", base_images, "images of the Base's training set (scene seeds 1, 2, ...)");
     v("base_steps", base_steps, "optimizer steps of the Base's training from scratch");
