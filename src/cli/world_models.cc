@@ -97,6 +97,8 @@ int run_world_efficacy(int argc, char** argv) {
                argv[0]);
   WorldEfficacyOptions o;
   add_build_options(app, o.build, "the world build's folder (the table's stages go to <out>/efficacy)");
+  app.add_option("--built", o.built, "measure the Base and Turbo of this built folder as is (worlds/shapes/zimage: the shipped ones) "
+                 "instead of building them in --out");
   app.add_option("--concept", o.concepts, "only this concept (trigger word; repeatable; default: every concept)");
   app.add_option("--report", o.report, "markdown file whose section for this family is replaced by the table (grids copied beside it)");
   int code = 0;

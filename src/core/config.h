@@ -140,34 +140,35 @@ class Reader {
   std::set<std::string> seen_;
 };
 
-// Prints a struct as a documented TOML document holding its current values.
+// Prints a struct as a TOML document holding its current values; `documented`: each setting's
+// help as a comment, and an empty array of tables as a commented example.
 class Writer {
  public:
-  explicit Writer(std::string where) : where_(std::move(where)) {}
+  Writer(std::string where, bool documented) : where_(std::move(where)), documented_(documented) {}
 
   template <class T>
   void operator()(const char* name, T& value, const char* doc) {
     if constexpr (Section<T>) {
-      Writer sub(where_.empty() ? name : where_ + "." + name);
+      Writer sub(where_.empty() ? name : where_ + "." + name, documented_);
       value.fields(sub);
-      sections_ << "\n# " << doc << "\n[" << sub.where_ << "]\n" << sub.str();
+      sections_ << "\n" << comment(doc) << "[" << sub.where_ << "]\n" << sub.str();
     } else if constexpr (is_section_vector<T>::value) {
       const std::string path = where_.empty() ? name : where_ + "." + name;
-      sections_ << "\n# " << doc << "\n";
-      if (value.empty()) {
+      sections_ << "\n" << comment(doc);
+      if (value.empty() && documented_) {
         typename is_section_vector<T>::element example{};
-        Writer sub(path);
+        Writer sub(path, documented_);
         example.fields(sub);
         std::istringstream lines("[[" + path + "]]\n" + sub.str());
         for (std::string line; std::getline(lines, line);) sections_ << "# " << line << "\n";
       }
       for (auto& item : value) {
-        Writer sub(path);
+        Writer sub(path, documented_);
         item.fields(sub);
         sections_ << "[[" << path << "]]\n" << sub.str();
       }
     } else {
-      plain_ << "# " << doc << "\n" << name << " = " << format(value) << "\n";
+      plain_ << comment(doc) << name << " = " << format(value) << "\n";
     }
   }
 
@@ -191,7 +192,10 @@ class Writer {
     }
   }
 
+  std::string comment(const char* doc) const { return documented_ ? "# " + std::string(doc) + "\n" : ""; }
+
   std::string where_;
+  bool documented_;
   std::ostringstream plain_, sections_;
 };
 
@@ -237,7 +241,16 @@ void read_config_text(const std::string& text, const std::string& file, const st
 // A documented TOML file holding every setting of `config` with its current value.
 template <class T>
 std::string config_to_toml(T& config) {
-  config_detail::Writer writer("");
+  config_detail::Writer writer("", true);
+  config.fields(writer);
+  return writer.str();
+}
+
+// Every setting's value and nothing else, for cache keys: rewording a setting's help, or adding a
+// field to an array of tables the config leaves empty, must not make a cached stage run again.
+template <class T>
+std::string config_values(T& config) {
+  config_detail::Writer writer("", false);
   config.fields(writer);
   return writer.str();
 }

@@ -57,6 +57,21 @@ TEST(Config, PrintedDefaultsReadBackIdentically) {
   EXPECT_EQ(back.items.at(0).repeats, 2);
 }
 
+// Cache keys hold the values alone: every value, exactly as printed, and no help text or example.
+TEST(Config, ValuesAreThePrintedSettingsWithoutTheirHelp) {
+  Outer c;
+  EXPECT_EQ(config_values(c), "lr = 0.0001\nflag = false\nsteps = 10\nsizes = [ 512 ]\n\n[inner]\npath = ''\nrepeats = 1\n\n");
+  c.items.push_back(Inner{"p", 2});
+  c.steps = 11;
+  const std::string values = config_values(c);
+  EXPECT_NE(values.find("steps = 11\n"), std::string::npos);
+  EXPECT_NE(values.find("[[items]]\npath = 'p'\nrepeats = 2\n"), std::string::npos) << values;
+  EXPECT_EQ(values.find('#'), std::string::npos);
+  Outer back;
+  read_config_text(values, "values.toml", {}, back);
+  EXPECT_EQ(config_to_toml(back), config_to_toml(c));
+}
+
 TEST(Config, ErrorsNameFileAndKey) {
   Outer c;
   auto message = [&](const std::string& text) {

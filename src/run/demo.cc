@@ -81,7 +81,7 @@ DemoResult run_demo(const DemoOptions& o) {
   scenes.models.clear();
   scenes.vae = {};
   std::cout << "\n" << c.images << " captioned images of " << c.trigger << " → " << r.data << std::endl;
-  const std::string data_key = stages.run("data", models, config_to_toml(scenes) + std::to_string(index), "data", [&](const std::string&) {
+  const std::string data_key = stages.run("data", models, config_values(scenes) + std::to_string(index), "data", [&](const std::string&) {
     fs::remove_all(out / "data");
     world::write_dataset(w, r.data, c.images, 1, index);
   });
@@ -89,7 +89,7 @@ DemoResult run_demo(const DemoOptions& o) {
   RunConfig lora = concept_lora_run(out, w, m, c, "data", o.seed, base, "base-lora");
   std::cout << "\nA LoRA on the Base (rank " << m.efficacy.lora_rank << ", " << m.efficacy.lora_steps << " steps) → " << r.base_lora
             << std::endl;
-  const std::string lora_key = stages.run("lora", data_key, config_to_toml(lora), "base-lora/lora.safetensors", [&](const std::string& key) {
+  const std::string lora_key = stages.run("lora", data_key, config_values(lora), "base-lora/lora.safetensors", [&](const std::string& key) {
     fresh_run_dir(out / "base-lora", key);
     write_run(lora, out / "base-lora/run.toml");
     train(lora, true);
@@ -97,7 +97,7 @@ DemoResult run_demo(const DemoOptions& o) {
 
   RunConfig transfer = concept_transfer_run(out, w, m, c, "data", o.seed, "store", base, "base-lora/lora.safetensors", turbo, "store/deltas", false);
   std::cout << "\nThe Base + LoRA records what the LoRA changes (transfer record, approximate form) → " << r.store << std::endl;
-  const std::string record_key = stages.run("record", lora_key, config_to_toml(transfer), "store/deltas/manifest.json", [&](const std::string& key) {
+  const std::string record_key = stages.run("record", lora_key, config_values(transfer), "store/deltas/manifest.json", [&](const std::string& key) {
     fresh_run_dir(out / "store", key);
     record(transfer, true);
   });
@@ -106,7 +106,7 @@ DemoResult run_demo(const DemoOptions& o) {
   transfer.transfer.guidance = g;
   transfer.transfer.student_lora = "teacher";
   std::cout << "\nThe Turbo learns it (transfer learn, g = " << number(g, 1) << ", from the Base LoRA) → " << r.turbo_lora << std::endl;
-  const std::string learn_key = stages.run("learn", record_key, config_to_toml(transfer), "turbo-lora/lora.safetensors", [&](const std::string& key) {
+  const std::string learn_key = stages.run("learn", record_key, config_values(transfer), "turbo-lora/lora.safetensors", [&](const std::string& key) {
     fresh_run_dir(out / "turbo-lora", key);
     write_run(transfer, out / "turbo-lora/run.toml");
     learn(transfer, true);

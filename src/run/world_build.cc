@@ -158,12 +158,12 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   Stages stages(out, 6);
   WorldBuild result{(out / "base").string(), (out / "turbo").string(), {}};
 
-  std::string key = stages.run("data", "", config_to_toml(scenes) + std::to_string(m.base_images) + "/" + std::to_string(m.distill_images), "data", [&](const std::string&) {
+  std::string key = stages.run("data", "", config_values(scenes) + std::to_string(m.base_images) + "/" + std::to_string(m.distill_images), "data", [&](const std::string&) {
     fs::remove_all(out / "data");
     world::write_dataset(w, (out / "data/base").string(), m.base_images, 1);
     world::write_dataset(w, (out / "data/distill").string(), m.distill_images, 1);
   });
-  key = stages.run("latent-space", key, config_to_toml(vae), "vae", [&](const std::string&) {
+  key = stages.run("latent-space", key, config_values(vae), "vae", [&](const std::string&) {
     // A VAE that `world vae` trained from this very config (latent_space.json says so) is kept.
     const fs::path report = out / "vae/latent_space.json";
     world::WorldConfig whole = w.config();
@@ -198,7 +198,7 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   base.train.warmup_steps = m.base_warmup_steps;
   base.output.run_dir = "runs/base";
   base.output.model = "base";
-  key = stages.run("base", key, config_to_toml(base), "base", [&](const std::string& stage_key) {
+  key = stages.run("base", key, config_values(base), "base", [&](const std::string& stage_key) {
     fresh_run_dir(out / "runs/base", stage_key);
     write_run(base, out / "base.toml");
     train(base, true);
@@ -218,7 +218,7 @@ WorldBuild build_world(const WorldBuildOptions& o) {
   turbo.distill.seeds_per_caption = m.distill_seeds;
   turbo.output.run_dir = "runs/turbo";
   turbo.output.model = "turbo";
-  key = stages.run("turbo", key, config_to_toml(turbo), "turbo", [&](const std::string& stage_key) {
+  key = stages.run("turbo", key, config_values(turbo), "turbo", [&](const std::string& stage_key) {
     fresh_run_dir(out / "runs/turbo", stage_key);
     write_run(turbo, out / "turbo.toml");
     distill(turbo, true);

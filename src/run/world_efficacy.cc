@@ -47,7 +47,7 @@ double other_attributes(const WorldScore& s, const std::string& own) {
   return sum / n;
 }
 
-std::string toml_of(RunConfig run) { return config_to_toml(run); }
+std::string toml_of(RunConfig run) { return config_values(run); }
 
 std::string format_number(double v, int decimals) {
   char text[32];
@@ -58,7 +58,7 @@ std::string format_number(double v, int decimals) {
 // How one arm samples.
 struct ArmSpec {
   std::string id, label;
-  std::string model;               // "base" or "turbo" (folders of the build)
+  std::string model;               // "base" or "turbo" (folders of the built models)
   std::vector<std::string> loras;  // relative to the build folder
   int64_t steps = 0;
   double cfg = 1;
@@ -69,7 +69,8 @@ class Efficacy {
  public:
   Efficacy(const WorldEfficacyOptions& o, const world::World& w, const world::ModelsConfig& m, const std::string& models_key)
       : o_(o), w_(w), m_(m), e_(m.efficacy), family_(family_by_name(m.family)), out_(fs::absolute(o.build.out)),
-        stages_(out_, total_stages(), "efficacy/stages.json"), models_key_(models_key) {}
+        built_(o.built.empty() ? fs::path() : fs::absolute(o.built)), stages_(out_, total_stages(), "efficacy/stages.json"),
+        models_key_(models_key) {}
 
   ConceptEfficacy measure(int index) {
     const world::ConceptConfig& c = w_.concepts().at(static_cast<size_t>(index));
@@ -80,7 +81,7 @@ class Efficacy {
     world::WorldConfig scenes = w_.config();
     scenes.models.clear();
     scenes.vae = {};
-    const std::string data_key = stages_.run(root + "/data", "", config_to_toml(scenes) + std::to_string(index), root + "/data",
+    const std::string data_key = stages_.run(root + "/data", "", config_values(scenes) + std::to_string(index), root + "/data",
                                              [&](const std::string&) {
                                                fs::remove_all(out_ / root / "data");
                                                world::write_dataset(w_, (out_ / root / "data").string(), c.images, 1, index);
@@ -104,8 +105,8 @@ class Efficacy {
     for (int64_t seed = 1; seed <= seeds; ++seed) {
       const std::string dir = root + "/seed" + std::to_string(seed);
       auto& keys = lora_keys[seed];
-      keys["base-lora"] = train_lora(index, seed, "base", dir + "/base-lora", after);
-      keys["turbo-lora"] = train_lora(index, seed, "turbo", dir + "/turbo-lora", after);
+      keys["base-lora"] = train_lora(index, seed, model("base"), dir + "/base-lora", after);
+      keys["turbo-lora"] = train_lora(index, seed, model("turbo"), dir + "/turbo-lora", after);
       const std::string base_lora = dir + "/base-lora/lora.safetensors";
       const ArmSpec a{"a", "Base + Base LoRA", "base", {base_lora}, m_.base_sample_steps, m_.base_cfg};
       const ArmSpec c_arm{"c", "Turbo + Base LoRA", "turbo", {base_lora}, m_.turbo_steps, 1};
@@ -186,6 +187,9 @@ class Efficacy {
     return static_cast<int>(concepts * (3 + e_.seeds * per_seed));
   }
 
+  // A built model's folder: relative to the build folder, or absolute in a folder measured as is.
+  std::string model(const std::string& name) const { return built_.empty() ? name : (built_ / name).string(); }
+
   int64_t curve_every() const { return std::max<int64_t>(1, e_.lora_steps / std::max<int64_t>(1, e_.curve_points)); }
 
   RunConfig lora_run(int index, int64_t seed, const std::string& model, const std::string& dir) const {
@@ -208,7 +212,7 @@ class Efficacy {
   RunConfig transfer_run(int index, int64_t seed, const std::string& dir, const std::string& store, bool exact) const {
     const world::ConceptConfig& c = w_.concepts().at(static_cast<size_t>(index));
     const std::string teacher_lora = fs::path(dir).parent_path().string() + "/base-lora/lora.safetensors";
-    RunConfig run = concept_transfer_run(out_, w_, m_, c, "efficacy/" + c.trigger + "/data", seed, dir, "base", teacher_lora, "turbo",
+    RunConfig run = concept_transfer_run(out_, w_, m_, c, "efficacy/" + c.trigger + "/data", seed, dir, model("base"), teacher_lora, model("turbo"),
                                          store, exact);
     run.train.save_every = curve_every();
     return run;
@@ -237,7 +241,7 @@ class Efficacy {
   WorldEvalOptions eval_options(const ArmSpec& spec, int64_t prompts, int concept_index, uint64_t seed) const {
     std::vector<std::string> loras;
     for (const std::string& lora : spec.loras) loras.push_back((out_ / lora).string());
-    return world_eval_options(family_, (out_ / spec.model).string(), loras, spec.steps, spec.cfg, prompts, concept_index, seed);
+    return world_eval_options(family_, (out_ / model(spec.model)).string(), loras, spec.steps, spec.cfg, prompts, concept_index, seed);
   }
 
   // The model alone on the drift prompts, sampled as `spec` samples (generated once per process).
@@ -313,7 +317,7 @@ class Efficacy {
   const world::ModelsConfig& m_;
   const world::EfficacyConfig& e_;
   const Family& family_;
-  fs::path out_;
+  fs::path out_, built_;
   Stages stages_;
   std::string models_key_;
   std::map<std::string, std::vector<Image>> references_;
@@ -394,12 +398,18 @@ std::string mean_and_spread(const std::vector<double>& values, int decimals) {
 }
 
 WorldEfficacy measure_efficacy(const WorldEfficacyOptions& o) {
-  build_world(o.build);
+  if (o.built.empty()) build_world(o.build);
   const auto start = std::chrono::steady_clock::now();
   const world::World w = world::load_world(o.build.world, o.build.overrides);
   const world::ModelsConfig& m = models_of(w, o.build.family, o.build.world);
-  const nlohmann::json built = read_json_file((fs::path(o.build.out) / "stages.json").string());
-  Efficacy efficacy(o, w, m, built.at("turbo").get<std::string>());
+  const fs::path built = o.built.empty() ? fs::path(o.build.out) : fs::path(o.built);
+  for (const char* model : {"base", "turbo"})
+    if (!fs::exists(built / model / "transformer"))
+      throw file_error((built / model).string(), "holds no pipeline: make it with `deltatrain world build " + o.build.world + " --out " +
+                                                     built.string() + "`");
+  // Every stage reads the built models: the key of the Turbo's stage names them.
+  const nlohmann::json stages = read_json_file((built / "stages.json").string());
+  Efficacy efficacy(o, w, m, stages.at("turbo").get<std::string>());
   WorldEfficacy r;
   r.family = m.family;
   std::vector<int> indices;

@@ -20,6 +20,8 @@ namespace dt {
 
 struct WorldEfficacyOptions {
   WorldBuildOptions build;            // the world, its overrides, the family's [[models]] table, the build's folder
+  std::string built;                  // a built folder (base/, turbo/, stages.json) measured as is, the shipped one for
+                                      // instance; empty = build.out, built first where missing (stages under build.out either way)
   std::vector<std::string> concepts;  // trigger words; empty = every concept
   std::string report;                 // markdown file whose efficacy section (per family) is replaced; empty = none
   std::string command;                // the command line, quoted in the report
