@@ -79,6 +79,18 @@ TEST(WorldEfficacy, TinyWorldTableHasEveryArmAndARerunIsCached) {
   EXPECT_EQ(rewritten.find("<!-- world efficacy: zimage"), rewritten.rfind("<!-- world efficacy: zimage"));
 }
 
+TEST(WorldEfficacy, RefusesABuiltFolderWithoutPipelines) {
+  testing::ScratchDir dir("world_efficacy_built");
+  WorldEfficacyOptions o;
+  o.build.world = testing::tiny_shapes_world(dir);
+  o.build.out = dir / "build";
+  o.built = dir / "empty";
+  fs::create_directories(o.built + "/base");
+  const std::string message = testing::error_of([&] { measure_efficacy(o); });
+  EXPECT_EQ(message.find(o.built + "/base: holds no pipeline"), 0u) << message;
+  EXPECT_FALSE(fs::exists(o.build.out + "/vae")) << "nothing is built for a folder measured as is";
+}
+
 // The table's direction on the shipped Base and Turbo (worlds/shapes/zimage), for the shape concept
 // at g = 3, one seed (about 5 min on 2 cores): the transferred LoRA draws the concept more often
 // than the Base LoRA on Turbo (c) and than a LoRA trained on Turbo itself (d), drifts less than (d),
