@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=$(nproc)
+# LibTorch's threads alone: OpenBLAS's own threads spin against them on few cores (2.5x slower on
+# 2 cores, same bits; bench/EFFICACY.md).
+export OPENBLAS_NUM_THREADS=1
 failed=()
 
 stage() { printf '\n=== %s\n' "$1"; }
