@@ -67,8 +67,10 @@ void check_captions_fit(const world::World& w, const Family& family, const std::
 }  // namespace
 
 const world::ModelsConfig& models_of(const world::World& w, const std::string& family, const std::string& path) {
-  for (const auto& m : w.config().models)
+  for (const auto& m : w.config().models) {
+    if (m.family.empty()) throw file_error(path, "a [[models]] table has no family");
     if (family.empty() || m.family == family) return m;
+  }
   throw file_error(path, family.empty() ? "has no [[models]] table" : "has no [[models]] table for family '" + family + "'");
 }
 

@@ -47,5 +47,17 @@ TEST(WorldBuild, ShortenedPromptsAreWrittenAndMustHoldEveryCaption) {
   EXPECT_EQ(read_json_file(built.turbo + "/tokenizer/tokenizer_config.json")["model_max_length"], 80);
 }
 
+TEST(WorldBuild, RefusesAModelsTableWithoutAFamily) {
+  testing::ScratchDir dir("world_build_family");
+  std::string text = read_file(testing::tiny_shapes_world(dir));
+  const std::string family = "family = \"zimage\"\n";
+  text.erase(text.find(family), family.size());
+  WorldBuildOptions o;
+  o.world = dir / "no-family.toml";
+  o.out = dir / "build";
+  write_file_atomic(o.world, text);
+  EXPECT_EQ(testing::error_of([&] { build_world(o); }), o.world + ": a [[models]] table has no family");
+}
+
 }  // namespace
 }  // namespace dt

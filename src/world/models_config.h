@@ -11,7 +11,7 @@
 namespace dt::world {
 
 struct ModelsConfig {
-  std::string family = "zimage";
+  std::string family;
   std::string transformer = "{}";
   int64_t seed = 1;
   int64_t text_max_length = 0;
@@ -34,7 +34,7 @@ struct ModelsConfig {
 
   template <class V>
   void fields(V& v) {
-    v("family", family, "the model family (zimage, flux2-klein)");
+    v("family", family, "the model family, as the registry names it (required)");
     v("transformer", transformer, "the Base transformer's config.json fields (a JSON object) replacing the family's tiny config");
     v("text_max_length", text_max_length, "positions the prompts are padded to, written as the tokenizer's model_max_length (0: the family's own, 512)");
     v("seed", seed, "seed of the random initialisation, the plans and the trajectories");
