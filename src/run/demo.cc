@@ -76,7 +76,7 @@ DemoResult run_demo(const DemoOptions& o) {
             << std::endl;
 
   // Every stage reads the models of the build: its Turbo's stage key names them.
-  const std::string models = read_json_file((built / "stages.json").string()).at("turbo").get<std::string>();
+  const std::string models = built_models_key(built);
   world::WorldConfig scenes = w.config();
   scenes.models.clear();
   scenes.vae = {};

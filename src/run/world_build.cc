@@ -66,6 +66,14 @@ void check_captions_fit(const world::World& w, const Family& family, const std::
 }
 }  // namespace
 
+std::string built_models_key(const fs::path& built) {
+  const std::string file = (built / "stages.json").string();
+  const nlohmann::json stages = read_json_file(file);
+  if (!stages.is_object() || !stages.contains("turbo") || !stages["turbo"].is_string())
+    throw file_error(file, "has no key for the turbo stage: not a finished world build");
+  return stages["turbo"].get<std::string>();
+}
+
 const world::ModelsConfig& models_of(const world::World& w, const std::string& family, const std::string& path) {
   for (const auto& m : w.config().models) {
     if (m.family.empty()) throw file_error(path, "a [[models]] table has no family");

@@ -408,8 +408,7 @@ WorldEfficacy measure_efficacy(const WorldEfficacyOptions& o) {
       throw file_error((built / model).string(), "holds no pipeline: make it with `deltatrain world build " + o.build.world + " --out " +
                                                      built.string() + "`");
   // Every stage reads the built models: the key of the Turbo's stage names them.
-  const nlohmann::json stages = read_json_file((built / "stages.json").string());
-  Efficacy efficacy(o, w, m, stages.at("turbo").get<std::string>());
+  Efficacy efficacy(o, w, m, built_models_key(built));
   WorldEfficacy r;
   r.family = m.family;
   std::vector<int> indices;

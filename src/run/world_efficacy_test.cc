@@ -89,6 +89,10 @@ TEST(WorldEfficacy, RefusesABuiltFolderWithoutPipelines) {
   const std::string message = testing::error_of([&] { measure_efficacy(o); });
   EXPECT_EQ(message.find(o.built + "/base: holds no pipeline"), 0u) << message;
   EXPECT_FALSE(fs::exists(o.build.out + "/vae")) << "nothing is built for a folder measured as is";
+  for (const char* model : {"base", "turbo"}) fs::create_directories(o.built + "/" + model + "/transformer");
+  write_file_atomic(o.built + "/stages.json", "{\"base\": \"0\"}\n");
+  EXPECT_EQ(testing::error_of([&] { measure_efficacy(o); }),
+            o.built + "/stages.json: has no key for the turbo stage: not a finished world build");
 }
 
 // The table's direction on the shipped Base and Turbo (worlds/shapes/zimage), for the shape concept
