@@ -55,10 +55,8 @@ DemoResult run_demo(const DemoOptions& o) {
   if (o.lora_steps > 0) m.efficacy.lora_steps = o.lora_steps;
   const Family& family = family_by_name(m.family);
   const fs::path built = o.built.empty() ? fs::absolute(o.world).parent_path() / fs::path(o.world).stem() / m.family : fs::absolute(o.built);
-  for (const char* model : {"base", "turbo"})
-    if (!fs::exists(built / model / "transformer"))
-      throw file_error((built / model).string(), "holds no pipeline: make it with `deltatrain world build " + o.world + " --out " +
-                                                     built.string() + "`, or pass --built");
+  // Every stage reads the models of the build: its Turbo's stage key names them.
+  const std::string models = built_models_key(built, o.world);
   const int index = w.concept_by_trigger(o.concept_trigger);
   const world::ConceptConfig& c = w.concepts().at(static_cast<size_t>(index));
   const double g = o.guidance > 0 ? o.guidance : m.base_cfg;
@@ -75,8 +73,6 @@ DemoResult run_demo(const DemoOptions& o) {
             << "  Base  " << base << "\n  Turbo " << turbo << " (" << m.turbo_steps << " steps, no CFG)\n  work  " << out.string()
             << std::endl;
 
-  // Every stage reads the models of the build: its Turbo's stage key names them.
-  const std::string models = built_models_key(built);
   world::WorldConfig scenes = w.config();
   scenes.models.clear();
   scenes.vae = {};

@@ -66,7 +66,11 @@ void check_captions_fit(const world::World& w, const Family& family, const std::
 }
 }  // namespace
 
-std::string built_models_key(const fs::path& built) {
+std::string built_models_key(const fs::path& built, const std::string& world) {
+  for (const char* model : {"base", "turbo"})
+    if (!fs::exists(built / model / "transformer"))
+      throw file_error((built / model).string(), "holds no pipeline: make it with `deltatrain world build " + world + " --out " +
+                                                     built.string() + "`");
   const std::string file = (built / "stages.json").string();
   const nlohmann::json stages = read_json_file(file);
   if (!stages.is_object() || !stages.contains("turbo") || !stages["turbo"].is_string())

@@ -43,8 +43,9 @@ struct WorldBuild {
 WorldBuild build_world(const WorldBuildOptions& options);
 
 // The key of a built folder's Turbo stage (its stages.json), which names the Base and Turbo it
-// holds: what the stages that read them chain to. dt::Error naming the file when it has none.
-std::string built_models_key(const std::filesystem::path& built);
+// holds: what the stages that read them chain to. dt::Error naming the folder without a pipeline
+// (how `world` builds it) or the stages.json without the key.
+std::string built_models_key(const std::filesystem::path& built, const std::string& world);
 // The world's [[models]] table of `family` (empty: the first); dt::Error naming `path` when none.
 const world::ModelsConfig& models_of(const world::World& world, const std::string& family, const std::string& path);
 // A run of the world's models on the images in `data` (relative to `out`): fp32 on the CPU, one

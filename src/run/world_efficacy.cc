@@ -403,12 +403,8 @@ WorldEfficacy measure_efficacy(const WorldEfficacyOptions& o) {
   const world::World w = world::load_world(o.build.world, o.build.overrides);
   const world::ModelsConfig& m = models_of(w, o.build.family, o.build.world);
   const fs::path built = o.built.empty() ? fs::path(o.build.out) : fs::path(o.built);
-  for (const char* model : {"base", "turbo"})
-    if (!fs::exists(built / model / "transformer"))
-      throw file_error((built / model).string(), "holds no pipeline: make it with `deltatrain world build " + o.build.world + " --out " +
-                                                     built.string() + "`");
   // Every stage reads the built models: the key of the Turbo's stage names them.
-  Efficacy efficacy(o, w, m, built_models_key(built));
+  Efficacy efficacy(o, w, m, built_models_key(built, o.build.world));
   WorldEfficacy r;
   r.family = m.family;
   std::vector<int> indices;
