@@ -24,9 +24,11 @@ class Checkpoint;
 namespace dt::lora {
 
 // Layouts deltatrain writes (and recognises when reading):
-//   comfyui        diffusion_model. + tool names, lora_A/B + .alpha
+//   comfyui        diffusion_model. + tool names, lora_A/B + .alpha (scale folded into B instead
+//                  where KeyMap::comfyui_folds_alpha: FLUX.2)
 //   comfyui-native diffusion_model. + native names (fused), lora_down/up + .alpha
-//   peft           transformer. + diffusers names, lora_A/B, alpha in lora_adapter_metadata
+//   peft           transformer. + diffusers names, lora_A/B, scale folded into B, and
+//                  lora_adapter_metadata saying scale 1 (keys prefixed transformer., as diffusers)
 //   kohya          lora_unet_ + flattened tool names, lora_down/up + .alpha
 //   onetrainer     transformer. + diffusers names, lora_down/up + .alpha (OneTrainer internal)
 //   original       bare tool names, lora_A/B + .alpha

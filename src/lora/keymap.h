@@ -28,6 +28,14 @@ struct KeyMap {
   // name modules natively: the comfyui, kohya, original and aitoolkit layouts then write native
   // names (fusing as the rules say); when false they write diffusers names.
   bool comfyui_native = false;
+  // The comfyui layout is transformer. + diffusers names with the scale folded in, instead of
+  // diffusion_model. + tool names with alpha tensors, where no file in the tool names loads exactly
+  // in diffusers (FLUX.2: its converter refuses alpha and leaves the final AdaLN's halves unswapped).
+  bool comfyui_as_diffusers = false;
+  // Modules ComfyUI reaches only by their native names (FLUX.2: the time and modulation layers its
+  // FLUX.1 table of diffusers names lacks). Folded files in diffusers names carry them a second time
+  // as lora_unet_ + flattened native name, which diffusers' loader passes over.
+  std::vector<std::string> comfyui_native_only;
 };
 
 // Template matching: the numbers `{n}` stand for in `name`, or nothing when it does not match.

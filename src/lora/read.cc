@@ -1,6 +1,7 @@
 // Reading LoRA files of every layout (lora-formats.md §3, §4.4) into one file-independent form.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -238,7 +239,7 @@ Parsed parse(const SafetensorsFile& file, const KeyMap& keys, const std::set<std
   LoraWeights& w = parsed.weights;
   w.family = keys.family;
   w.metadata = file.metadata();
-  std::string first_prefix = "-";
+  std::map<std::string, int> prefix_count;  // the layout is named by the prefix most modules use
   bool any_kohya_style = false, any_alpha = false, any_fused = false;
   std::map<std::string, std::string> source;  // diffusers module -> file stem
   std::vector<std::string> incomplete, bad, duplicates;
@@ -256,7 +257,7 @@ Parsed parse(const SafetensorsFile& file, const KeyMap& keys, const std::set<std
         flat = p.flat;
         break;
       }
-    if (first_prefix == "-") first_prefix = prefix;
+    ++prefix_count[prefix];
     std::optional<Resolved> resolved;
     if (!flat && model_linears && model_linears->count(rest)) resolved = Resolved{{rest}, nullptr, false};
     if (!resolved) resolved = resolve(keys, rest, flat);
@@ -320,18 +321,22 @@ Parsed parse(const SafetensorsFile& file, const KeyMap& keys, const std::set<std
     }
     for (auto& one : made) {
       auto [it, fresh] = source.emplace(one.name, stem);
-      if (!fresh) {
-        duplicates.push_back(one.name + " (" + it->second + " and " + stem + ")");
+      if (fresh) {
+        w.modules.push_back(std::move(one));
         continue;
       }
-      w.modules.push_back(std::move(one));
+      // A layer named twice with the same delta is one adapter written for two clients' names.
+      auto first = std::find_if(w.modules.begin(), w.modules.end(), [&](const LoraModule& x) { return x.name == one.name; });
+      if (!torch::equal(delta(*first), delta(one))) duplicates.push_back(one.name + " (" + it->second + " and " + stem + ")");
     }
   }
   if (!incomplete.empty()) throw file_error(path, "LoRA modules without both matrices: " + join(incomplete));
   if (!bad.empty()) throw file_error(path, "malformed LoRA tensors: " + join(bad));
   if (!duplicates.empty()) throw file_error(path, "several adapters for one layer: " + join(duplicates));
   std::sort(w.modules.begin(), w.modules.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
-  w.format = layout_name(first_prefix == "-" ? "" : first_prefix, any_kohya_style, any_alpha,
+  const auto common = std::max_element(prefix_count.begin(), prefix_count.end(),
+                                       [](const auto& a, const auto& b) { return a.second < b.second; });
+  w.format = layout_name(common == prefix_count.end() ? "" : common->first, any_kohya_style, any_alpha,
                          peft.has_value() || beside.has_value(), any_fused);
   return parsed;
 }

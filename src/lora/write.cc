@@ -19,13 +19,15 @@ struct Layout {
   bool tool;         // a tool's layout: native names when the family's tools use them
   bool flat;         // '.' → '_' (kohya)
   bool down_up;      // lora_down / lora_up, else lora_A / lora_B
-  enum { kept, folded, metadata } alpha;
+  // kept: an `.alpha` tensor per module; folded: scale folded into B, no alpha (clients read scale
+  // 1); peft: folded, and a PEFT config saying scale 1 in the metadata (ComfyUI ignores metadata).
+  enum { kept, folded, peft } alpha;
 };
 
 const Layout kLayouts[] = {
     {Format::comfyui, "comfyui", "diffusion_model.", false, true, false, false, Layout::kept},
     {Format::comfyui_native, "comfyui-native", "diffusion_model.", true, true, false, true, Layout::kept},
-    {Format::peft, "peft", "transformer.", false, false, false, false, Layout::metadata},
+    {Format::peft, "peft", "transformer.", false, false, false, false, Layout::peft},
     {Format::kohya, "kohya", "lora_unet_", false, true, true, true, Layout::kept},
     {Format::onetrainer, "onetrainer", "transformer.", false, false, false, true, Layout::kept},
     {Format::original, "original", "", false, true, false, false, Layout::kept},
@@ -125,8 +127,10 @@ Format format_by_name(const std::string& name) {
 
 void write_lora(const std::string& path, const LoraWeights& lora, const KeyMap& keys, const WriteOptions& options) {
   if (lora.modules.empty()) throw file_error(path, "refusing to write a LoRA without modules");
-  const Layout& l = layout(options.format);
+  Layout l = layout(options.format);
+  if (l.format == Format::comfyui && keys.comfyui_as_diffusers) l = {l.format, l.name, "transformer.", false, false, false, false, Layout::folded};
   const bool native = l.native || (l.tool && keys.comfyui_native);
+  const bool folded = l.alpha != Layout::kept;
   NamedTensors tensors;
   std::vector<int64_t> ranks;
   std::vector<double> alphas;
@@ -138,10 +142,21 @@ void write_lora(const std::string& path, const LoraWeights& lora, const KeyMap& 
   }
   for (const auto& [name, m] : in_layout(lora, keys, native)) {
     const std::string stem = l.prefix + (l.flat ? flatten(name) : name);
-    at::Tensor up = l.alpha == Layout::folded ? m.up * m.scale() : m.up;
+    at::Tensor up = folded ? m.up * m.scale() : m.up;
     tensors.emplace_back(stem + (l.down_up ? ".lora_down.weight" : ".lora_A.weight"), m.down.to(torch::kCPU, options.dtype).contiguous());
     tensors.emplace_back(stem + (l.down_up ? ".lora_up.weight" : ".lora_B.weight"), up.to(torch::kCPU, options.dtype).contiguous());
-    if (l.alpha == Layout::kept) tensors.emplace_back(stem + ".alpha", torch::tensor(static_cast<float>(m.alpha)));
+    if (!folded) tensors.emplace_back(stem + ".alpha", torch::tensor(static_cast<float>(m.alpha)));
+  }
+  if (folded && !native && std::string_view(l.prefix) == "transformer." && !keys.comfyui_native_only.empty()) {
+    LoraWeights copies;
+    for (const auto& m : lora.modules)
+      for (const auto& tmpl : keys.comfyui_native_only)
+        if (match_template(tmpl, m.name)) copies.modules.push_back(m);
+    for (const auto& [name, m] : in_layout(copies, keys, true)) {
+      const std::string stem = "lora_unet_" + flatten(name);
+      tensors.emplace_back(stem + ".lora_A.weight", m.down.to(torch::kCPU, options.dtype).contiguous());
+      tensors.emplace_back(stem + ".lora_B.weight", (m.up * m.scale()).to(torch::kCPU, options.dtype).contiguous());
+    }
   }
 
   std::map<std::string, std::string> meta = options.metadata;
@@ -161,23 +176,24 @@ void write_lora(const std::string& path, const LoraWeights& lora, const KeyMap& 
   meta["deltatrain.alpha"] = mixed_alpha ? "mixed (most " + number(alpha) + ")" : number(alpha);
   meta["deltatrain.targets"] = targets.dump();
   if (!options.base_model.empty()) meta["deltatrain.base_model"] = options.base_model;
-  if (l.alpha == Layout::metadata) {
-    nlohmann::ordered_json config;
+  if (l.alpha == Layout::peft) {
+    // The scale is in B, so every module's PEFT alpha is its rank. Keys carry the pipeline
+    // component's prefix, as diffusers' save_lora_weights writes them and its loader reads them.
     nlohmann::ordered_json rank_pattern = nlohmann::ordered_json::object(), alpha_pattern = nlohmann::ordered_json::object();
-    for (const auto& m : lora.modules) {
-      if (m.rank() != rank) rank_pattern[m.name] = m.rank();
-      if (m.alpha != alpha) alpha_pattern[m.name] = m.alpha;
-    }
-    config["alpha_pattern"] = alpha_pattern;
-    config["bias"] = "none";
-    config["lora_alpha"] = alpha;
-    config["lora_dropout"] = 0.0;
-    config["peft_type"] = "LORA";
-    config["r"] = rank;
-    config["rank_pattern"] = rank_pattern;
-    config["target_modules"] = targets;
-    config["use_dora"] = false;
-    config["use_rslora"] = false;
+    for (const auto& m : lora.modules)
+      if (m.rank() != rank) alpha_pattern[m.name] = rank_pattern[m.name] = m.rank();
+    const std::string component = "transformer.";
+    nlohmann::ordered_json config;
+    config[component + "alpha_pattern"] = alpha_pattern;
+    config[component + "bias"] = "none";
+    config[component + "lora_alpha"] = rank;
+    config[component + "lora_dropout"] = 0.0;
+    config[component + "peft_type"] = "LORA";
+    config[component + "r"] = rank;
+    config[component + "rank_pattern"] = rank_pattern;
+    config[component + "target_modules"] = targets;
+    config[component + "use_dora"] = false;
+    config[component + "use_rslora"] = false;
     meta["lora_adapter_metadata"] = config.dump(2);
     meta["format"] = "pt";
   }

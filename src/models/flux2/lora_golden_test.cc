@@ -88,7 +88,7 @@ TEST(Flux2LoraFiles, WrittenLayoutsRoundTrip) {
   auto model = load();
   LoraWeights source = read_lora(kDir + "lora.peft.safetensors", keys(), model.get());
   const std::map<Format, std::string> example = {
-      {Format::comfyui, "diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight"},
+      {Format::comfyui, "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"},
       {Format::comfyui_native, "diffusion_model.double_blocks.0.img_attn.qkv.lora_down.weight"},
       {Format::kohya, "lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"},
       {Format::original, "double_blocks.0.img_attn.qkv.lora_A.weight"},

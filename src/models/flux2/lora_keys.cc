@@ -50,6 +50,13 @@ KeyMap make() {
   };
   // ComfyUI, musubi-tuner and ai-toolkit run the BFL model: their files use the native names.
   k.comfyui_native = true;
+  // diffusers v0.40's converter for `diffusion_model.` + BFL names refuses `.alpha` keys and maps
+  // final_layer.adaLN_modulation.1 without swapping its halves; ComfyUI's FLUX table (written for
+  // FLUX.1) names no time_guidance_embed or modulation layer.
+  k.comfyui_as_diffusers = true;
+  k.comfyui_native_only = {"time_guidance_embed.timestep_embedder.linear_1", "time_guidance_embed.timestep_embedder.linear_2",
+                           "double_stream_modulation_img.linear", "double_stream_modulation_txt.linear",
+                           "single_stream_modulation.linear"};
   return k;
 }
 
