@@ -140,7 +140,7 @@ struct OutputConfig {
     v("run_dir", run_dir, "folder for checkpoints, intermediate LoRAs and metrics");
     v("lora", lora, "final LoRA file; empty = <run_dir>/lora.safetensors");
     v("model", model, "train.method = full: the trained model's folder, a pipeline folder like model.base's when that is one (its other components linked or copied), else a diffusers transformer folder; empty = <run_dir>/model");
-    v("format", format, "LoRA file layout: comfyui (loads in ComfyUI), peft (diffusers), kohya, onetrainer, comfyui-native, original or aitoolkit");
+    v("format", format, "LoRA file layout: comfyui (ComfyUI and diffusers), peft (diffusers and ComfyUI, with a PEFT config), kohya, onetrainer, comfyui-native, original or aitoolkit (docs/lora.md says which clients load each)");
     v("save_dtype", save_dtype, "dtype of the saved LoRA (or full model) tensors: fp32, bf16 or fp16");
     v("tensorboard", tensorboard, "also write TensorBoard event files to <run_dir>/tensorboard");
     v("loss_smoothing", loss_smoothing, "factor of the exponential moving average logged as loss_smooth");

@@ -114,6 +114,53 @@ TEST(Flux2LoraFiles, WrittenLayoutsRoundTrip) {
   fs::remove_all(dir);
 }
 
+// The layers ComfyUI reaches only by BFL names travel twice in the diffusers-named layouts: once
+// for diffusers, once as lora_unet_ + BFL name for ComfyUI. deltatrain reads such a file once per
+// layer, and refuses it when the two copies disagree.
+TEST(Flux2LoraFiles, DiffusersNamedFilesCarryComfyUICopiesReadOnce) {
+  const fs::path dir = fs::temp_directory_path() / ("dt_flux2_copies_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  torch::manual_seed(3);
+  LoraWeights lora;
+  lora.modules = {{"double_stream_modulation_img.linear", torch::randn({2, 16}), torch::randn({24, 2}), 1.0},
+                  {"transformer_blocks.0.attn.to_q", torch::randn({2, 16}), torch::randn({16, 2}), 1.0}};
+  for (Format format : {Format::comfyui, Format::peft}) {
+    const std::string path = (dir / (std::string(format_name(format)) + ".safetensors")).string();
+    write_lora(path, lora, keys(), {.format = format});
+    auto file = SafetensorsFile::open(path);
+    EXPECT_TRUE(file->contains("transformer.double_stream_modulation_img.linear.lora_B.weight")) << format_name(format);
+    EXPECT_TRUE(file->contains("lora_unet_double_stream_modulation_img_lin.lora_B.weight")) << format_name(format);
+    EXPECT_FALSE(file->contains("lora_unet_transformer_blocks_0_attn_to_q.lora_B.weight")) << format_name(format);
+    LoraWeights back = read_lora(path, keys());
+    EXPECT_EQ(back.format, "peft");
+    ASSERT_EQ(back.modules.size(), 2u);
+    for (const auto& m : lora.modules)
+      EXPECT_LE((delta(*back.find(m.name)) - delta(m)).abs().max().item<double>(), 1e-6) << m.name;
+  }
+  // A copy that disagrees with its layer is two adapters for one layer.
+  const std::string path = (dir / "peft.safetensors").string();
+  NamedTensors tensors;
+  auto file = SafetensorsFile::open(path);
+  for (const auto& info : file->tensors())
+    tensors.emplace_back(info.name, info.name == "lora_unet_double_stream_modulation_img_lin.lora_B.weight" ? file->get(info.name) * 2
+                                                                                                        : file->get(info.name));
+  const std::string tampered = (dir / "tampered.safetensors").string();
+  write_safetensors(tampered, tensors, file->metadata());
+  EXPECT_THROW(
+      {
+        try {
+          read_lora(tampered, keys());
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("several adapters for one layer: double_stream_modulation_img.linear"),
+                    std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      Error);
+  fs::remove_all(dir);
+}
+
 // The command line itself: `forward --lora FILE --lora FILE:0.5`, and `inspect` names the family.
 TEST(Flux2LoraGolden, ForwardAndInspectCommands) {
   const std::string out = (fs::temp_directory_path() / "dt_flux2_lora_forward.safetensors").string();
