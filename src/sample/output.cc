@@ -79,7 +79,10 @@ void write_sample_png(const std::string& path, const Image& image, const SampleI
 
 namespace {
 
-constexpr const char* kFontFile = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+#ifndef DT_FONT_FILE  // a build against scripts/bundle.sh's folder names the font in it
+#define DT_FONT_FILE "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+#endif
+constexpr const char* kFontFile = DT_FONT_FILE;
 
 // DejaVu Sans at one pixel size, drawing dark grey text onto RGB images.
 class TextPen {
