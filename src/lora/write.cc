@@ -140,23 +140,19 @@ void write_lora(const std::string& path, const LoraWeights& lora, const KeyMap& 
     alphas.push_back(m.alpha);
     targets.push_back(m.name);
   }
-  for (const auto& [name, m] : in_layout(lora, keys, native)) {
-    const std::string stem = l.prefix + (l.flat ? flatten(name) : name);
+  auto add = [&](const std::string& stem, const LoraModule& m) {
     at::Tensor up = folded ? m.up * m.scale() : m.up;
     tensors.emplace_back(stem + (l.down_up ? ".lora_down.weight" : ".lora_A.weight"), m.down.to(torch::kCPU, options.dtype).contiguous());
     tensors.emplace_back(stem + (l.down_up ? ".lora_up.weight" : ".lora_B.weight"), up.to(torch::kCPU, options.dtype).contiguous());
     if (!folded) tensors.emplace_back(stem + ".alpha", torch::tensor(static_cast<float>(m.alpha)));
-  }
+  };
+  for (const auto& [name, m] : in_layout(lora, keys, native)) add(l.prefix + (l.flat ? flatten(name) : name), m);
   if (folded && !native && std::string_view(l.prefix) == "transformer." && !keys.comfyui_native_only.empty()) {
     LoraWeights copies;
     for (const auto& m : lora.modules)
       for (const auto& tmpl : keys.comfyui_native_only)
         if (match_template(tmpl, m.name)) copies.modules.push_back(m);
-    for (const auto& [name, m] : in_layout(copies, keys, true)) {
-      const std::string stem = "lora_unet_" + flatten(name);
-      tensors.emplace_back(stem + ".lora_A.weight", m.down.to(torch::kCPU, options.dtype).contiguous());
-      tensors.emplace_back(stem + ".lora_B.weight", (m.up * m.scale()).to(torch::kCPU, options.dtype).contiguous());
-    }
+    for (const auto& [name, m] : in_layout(copies, keys, true)) add("lora_unet_" + flatten(name), m);
   }
 
   std::map<std::string, std::string> meta = options.metadata;
