@@ -1,12 +1,16 @@
-// FLUX.2 transformer throughput on the CPU, fp32 and bf16: forward, and forward + backward with
-// trainable LoRA adapters on the "blocks" layers (base frozen, as in training). Each time is set
-// against this machine's GEMM rate for the same dtype, measured in the same run. The default
+// FLUX.2 transformer throughput, fp32 and bf16: forward, and forward + backward with trainable
+// LoRA adapters on the "blocks" layers (base frozen, as in training). Each time is set against the
+// device's GEMM rate for the same dtype, measured in the same run (on CUDA with the peak device
+// memory of each pass; see zimage_bench for the columns). The default
 // mid-size config matches zimage_bench's width, depth budget and token counts: inner dim 1024 (8
 // heads of 128), 2 double + 6 single blocks (each block ≈ 13·d² per token, a Z-Image layer 12·d²),
 // 1024 image + 128 text tokens.
 //
 //   build/flux2_bench [--heads 8] [--double 2] [--single 6] [--image-tokens 1024] [--text-tokens 128]
 //                     [--rank 16] [--repeats 2] [--threads N] [--dtypes fp32,bf16]
+//                     [--device cpu|cuda] [--checkpointing off,on] [--attention fused,explicit] [--offload N]
+//   --klein 4b | 9b: the released klein transformer (specs/flux2.md §2) at 1024² (4096 image tokens,
+//   512 text tokens).
 #include <torch/torch.h>
 
 #include <cmath>
@@ -19,12 +23,9 @@
 #include "bench_util.h"
 #include "core/runtime.h"
 #include "models/flux2/transformer.h"
-#include "nn/linear.h"
 
 namespace {
 
-using dt::bench::best_time;
-using dt::bench::gemm_rate;
 using dt::bench::option;
 
 struct Flops {
@@ -74,65 +75,52 @@ Flops count_flops(const dt::Flux2Config& c, double image, double text, int64_t r
 int main(int argc, char** argv) {
   if (!option(argc, argv, "--threads", "").empty()) setenv("DT_THREADS", option(argc, argv, "--threads", "").c_str(), 1);
   dt::init_runtime();
-  dt::Flux2Config c;  // klein's layout (head_dim 128, RoPE 4 × 32, mlp_ratio 3), mid-size
-  c.num_attention_heads = std::stoll(option(argc, argv, "--heads", "8"));
-  c.num_layers = std::stoll(option(argc, argv, "--double", "2"));
-  c.num_single_layers = std::stoll(option(argc, argv, "--single", "6"));
-  c.joint_attention_dim = 3 * 1024;  // three stacked hidden states of a small text encoder
-  const int64_t image_tokens = std::stoll(option(argc, argv, "--image-tokens", "1024"));
-  const int64_t text_tokens = std::stoll(option(argc, argv, "--text-tokens", "128"));
+  const std::string klein = option(argc, argv, "--klein", "");
+  if (!klein.empty() && klein != "4b" && klein != "9b") {
+    std::fprintf(stderr, "--klein must be 4b or 9b\n");
+    return 2;
+  }
+  dt::Flux2Config c;  // klein 4B
+  if (klein == "9b") c.num_layers = 8, c.num_single_layers = 24, c.num_attention_heads = 32, c.joint_attention_dim = 12288;
+  if (klein.empty()) {
+    c.num_attention_heads = std::stoll(option(argc, argv, "--heads", "8"));
+    c.num_layers = std::stoll(option(argc, argv, "--double", "2"));
+    c.num_single_layers = std::stoll(option(argc, argv, "--single", "6"));
+    c.joint_attention_dim = 3 * 1024;  // three stacked hidden states of a small text encoder
+  }
+  const int64_t image_tokens = std::stoll(option(argc, argv, "--image-tokens", klein.empty() ? "1024" : "4096"));
+  const int64_t text_tokens = std::stoll(option(argc, argv, "--text-tokens", klein.empty() ? "128" : "512"));
   const int64_t rank = std::stoll(option(argc, argv, "--rank", "16"));
   const int repeats = std::stoi(option(argc, argv, "--repeats", "2"));
-  const std::string dtypes = option(argc, argv, "--dtypes", "fp32,bf16");
+  const int64_t offload = std::stoll(option(argc, argv, "--offload", "0"));
+  const c10::Device device = dt::bench::bench_device(argc, argv);
   const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(image_tokens))));
   const int64_t tokens = side * side;
 
   const Flops flops = count_flops(c, static_cast<double>(tokens), static_cast<double>(text_tokens), rank);
   std::printf("FLUX.2 transformer: inner dim %ld, %ld double + %ld single blocks, %ld image + %ld text tokens, "
-              "LoRA rank %ld on blocks; %d threads; best of %d\n",
-              c.inner_dim(), c.num_layers, c.num_single_layers, tokens, text_tokens, rank, at::get_num_threads(), repeats);
+              "LoRA rank %ld on blocks; %s, %d threads; best of %d%s\n",
+              c.inner_dim(), c.num_layers, c.num_single_layers, tokens, text_tokens, rank, device.str().c_str(),
+              at::get_num_threads(), repeats, offload ? (", " + std::to_string(offload) + " blocks offloaded").c_str() : "");
   std::printf("counted: forward %.1f GFLOP, backward %.1f GFLOP\n\n", flops.forward / 1e9, flops.backward / 1e9);
-  std::printf("%-6s %-18s %10s %10s %12s %10s\n", "dtype", "pass", "time s", "GFLOP/s", "GEMM GFLOP/s", "fraction");
+  dt::bench::print_header();
 
-  for (const std::string name : {"fp32", "bf16"}) {
-    if (dtypes.find(name) == std::string::npos) continue;
+  for (const std::string& name : dt::bench::choices(argc, argv, "--dtypes", "fp32,bf16")) {
     const at::ScalarType dtype = name == "fp32" ? at::kFloat : at::kBFloat16;
-    torch::manual_seed(0);
     dt::flux2::Flux2Transformer model(c);
-    {
-      torch::NoGradGuard no_grad;
-      for (auto& p : model->parameters()) p.normal_(0, 0.02);
-    }
-    model->to(dtype);
-    for (auto& p : model->parameters()) p.requires_grad_(false);
-    auto state = std::make_shared<dt::nn::LoraState>();
-    std::vector<at::Tensor> lora;
-    for (auto& item : model->named_modules()) {
-      auto* linear = dynamic_cast<dt::nn::LinearImpl*>(item.value().get());
-      if (!linear || item.key().find("transformer_block") == std::string::npos) continue;
-      linear->lora = std::make_shared<dt::nn::LoraAdapter>();
-      linear->lora->down = (torch::randn({rank, linear->in_features()}) * 0.01).requires_grad_(true);
-      linear->lora->up = (torch::randn({linear->out_features(), rank}) * 0.01).requires_grad_(true);
-      linear->lora->state = state;
-      lora.push_back(linear->lora->down);
-      lora.push_back(linear->lora->up);
-    }
+    std::vector<at::Tensor> lora = dt::bench::random_model_with_lora(
+        *model, offload ? c10::Device(c10::kCPU) : device, dtype, std::regex("transformer_block"), rank);
+    if (offload) model->offload_blocks(offload, device);
     at::Tensor x = torch::randn({1, tokens, c.in_channels}), text = torch::randn({1, text_tokens, c.joint_attention_dim});
     at::Tensor t = torch::tensor({0.5f}), img_ids = dt::flux2::image_ids(side, side), txt_ids = dt::flux2::text_ids(text_tokens);
-
-    const double gemm = gemm_rate(dtype, tokens + text_tokens, c.inner_dim(), c.mlp_hidden(), repeats);
-    const double forward = best_time(repeats, [&] {
-      torch::NoGradGuard no_grad;
-      model->forward(x, text, t, img_ids, txt_ids);
-    });
-    const double train = best_time(repeats, [&] {
-      for (auto& p : lora) p.mutable_grad() = at::Tensor();
-      model->forward(x, text, t, img_ids, txt_ids).to(at::kFloat).pow(2).mean().backward();
-    });
-    const double fwd_rate = flops.forward / forward, train_rate = (flops.forward + flops.backward) / train;
-    std::printf("%-6s %-18s %10.3f %10.1f %12.1f %10.2f\n", name.c_str(), "forward", forward, fwd_rate / 1e9, gemm / 1e9, fwd_rate / gemm);
-    std::printf("%-6s %-18s %10.3f %10.1f %12.1f %10.2f\n", name.c_str(), "forward+backward", train, train_rate / 1e9, gemm / 1e9,
-                train_rate / gemm);
+    const double gemm = dt::bench::gemm_rate(dtype, tokens + text_tokens, c.inner_dim(), c.mlp_hidden(), repeats, device);
+    dt::bench::measure_choices(
+        argc, argv, name, offload > 0, flops.forward, flops.backward, gemm, repeats, device,
+        [&](bool on) { model->set_gradient_checkpointing(on); }, [&] { model->forward(x, text, t, img_ids, txt_ids); },
+        [&] {
+          for (auto& p : lora) p.mutable_grad() = at::Tensor();
+          model->forward(x, text, t, img_ids, txt_ids).to(at::kFloat).pow(2).mean().backward();
+        });
   }
   return 0;
 }

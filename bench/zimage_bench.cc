@@ -1,10 +1,15 @@
-// Z-Image transformer throughput on the CPU, fp32 and bf16: forward, and forward + backward with
-// trainable LoRA adapters on the attn-mlp layers (base frozen, as in training). Each time is set
-// against this machine's GEMM rate for the same dtype, measured in the same run, so the ratio says
-// how close the whole model runs to the bare matrix-multiply rate.
+// Z-Image transformer throughput, fp32 and bf16: forward, and forward + backward with trainable
+// LoRA adapters on the attn-mlp layers (base frozen, as in training). Each time is set against the
+// device's GEMM rate for the same dtype, measured in the same run, so the ratio says how close the
+// whole model runs to the bare matrix-multiply rate (on a GPU, the model FLOPs utilisation against
+// the measured rate; recomputation under checkpointing is not counted as work). On CUDA each row
+// also gives the peak device memory of its pass.
 //
-//   build/zimage_bench [--dim 1024] [--layers 8] [--image-tokens 1024] [--caption-tokens 128]
-//                      [--rank 16] [--repeats 2] [--threads N] [--dtypes fp32,bf16]
+//   build/zimage_bench [--dim 1024] [--layers 8] [--refiners 2] [--image-tokens 1024]
+//                      [--caption-tokens 128] [--rank 16] [--repeats 2] [--threads N]
+//                      [--dtypes fp32,bf16] [--device cpu|cuda] [--checkpointing off,on]
+//                      [--attention fused,explicit] [--offload N]
+//   --full: the released Z-Image transformer (dim 3840, 30 layers) at 1024² (4096 image tokens).
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -16,12 +21,9 @@
 #include "bench_util.h"
 #include "core/runtime.h"
 #include "models/zimage/transformer.h"
-#include "nn/linear.h"
 
 namespace {
 
-using dt::bench::best_time;
-using dt::bench::gemm_rate;
 using dt::bench::option;
 
 struct Flops {
@@ -64,65 +66,46 @@ Flops count_flops(const dt::ZImageConfig& c, double image, double caption, int64
 int main(int argc, char** argv) {
   if (!option(argc, argv, "--threads", "").empty()) setenv("DT_THREADS", option(argc, argv, "--threads", "").c_str(), 1);
   dt::init_runtime();
-  dt::ZImageConfig c;
-  c.dim = std::stoll(option(argc, argv, "--dim", "1024"));
+  const bool full = std::find(argv + 1, argv + argc, std::string("--full")) != argv + argc;
+  dt::ZImageConfig c;  // the released model's config
+  c.dim = std::stoll(option(argc, argv, "--dim", full ? "3840" : "1024"));
   c.n_heads = c.n_kv_heads = c.dim / 128;  // the released head_dim and RoPE axes
-  c.n_layers = std::stoll(option(argc, argv, "--layers", "8"));
-  const int64_t image_tokens = std::stoll(option(argc, argv, "--image-tokens", "1024"));
+  c.n_layers = std::stoll(option(argc, argv, "--layers", full ? "30" : "8"));
+  c.n_refiner_layers = std::stoll(option(argc, argv, "--refiners", "2"));
+  const int64_t image_tokens = std::stoll(option(argc, argv, "--image-tokens", full ? "4096" : "1024"));
   const int64_t caption_tokens = std::stoll(option(argc, argv, "--caption-tokens", "128"));
   const int64_t rank = std::stoll(option(argc, argv, "--rank", "16"));
   const int repeats = std::stoi(option(argc, argv, "--repeats", "2"));
-  const std::string dtypes = option(argc, argv, "--dtypes", "fp32,bf16");
+  const int64_t offload = std::stoll(option(argc, argv, "--offload", "0"));
+  const c10::Device device = dt::bench::bench_device(argc, argv);
   const int64_t side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(image_tokens)))) * 2;
 
   const Flops flops = count_flops(c, static_cast<double>((side / 2) * (side / 2)), static_cast<double>(caption_tokens), rank);
   std::printf("Z-Image transformer: dim %ld, %ld layers + %ld refiner pairs, %ld image + %ld caption tokens, "
-              "LoRA rank %ld on attn-mlp; %d threads; best of %d\n",
-              c.dim, c.n_layers, c.n_refiner_layers, (side / 2) * (side / 2), caption_tokens, rank, at::get_num_threads(), repeats);
+              "LoRA rank %ld on attn-mlp; %s, %d threads; best of %d%s\n",
+              c.dim, c.n_layers, c.n_refiner_layers, (side / 2) * (side / 2), caption_tokens, rank, device.str().c_str(),
+              at::get_num_threads(), repeats, offload ? (", " + std::to_string(offload) + " layers offloaded").c_str() : "");
   std::printf("counted: forward %.1f GFLOP, backward %.1f GFLOP\n\n", flops.forward / 1e9, flops.backward / 1e9);
-  std::printf("%-6s %-18s %10s %10s %12s %10s\n", "dtype", "pass", "time s", "GFLOP/s", "GEMM GFLOP/s", "fraction");
+  dt::bench::print_header();
 
-  for (const std::string name : {"fp32", "bf16"}) {
-    if (dtypes.find(name) == std::string::npos) continue;
+  for (const std::string& name : dt::bench::choices(argc, argv, "--dtypes", "fp32,bf16")) {
     const at::ScalarType dtype = name == "fp32" ? at::kFloat : at::kBFloat16;
-    torch::manual_seed(0);
     dt::zimage::ZImageTransformer model(c);
-    {
-      torch::NoGradGuard no_grad;
-      for (auto& p : model->parameters()) p.normal_(0, 0.02);
-    }
-    model->to(dtype);
-    for (auto& p : model->parameters()) p.requires_grad_(false);
-    auto state = std::make_shared<dt::nn::LoraState>();
-    std::vector<at::Tensor> lora;
-    const std::regex attn_mlp(R"(^layers\.\d+\.(attention|feed_forward)\.)");
-    for (auto& item : model->named_modules()) {
-      auto* linear = dynamic_cast<dt::nn::LinearImpl*>(item.value().get());
-      if (!linear || !std::regex_search(item.key(), attn_mlp)) continue;
-      linear->lora = std::make_shared<dt::nn::LoraAdapter>();
-      linear->lora->down = (torch::randn({rank, linear->in_features()}) * 0.01).requires_grad_(true);
-      linear->lora->up = (torch::randn({linear->out_features(), rank}) * 0.01).requires_grad_(true);
-      linear->lora->state = state;
-      lora.push_back(linear->lora->down);
-      lora.push_back(linear->lora->up);
-    }
+    // Offloaded layers are made on the host and live there, everything else on the device.
+    std::vector<at::Tensor> lora = dt::bench::random_model_with_lora(
+        *model, offload ? c10::Device(c10::kCPU) : device, dtype, std::regex(R"(^layers\.\d+\.(attention|feed_forward)\.)"), rank);
+    if (offload) model->offload_blocks(offload, device);
     std::vector<at::Tensor> x = {torch::randn({c.in_channels, 1, side, side})};
     std::vector<at::Tensor> caps = {torch::randn({caption_tokens, c.cap_feat_dim})};
     at::Tensor t = torch::tensor({0.5f});
-
-    const double gemm = gemm_rate(dtype, image_tokens + caption_tokens, c.dim, c.ffn_dim(), repeats);
-    const double forward = best_time(repeats, [&] {
-      torch::NoGradGuard no_grad;
-      model->forward(x, t, caps);
-    });
-    const double train = best_time(repeats, [&] {
-      for (auto& p : lora) p.mutable_grad() = at::Tensor();
-      model->forward(x, t, caps)[0].to(at::kFloat).pow(2).mean().backward();
-    });
-    const double fwd_rate = flops.forward / forward, train_rate = (flops.forward + flops.backward) / train;
-    std::printf("%-6s %-18s %10.3f %10.1f %12.1f %10.2f\n", name.c_str(), "forward", forward, fwd_rate / 1e9, gemm / 1e9, fwd_rate / gemm);
-    std::printf("%-6s %-18s %10.3f %10.1f %12.1f %10.2f\n", name.c_str(), "forward+backward", train, train_rate / 1e9, gemm / 1e9,
-                train_rate / gemm);
+    const double gemm = dt::bench::gemm_rate(dtype, image_tokens + caption_tokens, c.dim, c.ffn_dim(), repeats, device);
+    dt::bench::measure_choices(
+        argc, argv, name, offload > 0, flops.forward, flops.backward, gemm, repeats, device,
+        [&](bool on) { model->set_gradient_checkpointing(on); }, [&] { model->forward(x, t, caps); },
+        [&] {
+          for (auto& p : lora) p.mutable_grad() = at::Tensor();
+          model->forward(x, t, caps)[0].to(at::kFloat).pow(2).mean().backward();
+        });
   }
   return 0;
 }

@@ -306,7 +306,8 @@ def install_torch_shims():
         torch.nn.RMSNorm = RMSNorm
     import torch.nn.functional as F
     if not hasattr(F, "scaled_dot_product_attention"):  # 2.0; the attention processors check for it
-        def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+            q, k, v = query, key, value
             s = (q @ k.transpose(-2, -1)) * (scale if scale is not None else q.shape[-1] ** -0.5)
             if is_causal:
                 s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), float("-inf"))

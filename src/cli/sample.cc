@@ -63,6 +63,7 @@ int run_sample(int argc, char** argv) {
   app.add_option("--out", out, "output folder");
   app.add_option("--device", model.device, "cpu, cuda or cuda:N");
   app.add_option("--dtype", model.dtype, "fp32 or bf16; default bf16 on CUDA, fp32 on the CPU");
+  app.add_option("--offload-blocks", model.offload_blocks, "keep this many transformer blocks in host memory, copied to the GPU per use (model.offload_blocks)");
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
 
@@ -96,6 +97,7 @@ int run_sample(int argc, char** argv) {
   models.text_encoder = model.text_encoder.empty() ? model.base : model.text_encoder;
   models.vae = model.vae.empty() ? model.base : model.vae;
   models.options = load_options(model);
+  models.offload_blocks = model.offload_blocks;
   const std::vector<Image> images = generate(models, loras, prompts);
   fs::create_directories(out);
 

@@ -45,6 +45,10 @@ class Denoiser {
                               const std::vector<TextFeatures>& text) = 0;
   virtual torch::nn::Module& module() = 0;  // the checkpoint-named module tree
   virtual void set_gradient_checkpointing(bool on) = 0;
+  // model.offload_blocks: the frozen weights of the last `n` transformer blocks stay in host memory
+  // and come to `device` only while their block runs; everything else moves to `device`. For a
+  // model loaded on the CPU, once its LoRA adapters are attached or merged (nn/offload.h).
+  virtual void offload_blocks(int n, c10::Device device) = 0;
   // Shared switch of every LoRA adapter in this model (LoRA off = the prior prediction).
   virtual nn::LoraState& lora_state() = 0;
   // Identity of the loaded weights (content hash of the checkpoint files), for manifests.

@@ -10,8 +10,23 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Holds a block's weights on the device for its scope (released on exceptions too).
+class Resident {
+ public:
+  Resident(const Residency& r, bool backward) : r_(r) {
+    if (r_.acquire) r_.acquire(backward);
+  }
+  ~Resident() {
+    if (r_.release) r_.release();
+  }
+
+ private:
+  const Residency& r_;
+};
+
 struct BlockHolder : torch::CustomClassHolder {
   BlockFn fn;
+  Residency residency;
   size_t num_inputs = 0;
   std::vector<size_t> slots;  // block-input index of each defined input, in order
   std::vector<at::Tensor> trainable;
@@ -35,6 +50,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
     ctx->saved_data["holder"] = c10::IValue::make_capsule(holder);
     ctx->saved_data["num_tensors"] = static_cast<int64_t>(tensors.size());
     torch::NoGradGuard no_grad;
+    Resident resident(holder->residency, /*backward=*/false);
     return {holder->fn(holder->inputs_from(defined))};
   }
 
@@ -59,6 +75,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
         wrt.push_back(trainable[i]);
         wrt_slot.push_back(saved.size() + i);
       }
+    Resident resident(holder->residency, /*backward=*/true);  // until the gradients below are computed
     at::Tensor output;
     {
       // Replay the generator as it was at forward time, then leave it where backward found it.
@@ -82,14 +99,19 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
 
 }  // namespace
 
-at::Tensor checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs, const std::vector<at::Tensor>& trainable) {
+at::Tensor checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs, const std::vector<at::Tensor>& trainable,
+                      const Residency& residency) {
   bool needs_grad = false;
   for (const auto& t : inputs) needs_grad |= t.defined() && t.requires_grad();
   for (const auto& t : trainable) needs_grad |= t.requires_grad();
-  if (!torch::GradMode::is_enabled() || !needs_grad) return fn(inputs);
+  if (!torch::GradMode::is_enabled() || !needs_grad) {
+    Resident resident(residency, /*backward=*/false);
+    return fn(inputs);
+  }
 
   auto holder = c10::make_intrusive<BlockHolder>();
   holder->fn = fn;
+  holder->residency = residency;
   holder->num_inputs = inputs.size();
   holder->trainable = trainable;
   std::vector<at::Tensor> all;

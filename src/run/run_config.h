@@ -23,6 +23,7 @@ struct ModelConfig {
   std::string dtype = "bf16";
   std::string device = "cpu";
   bool gradient_checkpointing = false;
+  int64_t offload_blocks = 0;
   template <class V>
   void fields(V& v) {
     v("family", family, "model family by name (an unknown name is refused with the list); empty = detected from the transformer's weights");
@@ -32,6 +33,7 @@ struct ModelConfig {
     v("dtype", dtype, "compute dtype of the frozen weights and activations: bf16 or fp32 (LoRA weights and optimizer states are always fp32)");
     v("device", device, "cpu, cuda or cuda:N");
     v("gradient_checkpointing", gradient_checkpointing, "recompute each block in the backward pass instead of keeping its activations (less memory, ~30% slower)");
+    v("offload_blocks", offload_blocks, "keep the frozen weights of this many transformer blocks (the last ones) in pinned host memory, copied to the GPU ahead of each use, so models larger than the card fit (CUDA only; training needs gradient_checkpointing)");
   }
 };
 

@@ -100,6 +100,9 @@ LoadOptions load_options(const ModelConfig& m) {
   if (o.device.is_cuda() && !torch::cuda::is_available())
     throw Error("model.device is '" + m.device + "' but this build or machine has no CUDA device");
   o.compute_dtype = dtype_by_name(m.dtype, "model.dtype", {torch::kFloat, torch::kBFloat16});
+  if (m.offload_blocks < 0) throw Error("model.offload_blocks must be 0 (off) or a number of blocks");
+  if (m.offload_blocks > 0 && !o.device.is_cuda())
+    throw Error("model.offload_blocks keeps blocks in host memory for a GPU, but model.device is '" + m.device + "'");
   return o;
 }
 
@@ -138,7 +141,13 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
   const Family& family = family_of(run, m);
   LoadedModel out;
   out.family = &family;
-  out.denoiser = family.load_transformer(run.resolve(m.base), load_options(m));
+  const LoadOptions options = load_options(m);
+  if (m.offload_blocks > 0 && !m.gradient_checkpointing)
+    throw Error("model.offload_blocks needs model.gradient_checkpointing = true: a plain backward pass would keep "
+                "every offloaded block on the device");
+  LoadOptions load = options;
+  if (m.offload_blocks > 0) load.device = c10::kCPU;  // the blocks go to the device once the adapters exist
+  out.denoiser = family.load_transformer(run.resolve(m.base), load);
   torch::nn::Module& module = out.denoiser->module();
   for (auto& p : module.parameters()) p.requires_grad_(false);
   if (!l.init.empty()) {
@@ -154,10 +163,13 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
     o.seed = static_cast<uint64_t>(run.train.seed);
     out.adapters = std::make_unique<lora::Adapters>(lora::Adapters::create(module, out.denoiser->lora_state(), layers, o));
   }
+  if (m.offload_blocks > 0) out.denoiser->offload_blocks(static_cast<int>(m.offload_blocks), options.device);
   return out;
 }
 
 void check_full_training(const ModelConfig& m) {
+  if (m.offload_blocks > 0)
+    throw Error("model.offload_blocks offloads frozen weights, and full training (train.method = full, distill) trains every weight: set it to 0");
   if (load_options(m).compute_dtype != torch::kFloat)
     throw Error("train.method = full needs model.dtype = \"fp32\" (AdamW's small updates vanish in bf16 weights)");
 }

@@ -54,10 +54,13 @@ std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>
   const PromptFeatures features = encode_prompts(family, m.text_encoder, m.options, prompts);
   std::vector<at::Tensor> latents;
   {
-    const std::unique_ptr<Denoiser> model = family.load_transformer(m.transformer, m.options);
+    LoadOptions load = m.options;
+    if (m.offload_blocks > 0) load.device = c10::kCPU;  // the blocks go to the device after the merge
+    const std::unique_ptr<Denoiser> model = family.load_transformer(m.transformer, load);
     std::vector<std::pair<std::string, double>> files;
     for (const LoraFile& l : loras) files.emplace_back(l.path, l.strength);
     if (!files.empty()) lora::merge_lora_files(model->module(), family.lora_keys(), files);
+    if (m.offload_blocks > 0) model->offload_blocks(static_cast<int>(m.offload_blocks), m.options.device);
     model->module().eval();
     int64_t total = 0;
     for (const SamplePrompt& p : prompts) total += p.steps;

@@ -20,6 +20,7 @@ struct SamplingModels {
   const Family* family = nullptr;
   std::string transformer, text_encoder, vae;
   LoadOptions options;
+  int64_t offload_blocks = 0;  // model.offload_blocks (Denoiser::offload_blocks)
 };
 
 // Caption features by prompt text, on the CPU.

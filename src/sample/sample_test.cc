@@ -21,6 +21,7 @@
 #include "models/zimage/weights.h"
 #include "sample/generate.h"
 #include "sample/sampler.h"
+#include "testing/device.h"
 #include "testing/families.h"
 #include "testing/tiny_models.h"
 #include "train/tensorboard.h"
@@ -42,7 +43,7 @@ struct TinyTransformer {
   std::unique_ptr<Denoiser> model;
   explicit TinyTransformer(const std::string& name) : dir(temp_dir(name)) {
     zimage::write_random_checkpoint((dir / "transformer").string(), testing::golden_sized_zimage(), 3);
-    model = zimage_family().load_transformer(dir.string(), {});
+    model = zimage_family().load_transformer(dir.string(), testing::test_load_options());
   }
   ~TinyTransformer() { fs::remove_all(dir); }
 };
@@ -94,11 +95,11 @@ TEST(Sampler, FirstTurboStepMatchesHandComputedEuler) {
   const PromptFeatures f = features({"a"});
   const at::Tensor noise = sample_noise(11, zimage_family().latent_shape(64, 64));  // [16, 8, 8]
   SamplerInput in{noise, {sigmas[0], sigmas[1]}, f.at("a"), {}, 1.0};
-  const at::Tensor x1 = sample_latent(*tiny.model, in, c10::kCPU, c10::kFloat);
+  const at::Tensor x1 = sample_latent(*tiny.model, in, testing::test_device(), c10::kFloat).cpu();
 
   auto& transformer = dynamic_cast<zimage::ZImageDenoiser&>(*tiny.model).transformer();
   torch::NoGradGuard no_grad;
-  const at::Tensor o = transformer->forward({noise.unsqueeze(1)}, torch::tensor({0.0f}), {f.at("a")})[0].squeeze(1);
+  const at::Tensor o = transformer->forward({noise.unsqueeze(1)}, torch::tensor({0.0f}), {f.at("a")})[0].squeeze(1).cpu();
   const at::Tensor expected = noise + static_cast<float>(21.0 / 22.0 - 1.0) * -o;
   EXPECT_TRUE(torch::allclose(x1, expected, 1e-6, 1e-6)) << (x1 - expected).abs().max().item<float>();
   EXPECT_GT((x1 - noise).abs().max().item<float>(), 1e-3);  // the step moved x
@@ -109,9 +110,9 @@ TEST(Sampler, FirstTurboStepMatchesHandComputedEuler) {
 TEST(Sampler, CfgReducingToConditionalEqualsNoCfg) {
   TinyTransformer tiny("cfg");
   const PromptFeatures f = features({"a", "b"});
-  const at::Tensor plain = sample_prompt(*tiny.model, zimage_family(), prompt("a", 3, 1.0), f, {});
-  const at::Tensor same_negative = sample_prompt(*tiny.model, zimage_family(), prompt("a", 3, 5.0, "a"), f, {});
-  const at::Tensor other_negative = sample_prompt(*tiny.model, zimage_family(), prompt("a", 3, 5.0, "b"), f, {});
+  const at::Tensor plain = sample_prompt(*tiny.model, zimage_family(), prompt("a", 3, 1.0), f, testing::test_load_options());
+  const at::Tensor same_negative = sample_prompt(*tiny.model, zimage_family(), prompt("a", 3, 5.0, "a"), f, testing::test_load_options());
+  const at::Tensor other_negative = sample_prompt(*tiny.model, zimage_family(), prompt("a", 3, 5.0, "b"), f, testing::test_load_options());
   EXPECT_TRUE(torch::equal(plain, same_negative)) << (plain - same_negative).abs().max().item<float>();
   EXPECT_GT((plain - other_negative).abs().max().item<float>(), 1e-2);
 }
@@ -120,10 +121,10 @@ TEST(Sampler, SameSeedSameLatentBitwise) {
   TinyTransformer tiny("seed");
   const PromptFeatures f = features({"a"});
   SamplePrompt p = prompt("a", 2, 1.0);
-  const at::Tensor first = sample_prompt(*tiny.model, zimage_family(), p, f, {});
-  EXPECT_TRUE(torch::equal(first, sample_prompt(*tiny.model, zimage_family(), p, f, {})));
+  const at::Tensor first = sample_prompt(*tiny.model, zimage_family(), p, f, testing::test_load_options());
+  EXPECT_TRUE(torch::equal(first, sample_prompt(*tiny.model, zimage_family(), p, f, testing::test_load_options())));
   p.seed = 12;
-  EXPECT_FALSE(torch::equal(first, sample_prompt(*tiny.model, zimage_family(), p, f, {})));
+  EXPECT_FALSE(torch::equal(first, sample_prompt(*tiny.model, zimage_family(), p, f, testing::test_load_options())));
 }
 
 // A LoRA file at strength 0 gives exactly the image of no LoRA; at strength 1 it changes it, and two
@@ -147,9 +148,9 @@ TEST(Sampler, LoraStrengthZeroEqualsNoLora) {
   const PromptFeatures f = features({"a"});
   const SamplePrompt p = prompt("a", 2, 1.0);
   auto with = [&](const std::vector<std::pair<std::string, double>>& files) {
-    auto model = zimage_family().load_transformer(tiny.dir.string(), {});
+    auto model = zimage_family().load_transformer(tiny.dir.string(), testing::test_load_options());
     if (!files.empty()) lora::merge_lora_files(model->module(), dt::testing::key_map("zimage"), files);
-    return sample_prompt(*model, zimage_family(), p, f, {});
+    return sample_prompt(*model, zimage_family(), p, f, testing::test_load_options());
   };
   const at::Tensor none = with({});
   EXPECT_TRUE(torch::equal(with({{file, 0.0}}), none));
@@ -169,7 +170,7 @@ TEST(Sampler, Flux2KleinPipeline) {
   EXPECT_EQ(variant_by_name("auto", family, (dir / "distilled").string()), Variant::distilled);
 
   const std::string base = (dir / "base").string();
-  const SamplingModels models{&family, base, base, base, LoadOptions{}};
+  SamplingModels models{&family, base, base, base, testing::test_load_options()};
   SamplePrompt p = prompt("a red circle", 0, NAN);
   p.width = p.height = 32;
   const SamplePrompt plain = resolve(p, family, Variant::distilled, 0, -1);
@@ -189,6 +190,11 @@ TEST(Sampler, Flux2KleinPipeline) {
   }
   EXPECT_EQ(cfg_difference, 0);
   EXPECT_GT(seed_difference, 0);
+
+  // Offloading both of the tiny model's blocks (model.offload_blocks) draws the same images.
+  models.offload_blocks = 2;
+  const std::vector<Image> offloaded = generate(models, {}, {plain, guided, other_seed});
+  for (size_t i = 0; i < images.size(); ++i) EXPECT_EQ(offloaded[i].pixels, images[i].pixels) << "image " << i;
   fs::remove_all(dir);
 }
 

@@ -6,6 +6,7 @@
 #include "models/zimage/config.h"
 #include "models/zimage/tiny.h"
 #include "run/run_config.h"
+#include "testing/device.h"
 #include "text/qwen3.h"
 
 namespace dt::testing {
@@ -26,14 +27,16 @@ inline Qwen3Config small_qwen3(int64_t vocab_size, int64_t layers) {
           .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 8, .tie_word_embeddings = true};
 }
 
-// A run on the transformer at `dir`/`base`: fp32, rank-4 LoRA (alpha 4), learning rate 3e-3, a
-// checkpoint after every step, outputs in `dir`/run without TensorBoard.
+// A run on the transformer at `dir`/`base` on the test device (testing/device.h): fp32, rank-4
+// LoRA (alpha 4), learning rate 3e-3, a checkpoint after every step, outputs in `dir`/run without
+// TensorBoard.
 inline RunConfig tiny_run(const std::string& dir, const std::string& base, const std::string& family) {
   RunConfig run;
   run.base_dir = dir;
   run.model.base = base;
   run.model.family = family;
   run.model.dtype = "fp32";
+  run.model.device = test_device_name();
   run.lora.rank = 4;
   run.lora.alpha = 4;
   run.train.learning_rate = 3e-3;

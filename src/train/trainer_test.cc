@@ -297,6 +297,33 @@ TEST(Trainer, FullTrainingOfAPipelineSavesAPipeline) {
             "train.method 'dreambooth' is not one of lora, full for this command");
 }
 
+// model.offload_blocks is for a GPU, for LoRA runs, and needs checkpointing to train; each mistake is
+// one line (the offloading itself: ZImageModel / Flux2Model.OffloadedBlocksGiveTheSameOutputsAndGradients).
+TEST(Trainer, BlockOffloadingSettingsAreChecked) {
+  TinyWorld w("offload_settings");
+  RunConfig run = w.run;
+  run.model.offload_blocks = 1;
+  run.model.device = "cpu";
+  EXPECT_EQ(testing::error_of([&] { load_model(run, run.model, run.lora); }),
+            "model.offload_blocks keeps blocks in host memory for a GPU, but model.device is 'cpu'");
+  EXPECT_EQ(testing::error_of([&] { load_model_full(run, run.model); }),
+            "model.offload_blocks offloads frozen weights, and full training (train.method = full, distill) trains every "
+            "weight: set it to 0");
+  run.model.offload_blocks = -1;
+  EXPECT_EQ(testing::error_of([&] { load_model(run, run.model, run.lora); }),
+            "model.offload_blocks must be 0 (off) or a number of blocks");
+  if (!torch::cuda::is_available()) return;
+  run.model.device = "cuda";
+  run.model.offload_blocks = 1;
+  EXPECT_EQ(testing::error_of([&] { load_model(run, run.model, run.lora); }),
+            "model.offload_blocks needs model.gradient_checkpointing = true: a plain backward pass would keep every "
+            "offloaded block on the device");
+  run.model.gradient_checkpointing = true;
+  run.model.offload_blocks = 3;
+  EXPECT_EQ(testing::error_of([&] { load_model(run, run.model, run.lora); }),
+            "model.offload_blocks = 3: this Z-Image transformer has 2 main layers to offload");
+}
+
 TEST(Trainer, NanLossStopsNamingTheStepAndKeepsTheCheckpoint) {
   TinyWorld w("nan");
   FixedSource source(2);

@@ -18,6 +18,7 @@ class Flux2Denoiser : public Denoiser {
   at::Tensor velocity(const at::Tensor& x, const at::Tensor& sigma, const std::vector<TextFeatures>& text) override;
   torch::nn::Module& module() override { return *model_; }
   void set_gradient_checkpointing(bool on) override { model_->set_gradient_checkpointing(on); }
+  void offload_blocks(int n, c10::Device device) override { model_->offload_blocks(n, device); }
   nn::LoraState& lora_state() override { return *lora_state_; }
   std::string identity() const override;
 

@@ -15,6 +15,8 @@
 #include "models/flux2/weights.h"
 #include "nn/attention.h"
 #include "nn/load_state.h"
+#include "nn/offload.h"
+#include "testing/device.h"
 
 namespace dt::flux2 {
 namespace {
@@ -41,18 +43,14 @@ at::Tensor run(Flux2Transformer& model, const Case& c, NamedTensors* mid = nullp
   return model->forward(c.hidden, c.text, c.timestep, c.img_ids, c.txt_ids, mid);
 }
 
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
-// The golden tolerance: max|c − g| ≤ 1e-4 + 1e-4·max|g|.
-double tolerance(const at::Tensor& g) { return 1e-4 + 1e-4 * g.abs().max().item<double>(); }
+using testing::max_abs_diff;
 
 struct ExplicitAttention {
   explicit ExplicitAttention(bool on) { nn::set_explicit_attention(on); }
   ~ExplicitAttention() { nn::set_explicit_attention(false); }
 };
 
-LoadOptions fp32() { return LoadOptions{}; }
+LoadOptions fp32() { return testing::test_load_options(); }
 
 fs::path temp_dir(const std::string& name) {
   fs::path dir = fs::temp_directory_path() / ("dt_flux2_" + name + "_" + std::to_string(::getpid()));
@@ -78,13 +76,13 @@ TEST(Flux2Golden, OutputsAndIntermediatesBothAttentionPaths) {
       at::Tensor out = run(model, read_case(name), &mid);
       const at::Tensor& g = golden().at(name + ".out");
       ASSERT_EQ(out.sizes(), g.sizes());
-      EXPECT_LE(max_abs_diff(out, g), tolerance(g)) << "out";
+      EXPECT_LE(max_abs_diff(out, g), testing::golden_tolerance(g)) << "out";
       int checked = 0;
       for (const auto& [key, value] : mid) {
         auto it = golden().find(name + ".mid." + key);
         if (it == golden().end()) continue;  // pos_embed is stored for case A only
         ASSERT_EQ(value.sizes(), it->second.sizes()) << key;
-        EXPECT_LE(max_abs_diff(value, it->second), tolerance(it->second)) << key;
+        EXPECT_LE(max_abs_diff(value, it->second), testing::golden_tolerance(it->second)) << key;
         ++checked;
       }
       // temb, 3 modulations, 2 × 2 double-block streams, 2 single blocks, norm_out (+ 4 RoPE tables)
@@ -94,7 +92,7 @@ TEST(Flux2Golden, OutputsAndIntermediatesBothAttentionPaths) {
 }
 
 TEST(Flux2Golden, Bf16ComputeWithinBf16Bound) {
-  Flux2Transformer model = load_transformer(kWeights, LoadOptions{c10::kCPU, c10::kBFloat16});
+  Flux2Transformer model = load_transformer(kWeights, testing::test_load_options(c10::kBFloat16));
   torch::NoGradGuard no_grad;
   for (const std::string name : {"A", "B"}) {
     at::Tensor out = run(model, read_case(name));
@@ -103,7 +101,7 @@ TEST(Flux2Golden, Bf16ComputeWithinBf16Bound) {
     const double err = max_abs_diff(out, g), scale = g.abs().max().item<double>();
     EXPECT_LE(err, 0.08 * scale) << name;  // 8 significant bits, compounded over 4 blocks
     EXPECT_GT(err, 0.0);                    // it really ran in bf16
-    EXPECT_LE((out.to(at::kFloat) - g).abs().mean().item<double>(), 0.01 * scale) << name;
+    EXPECT_LE((out.cpu().to(at::kFloat) - g).abs().mean().item<double>(), 0.01 * scale) << name;
   }
 }
 
@@ -119,12 +117,10 @@ TEST(Flux2Model, BatchItemsAreIndependent) {
   }
 }
 
-// Adapters on linears of both block kinds and on a shared modulation layer: the gradients with
-// per-block recomputation equal those without.
-TEST(Flux2Model, GradientCheckpointingGivesTheSameGradients) {
-  Flux2Transformer model = load_transformer(kWeights, fp32());
+// Rank-4 adapters with dropout on linears of both block kinds and on a shared modulation layer,
+// the base frozen; returns their tensors (down, up per adapter).
+std::vector<at::Tensor> attach_test_adapters(Flux2Transformer& model, const std::shared_ptr<nn::LoraState>& state) {
   for (auto& p : model->parameters()) p.requires_grad_(false);
-  auto state = std::make_shared<nn::LoraState>();
   torch::manual_seed(7);
   std::vector<at::Tensor> lora_tensors;
   for (auto& item : model->named_modules()) {
@@ -132,31 +128,83 @@ TEST(Flux2Model, GradientCheckpointingGivesTheSameGradients) {
     if (!linear || !std::regex_search(item.key(), std::regex(R"(attn\.(to_q|add_v_proj|to_qkv_mlp_proj)$|ff_context\.linear_out$|single_stream_modulation)")))
       continue;
     linear->lora = std::make_shared<nn::LoraAdapter>();
-    linear->lora->down = (torch::randn({4, linear->in_features()}) * 0.1).requires_grad_(true);
-    linear->lora->up = (torch::randn({linear->out_features(), 4}) * 0.1).requires_grad_(true);
+    linear->lora->down = (torch::randn({4, linear->in_features()}) * 0.1).to(linear->weight.device()).requires_grad_(true);
+    linear->lora->up = (torch::randn({linear->out_features(), 4}) * 0.1).to(linear->weight.device()).requires_grad_(true);
     linear->lora->alpha = 4;
     linear->lora->dropout = 0.2;
     linear->lora->state = state;
     lora_tensors.push_back(linear->lora->down);
     lora_tensors.push_back(linear->lora->up);
   }
-  ASSERT_EQ(lora_tensors.size(), 2u * (2 * 3 + 2 + 1));
+  return lora_tensors;
+}
+
+// The output of case B and the gradients of `wrt` for a loss on it.
+std::pair<at::Tensor, std::vector<at::Tensor>> output_and_gradients(Flux2Transformer& model, const std::vector<at::Tensor>& wrt) {
   Case c = read_case("B");
-  auto gradients = [&](bool checkpointing) {
-    model->set_gradient_checkpointing(checkpointing);
-    for (auto& t : lora_tensors) t.mutable_grad() = at::Tensor();
-    torch::manual_seed(11);  // LoRA dropout masks
-    run(model, c).pow(2).mean().backward();
-    std::vector<at::Tensor> g;
-    for (auto& t : lora_tensors) g.push_back(t.grad().clone());
-    return g;
-  };
-  auto plain = gradients(false), recomputed = gradients(true);
+  for (auto t : wrt) t.mutable_grad() = at::Tensor();
+  torch::manual_seed(11);  // LoRA dropout masks
+  at::Tensor out = run(model, c);
+  out.pow(2).mean().backward();
+  std::vector<at::Tensor> g;
+  for (auto& t : wrt) g.push_back(t.grad().clone());
+  return {out.detach(), g};
+}
+
+// The gradients with per-block recomputation equal those without.
+TEST(Flux2Model, GradientCheckpointingGivesTheSameGradients) {
+  Flux2Transformer model = load_transformer(kWeights, fp32());
+  const std::vector<at::Tensor> lora_tensors = attach_test_adapters(model, std::make_shared<nn::LoraState>());
+  ASSERT_EQ(lora_tensors.size(), 2u * (2 * 3 + 2 + 1));
+  model->set_gradient_checkpointing(false);
+  const auto plain = output_and_gradients(model, lora_tensors).second;
+  model->set_gradient_checkpointing(true);
+  const auto recomputed = output_and_gradients(model, lora_tensors).second;
   for (size_t i = 0; i < plain.size(); ++i) {
     ASSERT_TRUE(recomputed[i].defined());
     EXPECT_GT(plain[i].abs().max().item<double>(), 0.0) << i;
     EXPECT_TRUE(torch::equal(plain[i], recomputed[i])) << i << ": max diff " << max_abs_diff(plain[i], recomputed[i]);
   }
+}
+
+// Block offloading on the CPU build, across both block kinds (the last double-stream block and the
+// two single-stream ones): the same output and LoRA gradients bit for bit; each block is fetched
+// once for the forward and once for its recompute, at most two at once, and away after the step.
+TEST(Flux2Model, OffloadedBlocksGiveTheSameOutputsAndGradients) {
+  Flux2Transformer reference = load_transformer(kWeights, fp32());
+  Flux2Transformer offloaded = load_transformer(kWeights, LoadOptions{});  // on the host, as model.offload_blocks loads it
+  const std::vector<at::Tensor> reference_lora = attach_test_adapters(reference, std::make_shared<nn::LoraState>());
+  const std::vector<at::Tensor> offloaded_lora = attach_test_adapters(offloaded, std::make_shared<nn::LoraState>());
+  ASSERT_EQ(offloaded->transformer_blocks->size() + offloaded->single_transformer_blocks->size(), 4u);
+  EXPECT_THROW(offloaded->offload_blocks(5, testing::test_device()), Error);
+  offloaded->offload_blocks(3, testing::test_device());
+  const nn::BlockOffloader& offloader = *offloaded->offloader();
+  EXPECT_EQ(offloader.size(), 3u);
+  EXPECT_GT(offloaded->transformer_blocks->ptr<TransformerBlockImpl>(0)->attn->to_q->weight.numel(), 0);
+  EXPECT_EQ(offloaded->transformer_blocks->ptr<TransformerBlockImpl>(1)->attn->to_q->weight.numel(), 0);
+
+  reference->set_gradient_checkpointing(true);
+  offloaded->set_gradient_checkpointing(true);
+  const auto [want_out, want_grad] = output_and_gradients(reference, reference_lora);
+  const auto [out, grad] = output_and_gradients(offloaded, offloaded_lora);
+  EXPECT_TRUE(torch::equal(out, want_out));
+  for (size_t i = 0; i < grad.size(); ++i) EXPECT_TRUE(torch::equal(grad[i], want_grad[i])) << "gradient " << i;
+  EXPECT_EQ(offloader.fetches(), 6u);
+  EXPECT_EQ(offloader.max_resident(), 2u);
+  EXPECT_EQ(offloader.resident(), 0u);
+
+  reference->set_gradient_checkpointing(false);
+  offloaded->set_gradient_checkpointing(false);
+  const Case c = read_case("B");
+  {
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(11);
+    const at::Tensor want = run(reference, c);
+    torch::manual_seed(11);
+    EXPECT_TRUE(torch::equal(run(offloaded, c), want));
+  }
+  EXPECT_THROW(run(offloaded, c), Error);  // training without checkpointing
+  EXPECT_EQ(offloader.resident(), 0u);
 }
 
 // A BFL / ComfyUI single file (original names, fused qkv, swapped final halves, all-in-one prefix)
@@ -191,7 +239,7 @@ TEST(Flux2Weights, MisreadLayoutIsCaught) {
   nn::load_state(*swapped, weights, "test", c10::kCPU, c10::kFloat);
   torch::NoGradGuard no_grad;
   const at::Tensor& g = golden().at("A.out");
-  EXPECT_GT(max_abs_diff(run(swapped, read_case("A")), g), 100 * tolerance(g));
+  EXPECT_GT(max_abs_diff(run(swapped, read_case("A")), g), 100 * testing::golden_tolerance(g));
 }
 
 TEST(Flux2Weights, StrictLoaderAndBadConfigs) {
@@ -268,7 +316,7 @@ TEST(Flux2Family, VelocityIsTheOutputOnPackedLatents) {
   at::Tensor v = denoiser->velocity(x, c.timestep, {c.text[0]});
   const at::Tensor& g = golden().at("A.out");
   EXPECT_EQ(v.sizes(), (c10::IntArrayRef{1, 128, 6, 8}));
-  EXPECT_LE(max_abs_diff(pack_tokens(v), g), tolerance(g));
+  EXPECT_LE(max_abs_diff(pack_tokens(v), g), testing::golden_tolerance(g));
   EXPECT_THROW(denoiser->velocity(x, c.timestep, {c.text[0], c.text[0]}), Error);
   EXPECT_EQ(denoiser->identity().rfind("flux2:", 0), 0u);
 }
@@ -320,7 +368,7 @@ TEST(Flux2Cli, ForwardWritesGoldenOutputs) {
     ASSERT_EQ(std::system(run.c_str()), 0) << run;
     auto written = load_safetensors(out);
     const at::Tensor& g = golden().at(name + ".out");
-    EXPECT_LE(max_abs_diff(written.at(name + ".out"), g), tolerance(g)) << name;
+    EXPECT_LE(max_abs_diff(written.at(name + ".out"), g), testing::golden_tolerance(g)) << name;
   }
   fs::remove_all(dir);
 }

@@ -35,7 +35,7 @@ at::Tensor run_case_a(flux2::Flux2Transformer& model) {
                         io->get("A.in.img_ids")[0], io->get("A.in.txt_ids")[0]);
 }
 
-flux2::Flux2Transformer load() { return flux2::load_transformer(kWeights, LoadOptions{}); }
+flux2::Flux2Transformer load() { return flux2::load_transformer(kWeights, dt::testing::test_load_options()); }
 
 const KeyMap& keys() { return dt::testing::key_map("flux2-klein"); }
 

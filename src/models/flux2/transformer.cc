@@ -209,10 +209,12 @@ at::Tensor Flux2TransformerImpl::forward(const at::Tensor& hidden_states, const 
         auto [i, t] = block->forward(in[0], in[1], in[2], in[3], {in[4], in[5]});
         return torch::cat({t, i}, 1);
       };
-      at::Tensor joint = nn::checkpoint(fn, {img, txt, mod_img, mod_txt, r.cos, r.sin}, nn::trainable_tensors(*block));
+      at::Tensor joint = nn::checkpoint(fn, {img, txt, mod_img, mod_txt, r.cos, r.sin}, nn::trainable_tensors(*block),
+                                        offloader_ ? offloader_->residency(*block) : nn::Residency{});
       txt = joint.narrow(1, 0, L);
       img = joint.narrow(1, L, N);
     } else {
+      nn::ResidentBlock resident(offloader_.get(), *block);
       std::tie(img, txt) = block->forward(img, txt, mod_img, mod_txt, r);
     }
     record("transformer_blocks." + std::to_string(k) + ".encoder_hidden_states", txt);
@@ -225,8 +227,10 @@ at::Tensor Flux2TransformerImpl::forward(const at::Tensor& hidden_states, const 
     SingleTransformerBlock block(single_transformer_blocks->ptr<SingleTransformerBlockImpl>(k));
     if (gradient_checkpointing_) {
       auto fn = [block](const std::vector<at::Tensor>& in) mutable { return block->forward(in[0], in[1], {in[2], in[3]}); };
-      x = nn::checkpoint(fn, {x, mod_single, r.cos, r.sin}, nn::trainable_tensors(*block));
+      x = nn::checkpoint(fn, {x, mod_single, r.cos, r.sin}, nn::trainable_tensors(*block),
+                         offloader_ ? offloader_->residency(*block) : nn::Residency{});
     } else {
+      nn::ResidentBlock resident(offloader_.get(), *block);
       x = block->forward(x, mod_single, r);
     }
     record("single_transformer_blocks." + std::to_string(k), x);
@@ -250,6 +254,18 @@ at::Tensor image_ids(int64_t h, int64_t w, int64_t t) {
   auto grid = torch::meshgrid({torch::arange(h), torch::arange(w)}, "ij");
   at::Tensor rows = grid[0].reshape(-1), cols = grid[1].reshape(-1);
   return torch::stack({torch::full_like(rows, t), rows, cols, torch::zeros_like(rows)}, -1);
+}
+
+void Flux2TransformerImpl::offload_blocks(int64_t n, c10::Device device) {
+  std::vector<std::shared_ptr<torch::nn::Module>> all;
+  for (size_t k = 0; k < transformer_blocks->size(); ++k) all.push_back(transformer_blocks->ptr(k));
+  for (size_t k = 0; k < single_transformer_blocks->size(); ++k) all.push_back(single_transformer_blocks->ptr(k));
+  const auto total = static_cast<int64_t>(all.size());
+  if (n < 1 || n > total)
+    throw Error("model.offload_blocks = " + std::to_string(n) + ": this FLUX.2 transformer has " + std::to_string(total) +
+                " blocks to offload");
+  if (offloader_) throw Error("the FLUX.2 transformer's blocks are already offloaded");
+  offloader_ = std::make_shared<nn::BlockOffloader>(*this, std::vector(all.end() - n, all.end()), device);
 }
 
 }  // namespace dt::flux2

@@ -11,6 +11,7 @@
 #include "io/safetensors.h"
 #include "models/flux2/config.h"
 #include "nn/linear.h"
+#include "nn/offload.h"
 #include "nn/rms_norm.h"
 
 namespace dt::flux2 {
@@ -128,6 +129,11 @@ class Flux2TransformerImpl : public torch::nn::Module {
                      const at::Tensor& img_ids, const at::Tensor& txt_ids, NamedTensors* mid = nullptr);
 
   void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  // Keeps the frozen weights of the last `n` blocks (double-stream, then single-stream, in their
+  // order of use) in host memory, brought to `device` per use, and moves everything else there
+  // (nn/offload.h); after LoRA adapters are attached or merged.
+  void offload_blocks(int64_t n, c10::Device device);
+  const nn::BlockOffloader* offloader() const { return offloader_.get(); }
   const Flux2Config& config() const { return config_; }
 
   TimeGuidanceEmbed time_guidance_embed{nullptr};
@@ -142,6 +148,7 @@ class Flux2TransformerImpl : public torch::nn::Module {
 
   Flux2Config config_;
   bool gradient_checkpointing_ = false;
+  std::shared_ptr<nn::BlockOffloader> offloader_;
 };
 TORCH_MODULE(Flux2Transformer);
 

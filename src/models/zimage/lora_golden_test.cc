@@ -30,7 +30,7 @@ at::Tensor run_case_a(zimage::ZImageTransformer& model) {
                         {io->get("A.in.cap_feats.0").to(at::kFloat)})[0];
 }
 
-zimage::ZImageTransformer load() { return zimage::load_transformer(kGolden + "zimage_transformer/weights", LoadOptions{}); }
+zimage::ZImageTransformer load() { return zimage::load_transformer(kGolden + "zimage_transformer/weights", dt::testing::test_load_options()); }
 
 TEST(LoraGolden, EveryCaseOfCasesJson) {
   const dt::testing::GoldenLoraCases cases = dt::testing::golden_lora_cases(kDir);

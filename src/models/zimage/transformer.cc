@@ -222,10 +222,25 @@ ZImageTransformerImpl::ZImageTransformerImpl(const ZImageConfig& config) : confi
 
 at::Tensor ZImageTransformerImpl::run_block(TransformerBlock& block, const at::Tensor& x, const SequenceContext& ctx,
                                             const at::Tensor& c) {
-  if (!gradient_checkpointing_) return block->forward(x, ctx, c);
+  if (!gradient_checkpointing_) {
+    nn::ResidentBlock resident(offloader_.get(), *block);
+    return block->forward(x, ctx, c);
+  }
   TransformerBlock held = block;  // the recompute in backward keeps the block alive
   auto fn = [held](const std::vector<at::Tensor>& in) mutable { return held->forward(in[0], {in[1], in[2], in[3]}, in[4]); };
-  return nn::checkpoint(fn, {x, ctx.cos, ctx.sin, ctx.key_mask, c}, nn::trainable_tensors(*block));
+  return nn::checkpoint(fn, {x, ctx.cos, ctx.sin, ctx.key_mask, c}, nn::trainable_tensors(*block),
+                        offloader_ ? offloader_->residency(*block) : nn::Residency{});
+}
+
+void ZImageTransformerImpl::offload_blocks(int64_t n, c10::Device device) {
+  const auto total = static_cast<int64_t>(layers->size());
+  if (n < 1 || n > total)
+    throw Error("model.offload_blocks = " + std::to_string(n) + ": this Z-Image transformer has " + std::to_string(total) +
+                " main layers to offload");
+  if (offloader_) throw Error("the Z-Image transformer's blocks are already offloaded");
+  std::vector<std::shared_ptr<torch::nn::Module>> blocks;
+  for (int64_t k = total - n; k < total; ++k) blocks.push_back(layers->ptr(static_cast<size_t>(k)));
+  offloader_ = std::make_shared<nn::BlockOffloader>(*this, std::move(blocks), device);
 }
 
 std::vector<at::Tensor> ZImageTransformerImpl::forward(const std::vector<at::Tensor>& x, const at::Tensor& t,

@@ -12,6 +12,7 @@
 #include "io/safetensors.h"
 #include "models/zimage/config.h"
 #include "nn/linear.h"
+#include "nn/offload.h"
 #include "nn/rms_norm.h"
 
 namespace dt::zimage {
@@ -93,6 +94,10 @@ class ZImageTransformerImpl : public torch::nn::Module {
                                   NamedTensors* mid = nullptr);
 
   void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  // Keeps the frozen weights of the last `n` main layers in host memory, brought to `device` per
+  // use, and moves everything else there (nn/offload.h); after LoRA adapters are attached or merged.
+  void offload_blocks(int64_t n, c10::Device device);
+  const nn::BlockOffloader* offloader() const { return offloader_.get(); }
   const ZImageConfig& config() const { return config_; }
 
   torch::nn::ModuleDict all_x_embedder{nullptr};   // "2-1": Linear(pF·pH·pW·C → dim)
@@ -109,6 +114,7 @@ class ZImageTransformerImpl : public torch::nn::Module {
 
   ZImageConfig config_;
   bool gradient_checkpointing_ = false;
+  std::shared_ptr<nn::BlockOffloader> offloader_;
 };
 TORCH_MODULE(ZImageTransformer);
 

@@ -13,6 +13,8 @@
 #include "models/zimage/family.h"
 #include "models/zimage/weights.h"
 #include "nn/attention.h"
+#include "nn/offload.h"
+#include "testing/device.h"
 
 namespace dt::zimage {
 namespace {
@@ -41,11 +43,7 @@ Case read_case(const std::string& name) {
   return c;
 }
 
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
-// The golden tolerance: max|c − g| ≤ 1e-4 + 1e-4·max|g|.
-double tolerance(const at::Tensor& g) { return 1e-4 + 1e-4 * g.abs().max().item<double>(); }
+using testing::max_abs_diff;
 
 int64_t round_up(int64_t n) { return (n + 31) / 32 * 32; }
 
@@ -63,7 +61,7 @@ struct ExplicitAttention {
   ~ExplicitAttention() { nn::set_explicit_attention(false); }
 };
 
-LoadOptions fp32() { return LoadOptions{}; }
+LoadOptions fp32() { return testing::test_load_options(); }
 
 TEST(ZImageGolden, OutputsAndIntermediatesBothAttentionPaths) {
   ZImageTransformer model = load_transformer(kWeights, fp32());
@@ -79,7 +77,7 @@ TEST(ZImageGolden, OutputsAndIntermediatesBothAttentionPaths) {
       for (size_t i = 0; i < out.size(); ++i) {
         const at::Tensor& g = golden().at(name + ".out." + std::to_string(i));
         ASSERT_EQ(out[i].sizes(), g.sizes());
-        EXPECT_LE(max_abs_diff(out[i], g), tolerance(g)) << "out." << i;
+        EXPECT_LE(max_abs_diff(out[i], g), testing::golden_tolerance(g)) << "out." << i;
       }
       int checked = 0;
       for (const auto& [key, value] : mid) {
@@ -89,7 +87,7 @@ TEST(ZImageGolden, OutputsAndIntermediatesBothAttentionPaths) {
           const int64_t rows = mid_rows(key, c, i);
           at::Tensor gi = g[static_cast<int64_t>(i)], ci = value[static_cast<int64_t>(i)];
           if (gi.dim() == 2) gi = gi.narrow(0, 0, rows), ci = ci.narrow(0, 0, rows);
-          EXPECT_LE(max_abs_diff(ci, gi), tolerance(gi)) << key << " item " << i;
+          EXPECT_LE(max_abs_diff(ci, gi), testing::golden_tolerance(gi)) << key << " item " << i;
         }
         ++checked;
       }
@@ -99,7 +97,7 @@ TEST(ZImageGolden, OutputsAndIntermediatesBothAttentionPaths) {
 }
 
 TEST(ZImageGolden, Bf16ComputeWithinBf16Bound) {
-  ZImageTransformer model = load_transformer(kWeights, LoadOptions{c10::kCPU, c10::kBFloat16});
+  ZImageTransformer model = load_transformer(kWeights, testing::test_load_options(c10::kBFloat16));
   EXPECT_EQ(model->x_pad_token.scalar_type(), c10::kBFloat16);
   torch::NoGradGuard no_grad;
   for (const std::string name : {"A", "B"}) {
@@ -113,7 +111,7 @@ TEST(ZImageGolden, Bf16ComputeWithinBf16Bound) {
       EXPECT_LE(err, 0.08 * scale) << name << ".out." << i;
       EXPECT_GT(err, 0.0);  // it really ran in bf16
       // Mean error stays near bf16 rounding.
-      EXPECT_LE((out[i].to(at::kFloat) - g).abs().mean().item<double>(), 0.01 * scale) << name << ".out." << i;
+      EXPECT_LE((out[i].cpu().to(at::kFloat) - g).abs().mean().item<double>(), 0.01 * scale) << name << ".out." << i;
     }
   }
 }
@@ -129,46 +127,103 @@ TEST(ZImageModel, MixedBatchEqualsItemsRunAlone) {
   }
 }
 
-// Adapters on a few linears (base frozen) plus one trainable base parameter: the gradients with
-// per-block recomputation equal those without.
-TEST(ZImageModel, GradientCheckpointingGivesTheSameGradients) {
-  ZImageTransformer model = load_transformer(kWeights, fp32());
+// Rank-4 adapters with dropout on to_q, to_v and w2 of every block, the base frozen; returns their
+// tensors (down, up per adapter).
+std::vector<at::Tensor> attach_test_adapters(ZImageTransformer& model, const std::shared_ptr<nn::LoraState>& state) {
   for (auto& p : model->parameters()) p.requires_grad_(false);
-  model->cap_pad_token.requires_grad_(true);
-  auto state = std::make_shared<nn::LoraState>();
   torch::manual_seed(7);
   std::vector<at::Tensor> lora_tensors;
   for (auto& item : model->named_modules()) {
     auto* linear = dynamic_cast<nn::LinearImpl*>(item.value().get());
     if (!linear || !std::regex_search(item.key(), std::regex(R"(attention\.to_(q|v)$|feed_forward\.w2$)"))) continue;
     linear->lora = std::make_shared<nn::LoraAdapter>();
-    linear->lora->down = (torch::randn({4, linear->in_features()}) * 0.1).requires_grad_(true);
-    linear->lora->up = (torch::randn({linear->out_features(), 4}) * 0.1).requires_grad_(true);
+    linear->lora->down = (torch::randn({4, linear->in_features()}) * 0.1).to(linear->weight.device()).requires_grad_(true);
+    linear->lora->up = (torch::randn({linear->out_features(), 4}) * 0.1).to(linear->weight.device()).requires_grad_(true);
     linear->lora->alpha = 4;
     linear->lora->dropout = 0.2;
     linear->lora->state = state;
     lora_tensors.push_back(linear->lora->down);
     lora_tensors.push_back(linear->lora->up);
   }
-  ASSERT_EQ(lora_tensors.size(), 2u * 3 * (2 + 2 * 1));  // 3 linears in 2 layers + 2 refiner blocks
+  return lora_tensors;
+}
+
+// The outputs of case B and the gradients of `wrt` for a loss on them.
+std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>> outputs_and_gradients(ZImageTransformer& model,
+                                                                                  const std::vector<at::Tensor>& wrt) {
   Case c = read_case("B");
-  auto gradients = [&](bool checkpointing) {
-    model->set_gradient_checkpointing(checkpointing);
-    for (auto& t : lora_tensors) t.mutable_grad() = at::Tensor();
-    model->cap_pad_token.mutable_grad() = at::Tensor();
-    torch::manual_seed(11);  // LoRA dropout masks
-    auto out = model->forward(c.x, c.t, c.caps);
-    (out[0].pow(2).mean() + out[1].pow(2).mean()).backward();
-    std::vector<at::Tensor> g = {model->cap_pad_token.grad().clone()};
-    for (auto& t : lora_tensors) g.push_back(t.grad().clone());
-    return g;
-  };
-  auto plain = gradients(false), recomputed = gradients(true);
+  for (auto t : wrt) t.mutable_grad() = at::Tensor();
+  torch::manual_seed(11);  // LoRA dropout masks
+  auto out = model->forward(c.x, c.t, c.caps);
+  (out[0].pow(2).mean() + out[1].pow(2).mean()).backward();
+  std::vector<at::Tensor> g;
+  for (auto& t : wrt) g.push_back(t.grad().clone());
+  for (auto& o : out) o = o.detach();
+  return {out, g};
+}
+
+// Adapters on a few linears (base frozen) plus one trainable base parameter: the gradients with
+// per-block recomputation equal those without.
+TEST(ZImageModel, GradientCheckpointingGivesTheSameGradients) {
+  ZImageTransformer model = load_transformer(kWeights, fp32());
+  std::vector<at::Tensor> wrt = attach_test_adapters(model, std::make_shared<nn::LoraState>());
+  ASSERT_EQ(wrt.size(), 2u * 3 * (2 + 2 * 1));  // 3 linears in 2 layers + 2 refiner blocks
+  model->cap_pad_token.requires_grad_(true);
+  wrt.push_back(model->cap_pad_token);
+  model->set_gradient_checkpointing(false);
+  const auto plain = outputs_and_gradients(model, wrt).second;
+  model->set_gradient_checkpointing(true);
+  const auto recomputed = outputs_and_gradients(model, wrt).second;
   for (size_t i = 0; i < plain.size(); ++i) {
     ASSERT_TRUE(recomputed[i].defined());
     EXPECT_GT(plain[i].abs().max().item<double>(), 0.0) << i;
     EXPECT_TRUE(torch::equal(plain[i], recomputed[i])) << i << ": max diff " << max_abs_diff(plain[i], recomputed[i]);
   }
+}
+
+// Block offloading on the CPU build: with both main layers offloaded, the same outputs and LoRA
+// gradients bit for bit; each layer's weights are away (empty) except while it runs, are fetched
+// once for the forward and once for its recompute in backward, and at most two are present at once.
+TEST(ZImageModel, OffloadedBlocksGiveTheSameOutputsAndGradients) {
+  ZImageTransformer reference = load_transformer(kWeights, fp32());
+  ZImageTransformer offloaded = load_transformer(kWeights, LoadOptions{});  // on the host, as model.offload_blocks loads it
+  const std::vector<at::Tensor> reference_lora = attach_test_adapters(reference, std::make_shared<nn::LoraState>());
+  const std::vector<at::Tensor> offloaded_lora = attach_test_adapters(offloaded, std::make_shared<nn::LoraState>());
+  EXPECT_THROW(offloaded->offload_blocks(3, testing::test_device()), Error);  // the golden model has 2 main layers
+  offloaded->offload_blocks(2, testing::test_device());
+  const nn::BlockOffloader& offloader = *offloaded->offloader();
+  auto away = [&](size_t layer) { return offloaded->layers->ptr<TransformerBlockImpl>(layer)->attention->to_q->weight.numel() == 0; };
+  EXPECT_TRUE(away(0) && away(1));
+  EXPECT_EQ(offloaded->noise_refiner->ptr<TransformerBlockImpl>(0)->attention->to_q->weight.numel(),
+            reference->noise_refiner->ptr<TransformerBlockImpl>(0)->attention->to_q->weight.numel());
+
+  reference->set_gradient_checkpointing(true);
+  offloaded->set_gradient_checkpointing(true);
+  const auto [want_out, want_grad] = outputs_and_gradients(reference, reference_lora);
+  const auto [out, grad] = outputs_and_gradients(offloaded, offloaded_lora);
+  for (size_t i = 0; i < out.size(); ++i) EXPECT_TRUE(torch::equal(out[i], want_out[i])) << "output " << i;
+  for (size_t i = 0; i < grad.size(); ++i) EXPECT_TRUE(torch::equal(grad[i], want_grad[i])) << "gradient " << i;
+  EXPECT_EQ(offloader.fetches(), 4u);
+  EXPECT_EQ(offloader.max_resident(), 2u);
+  EXPECT_EQ(offloader.resident(), 0u);
+  EXPECT_TRUE(away(0) && away(1));
+
+  // Sampling (no gradients, no checkpointing) fetches each layer for its run; training without
+  // checkpointing is refused before anything is fetched.
+  Case c = read_case("B");
+  reference->set_gradient_checkpointing(false);
+  offloaded->set_gradient_checkpointing(false);
+  {
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(11);
+    const auto want = reference->forward(c.x, c.t, c.caps);
+    torch::manual_seed(11);
+    const auto got = offloaded->forward(c.x, c.t, c.caps);
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::equal(got[i], want[i])) << "sample output " << i;
+  }
+  EXPECT_EQ(offloader.fetches(), 6u);
+  EXPECT_THROW(offloaded->forward(c.x, c.t, c.caps), Error);
+  EXPECT_EQ(offloader.resident(), 0u);
 }
 
 // The golden's diffusers tensors rewritten in the ComfyUI / original layout: renamed, qkv fused,
@@ -312,7 +367,7 @@ TEST(ZImageFamily, VelocityIsTheNegatedOutputAtOneMinusSigma) {
   at::Tensor v = denoiser->velocity(c.x[0].squeeze(1).unsqueeze(0), torch::tensor({0.7f}), c.caps);
   const at::Tensor& g = golden().at("A.out.0");
   EXPECT_EQ(v.scalar_type(), at::kFloat);
-  EXPECT_LE(max_abs_diff(v, -g.squeeze(1).unsqueeze(0)), tolerance(g));
+  EXPECT_LE(max_abs_diff(v, -g.squeeze(1).unsqueeze(0)), testing::golden_tolerance(g));
   EXPECT_EQ(denoiser->identity().rfind("zimage:", 0), 0u);
   EXPECT_EQ(denoiser->identity().size(), 7u + 64);
 }
@@ -359,7 +414,7 @@ TEST(ZImageCli, ForwardWritesGoldenOutputsAndRejectsBadModels) {
   ASSERT_EQ(std::system((run + " --model " + kWeights).c_str()), 0);
   auto written = load_safetensors(out);
   for (const char* name : {"B.out.0", "B.out.1"})
-    EXPECT_LE(max_abs_diff(written.at(name), golden().at(name)), tolerance(golden().at(name))) << name;
+    EXPECT_LE(max_abs_diff(written.at(name), golden().at(name)), testing::golden_tolerance(golden().at(name))) << name;
   fs::create_directories(dir / "empty");
   const std::string err = (dir / "err.txt").string();
   const int status = std::system((run + " --model " + (dir / "empty").string() + " 2> " + err).c_str());
