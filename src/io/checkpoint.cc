@@ -61,6 +61,12 @@ void refuse_pickle(const std::string& path) {
 }
 
 Checkpoint Checkpoint::open(const std::string& path) {
+  Checkpoint ck = open_layout(path);
+  ck.fold_fp8_scales();
+  return ck;
+}
+
+Checkpoint Checkpoint::open_layout(const std::string& path) {
   Checkpoint ck;
   ck.path_ = path;
   std::error_code ec;
@@ -186,9 +192,52 @@ const TensorInfo& Checkpoint::info(const std::string& name) const {
   return *files_[at.file]->find(name.substr(at.prefix));
 }
 
-at::Tensor Checkpoint::get(const std::string& name) const {
-  const Location& at = locate(name);
+at::Tensor Checkpoint::read(const std::string& name, const Location& at) const {
   return files_[at.file]->get(name.substr(at.prefix));
+}
+
+at::Tensor Checkpoint::get(const std::string& name) const {
+  at::Tensor t = read(name, locate(name));
+  const auto scale = scale_of_.find(name);
+  if (scale == scale_of_.end()) return t;
+  at::Tensor s = read(scale->second, scales_where_.at(scale->second)).to(at::kFloat);
+  if (s.numel() > 1) {  // one per output channel
+    std::vector<int64_t> shape(static_cast<size_t>(t.dim()), 1);
+    shape[0] = s.numel();
+    s = s.reshape(shape);
+  }
+  return t.to(at::kFloat) * s;
+}
+
+void Checkpoint::fold_fp8_scales() {
+  const std::string scale_suffix = ".scale_weight";
+  std::vector<std::string> drop;
+  for (const auto& [name, at] : where_) {
+    const std::string& file = files_[at.file]->path();
+    if (has_suffix(name, ".comfy_quant") || has_suffix(name, ".weight_scale"))
+      throw file_error(file, "tensor " + quoted_name(name) + " belongs to a per-layer quantisation format that is not " +
+                                 "supported (ComfyUI's scaled fp8 files, with scale_weight tensors, are)");
+    if (name == "scaled_fp8" || has_suffix(name, ".scaled_fp8") || has_suffix(name, ".scale_input")) {
+      drop.push_back(name);
+      continue;
+    }
+    if (!has_suffix(name, scale_suffix)) continue;
+    const std::string weight = name.substr(0, name.size() - scale_suffix.size()) + ".weight";
+    if (!where_.count(weight)) throw file_error(file, "scale " + quoted_name(name) + " has no weight " + quoted_name(weight));
+    const TensorInfo& w = info(weight);
+    const TensorInfo& s = info(name);
+    int64_t count = 1;
+    for (int64_t d : s.shape) count *= d;
+    if (count != 1 && (w.shape.empty() || count != w.shape[0]))
+      throw file_error(file, "scale " + quoted_name(name) + " holds " + std::to_string(count) + " values; its weight " +
+                                 quoted_name(weight) + " needs one, or one per output row");
+    scale_of_[weight] = name;
+    drop.push_back(name);
+  }
+  for (const std::string& name : drop) {
+    if (has_suffix(name, scale_suffix)) scales_where_.emplace(name, where_.at(name));
+    where_.erase(name);
+  }
 }
 
 std::string pipeline_component(const std::string& path, const std::string& component) {

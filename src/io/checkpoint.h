@@ -5,7 +5,11 @@
 // * a transformers model folder: the same with model.safetensors[.index.json];
 // * a diffusers pipeline folder: model_index.json + one model folder per component (transformer/,
 //   text_encoder/, vae/, ...); its tensors are named "<component>/<tensor name>".
-// Pickle checkpoints (.ckpt, .pt, .pth, .bin) are refused.
+// Pickle checkpoints (.ckpt, .pt, .pth, .bin) are refused. ComfyUI's "scaled fp8" files (float8
+// weights, each `<layer>.weight` with a float `<layer>.scale_weight`, per tensor or per output
+// channel; `<layer>.scale_input` scales for fp8 matmuls; a `scaled_fp8` marker) read as their
+// weights times their scales: get() returns those in float32, and names() lists neither the scales
+// nor the marker.
 #pragma once
 #include <map>
 #include <memory>
@@ -36,6 +40,8 @@ class Checkpoint {
   // The tensor's header entry; its `name` is the name inside its file (no component prefix).
   const TensorInfo& info(const std::string& name) const;
   at::Tensor get(const std::string& name) const;  // throws dt::Error naming the path and tensor
+  // The float8 weights that get() multiplies by a scale_weight, by name (empty for other files).
+  const std::map<std::string, std::string>& fp8_scales() const { return scale_of_; }
   const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }
   // Components of a pipeline that hold weights, sorted by name; empty otherwise.
   const std::vector<std::string>& components() const { return components_; }
@@ -45,15 +51,20 @@ class Checkpoint {
     size_t file;    // index into files_
     size_t prefix;  // length of the "<component>/" prefix of the name
   };
+  static Checkpoint open_layout(const std::string& path);  // open() before fold_fp8_scales()
   void add_model_folder(const std::string& dir, const std::string& prefix);
   void add_shards(const std::string& dir, const std::string& index_path, const std::string& prefix);
   void add_file(std::shared_ptr<SafetensorsFile> file, const std::string& prefix);
   const Location& locate(const std::string& name) const;
+  void fold_fp8_scales();
+  at::Tensor read(const std::string& name, const Location& at) const;
 
   std::string path_;
   nlohmann::json config_ = nlohmann::json::object();
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::map<std::string, Location> where_;
+  std::map<std::string, Location> scales_where_;  // scale_weight tensors, out of where_
+  std::map<std::string, std::string> scale_of_;   // weight → its scale_weight
   std::vector<std::string> components_;
 };
 

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "testing/fp8.h"
 
 namespace dt {
 namespace {
@@ -55,6 +56,48 @@ bool inside(const Checkpoint& ck, const at::Tensor& t) {
   for (const auto& f : ck.files())
     if (p >= f->bytes() && p < f->bytes() + f->size()) return true;
   return false;
+}
+
+// ComfyUI's scaled fp8 single file: every finite E4M3 code in two weights, one with a scalar scale
+// and one with a scale per output row, beside a bf16 weight without one, an input scale and the
+// marker. Each weight reads as its code's value times its scale, in float32, bit for bit.
+TEST_F(CheckpointLayouts, ScaledFp8WeightsReadAsCodeValuesTimesTheirScales) {
+  const at::Tensor values = testing::e4m3_values();
+  const at::Tensor finite = values.isnan().logical_not().nonzero().flatten();  // 254 codes
+  const at::Tensor codes = finite.to(at::kByte).view({2, 127});
+  const at::Tensor plain = torch::randn({2, 3}).to(at::kBFloat16);
+  const at::Tensor row_scales = torch::tensor({2.0f, 0.25f});
+  const std::string file = at("scaled.safetensors");
+  testing::write_raw_safetensors(file, {{"a.weight", "F8_E4M3", codes},
+                                        {"a.scale_weight", "F32", torch::tensor(0.5f)},
+                                        {"a.scale_input", "F32", torch::tensor(1.0f)},
+                                        {"b.weight", "F8_E4M3", codes},
+                                        {"b.scale_weight", "F32", row_scales},
+                                        {"c.weight", "BF16", plain},
+                                        {"scaled_fp8", "F8_E4M3", torch::empty({0}, at::kByte)}});
+  const Checkpoint ck = Checkpoint::open(file);
+  EXPECT_EQ(ck.names(), (std::vector<std::string>{"a.weight", "b.weight", "c.weight"}));
+  const at::Tensor decoded = values.index_select(0, finite).view({2, 127});
+  const at::Tensor a = ck.get("a.weight"), b = ck.get("b.weight");
+  EXPECT_EQ(a.scalar_type(), at::kFloat);
+  EXPECT_TRUE(torch::equal(a, decoded * 0.5f));
+  EXPECT_TRUE(torch::equal(b, decoded * row_scales.view({2, 1})));
+  EXPECT_EQ(b[0][126].item<float>(), 2 * 448.0f);  // the largest code, 0x7E
+  EXPECT_TRUE(torch::equal(ck.get("c.weight"), plain));
+  EXPECT_EQ(ck.fp8_scales().size(), 2u);
+
+  const std::string lone = at("lone.safetensors");
+  testing::write_raw_safetensors(lone, {{"a.scale_weight", "F32", torch::tensor(0.5f)}});
+  EXPECT_EQ(error_opening("lone.safetensors"), lone + ": scale 'a.scale_weight' has no weight 'a.weight'");
+  const std::string wide = at("wide.safetensors");
+  testing::write_raw_safetensors(wide, {{"a.weight", "F8_E4M3", codes}, {"a.scale_weight", "F32", torch::ones({3})}});
+  EXPECT_EQ(error_opening("wide.safetensors"), wide + ": scale 'a.scale_weight' holds 3 values; its weight 'a.weight' "
+                                                      "needs one, or one per output row");
+  const std::string mixed = at("mixed.safetensors");
+  testing::write_raw_safetensors(mixed, {{"a.weight", "F8_E4M3", codes}, {"a.comfy_quant", "U8", torch::zeros({4}, at::kByte)}});
+  EXPECT_EQ(error_opening("mixed.safetensors"), mixed + ": tensor 'a.comfy_quant' belongs to a per-layer quantisation "
+                                                        "format that is not supported (ComfyUI's scaled fp8 files, with "
+                                                        "scale_weight tensors, are)");
 }
 
 TEST_F(CheckpointLayouts, SingleFile) {

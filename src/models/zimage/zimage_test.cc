@@ -15,6 +15,7 @@
 #include "nn/attention.h"
 #include "nn/offload.h"
 #include "testing/device.h"
+#include "testing/fp8.h"
 
 namespace dt::zimage {
 namespace {
@@ -279,6 +280,53 @@ TEST(ZImageWeights, ComfyUiSingleFileGivesTheSameOutputsAsTheDiffusersFolder) {
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+// The same as a ComfyUI "scaled fp8" file: every matrix as E4M3 codes with a scale per tensor (the
+// largest magnitude maps to 448), the marker and input scales beside them. It gives the outputs of a
+// diffusers folder holding the decoded values (code value × scale) bit for bit, and stays within
+// fp8's rounding of the original model.
+TEST(ZImageWeights, ScaledFp8SingleFileEqualsItsDecodedValues) {
+  const fs::path dir = temp_dir("fp8");
+  const at::Tensor values = testing::e4m3_values();
+  std::vector<testing::RawTensor> raw = {{"model.diffusion_model.scaled_fp8", "F8_E4M3", torch::empty({0}, at::kByte)}};
+  std::map<std::string, at::Tensor> decoded;  // diffusers names
+  for (const auto& [name, t] : to_comfy_layout(kWeights, "model.diffusion_model.")) {
+    if (t.dim() != 2 || name.find("pad_token") != std::string::npos) {
+      raw.push_back({name, "F32", t.to(at::kFloat)});
+      continue;
+    }
+    const at::Tensor scale = t.abs().max().to(at::kFloat) / 448.0f;
+    const at::Tensor codes = testing::e4m3_encode(t.to(at::kFloat) / scale);
+    raw.push_back({name, "F8_E4M3", codes});
+    const std::string stem = name.substr(0, name.size() - std::string(".weight").size());
+    raw.push_back({stem + ".scale_weight", "F32", scale});
+    raw.push_back({stem + ".scale_input", "F32", torch::tensor(1.0f)});
+  }
+  const std::string file = (dir / "z_image_fp8_scaled.safetensors").string();
+  testing::write_raw_safetensors(file, raw);
+  // The decoded checkpoint, through the same name mapping, written as a diffusers folder.
+  for (const auto& [name, t] : diffusers_tensors(Checkpoint::open(file))) decoded[name] = t;
+  NamedTensors folder(decoded.begin(), decoded.end());
+  write_model_folder((dir / "decoded").string(), "diffusion_pytorch_model.safetensors", folder,
+                     Checkpoint::open(kWeights).config());
+  EXPECT_GT(Checkpoint::open(file).fp8_scales().size(), 20u);
+
+  ZImageConfig config = ZImageConfig::from_json(Checkpoint::open(kWeights).config(), kWeights);
+  ZImageTransformer fp8 = load_transformer(file, fp32(), config);
+  ZImageTransformer reference = load_transformer((dir / "decoded").string(), fp32());
+  ZImageTransformer original = load_transformer(kWeights, fp32());
+  torch::NoGradGuard no_grad;
+  Case c = read_case("B");
+  auto a = fp8->forward(c.x, c.t, c.caps), b = reference->forward(c.x, c.t, c.caps), o = original->forward(c.x, c.t, c.caps);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+    // E4M3 keeps 3 mantissa bits (relative step 2^-4 at most): the output moves, but stays the model's.
+    const double scale = o[i].abs().max().item<double>();
+    EXPECT_GT(max_abs_diff(a[i], o[i]), 1e-4 * scale);
+    EXPECT_LT(max_abs_diff(a[i], o[i]), 0.25 * scale);
   }
   fs::remove_all(dir);
 }
