@@ -128,6 +128,35 @@ Qwen3ModelImpl::Qwen3ModelImpl(const Qwen3Config& c) {
   norm = register_module("norm", nn::RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
 
+Qwen3Config Qwen3Config::from_shapes(const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& where) {
+  auto shape = [&](const std::string& name, size_t dims) -> const std::vector<int64_t>& {
+    const auto it = shapes.find(name);
+    if (it == shapes.end()) throw file_error(where, "no config.json, and no tensor " + quoted_name(name) + " to read the sizes from");
+    if (it->second.size() != dims || it->second[0] <= 0)
+      throw file_error(where, "tensor " + quoted_name(name) + " must have " + std::to_string(dims) + " dimensions");
+    return it->second;
+  };
+  Qwen3Config c;
+  const auto& embed = shape("embed_tokens.weight", 2);
+  c.vocab_size = embed[0];
+  c.hidden_size = embed[1];
+  while (shapes.count("layers." + std::to_string(c.num_hidden_layers) + ".self_attn.q_proj.weight")) ++c.num_hidden_layers;
+  if (c.num_hidden_layers == 0) shape("layers.0.self_attn.q_proj.weight", 2);  // names the missing tensor
+  c.head_dim = shape("layers.0.self_attn.q_norm.weight", 1)[0];
+  const int64_t q_rows = shape("layers.0.self_attn.q_proj.weight", 2)[0], kv_rows = shape("layers.0.self_attn.k_proj.weight", 2)[0];
+  if (q_rows % c.head_dim || kv_rows % c.head_dim || (q_rows / c.head_dim) % (kv_rows / c.head_dim))
+    throw file_error(where, "the attention projections (" + std::to_string(q_rows) + " and " + std::to_string(kv_rows) +
+                                " rows) do not split into heads of " + std::to_string(c.head_dim));
+  c.num_attention_heads = q_rows / c.head_dim;
+  c.num_key_value_heads = kv_rows / c.head_dim;
+  c.intermediate_size = shape("layers.0.mlp.gate_proj.weight", 2)[0];
+  c.attention_bias = shapes.count("layers.0.self_attn.q_proj.bias") > 0;
+  c.tie_word_embeddings = shapes.count("lm_head.weight") == 0;
+  c.rope_theta = 1e6;  // every released Qwen3 model
+  c.rms_norm_eps = 1e-6;
+  return c;
+}
+
 Qwen3Encoder::Qwen3Encoder(const Qwen3Config& c, bool with_lm_head) : config(c) {
   model = register_module("model", Qwen3Model(c));
   if (with_lm_head) lm_head = register_module("lm_head", nn::Linear(c.hidden_size, c.vocab_size, false));
@@ -135,10 +164,16 @@ Qwen3Encoder::Qwen3Encoder(const Qwen3Config& c, bool with_lm_head) : config(c) 
 
 std::shared_ptr<Qwen3Encoder> Qwen3Encoder::load(const std::string& path, const LoadOptions& options, bool lm_head) {
   Checkpoint ck = Checkpoint::open(path);
-  if (ck.config().empty()) throw file_error(path, "no config.json: a transformers Qwen3 folder is expected");
-  Qwen3Config c = Qwen3Config::from_json(ck.config(), (std::filesystem::path(path) / "config.json").string());
   // Qwen3ForCausalLM keys are "model.…" (+ "lm_head.weight"); a bare Qwen3Model has no prefix.
   const bool bare = !ck.contains("model.embed_tokens.weight") && ck.contains("embed_tokens.weight");
+  Qwen3Config c;
+  if (!ck.config().empty()) {
+    c = Qwen3Config::from_json(ck.config(), (std::filesystem::path(path) / "config.json").string());
+  } else {
+    std::map<std::string, std::vector<int64_t>> shapes;
+    for (const auto& name : ck.names()) shapes[bare || name.rfind("model.", 0) != 0 ? name : name.substr(6)] = ck.info(name).shape;
+    c = Qwen3Config::from_shapes(shapes, path);
+  }
   std::map<std::string, at::Tensor> tensors;
   for (const auto& name : ck.names()) {
     // A tied head saved anyway is a copy of the embeddings.

@@ -4,6 +4,7 @@
 // Modules are named as the checkpoint keys (model.layers.0.self_attn.q_proj.weight, ...); every size
 // comes from config.json.
 #pragma once
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,11 @@ struct Qwen3Config {
 
   // transformers' config.json; `where` names the file in errors.
   static Qwen3Config from_json(const nlohmann::json& j, const std::string& where);
+  // A checkpoint without config.json (ComfyUI's text encoder files): every size from the shapes of
+  // the weights (tensor names without the "model." prefix), the two constants the weights do not
+  // hold from the released Qwen3 models (rope_theta 1e6, rms_norm_eps 1e-6). dt::Error naming
+  // `where` when a tensor the sizes come from is missing or the shapes disagree.
+  static Qwen3Config from_shapes(const std::map<std::string, std::vector<int64_t>>& shapes, const std::string& where);
   nlohmann::json to_json() const;
 };
 

@@ -128,6 +128,35 @@ TEST(Qwen3, RandomCheckpointLoadsAndIsSeeded) {
   EXPECT_EQ(encoder->logits(states[2]).sizes(), (std::vector<int64_t>{2, 9, 300}));
 }
 
+// ComfyUI's text encoder files: one .safetensors without config.json, with the "model." prefix or
+// without. The sizes come from the shapes and give the golden model's hidden states bit for bit;
+// a file missing a tensor the sizes come from is refused naming it.
+TEST(Qwen3, SingleFileWithoutConfigInfersTheSizes) {
+  const auto golden_weights = load_safetensors(kGolden + "/weights/model.safetensors");
+  const std::string dir = dt::testing::temp_dir("qwen3_single");
+  NamedTensors prefixed(golden_weights.begin(), golden_weights.end()), bare;
+  for (const auto& [name, t] : prefixed) bare.emplace_back(name.rfind("model.", 0) == 0 ? name.substr(6) : name, t);
+  write_safetensors(dir + "/qwen_3.safetensors", prefixed);
+  write_safetensors(dir + "/qwen_3_bare.safetensors", bare);
+  auto folder = Qwen3Encoder::load(kGolden + "/weights", LoadOptions{});
+  auto io = load_safetensors(kGolden + "/io.safetensors");
+  torch::NoGradGuard no_grad;
+  const auto want = folder->hidden_states(io.at("in.input_ids"), io.at("in.attention_mask"), {2, 4});
+  for (const char* file : {"/qwen_3.safetensors", "/qwen_3_bare.safetensors"}) {
+    auto single = Qwen3Encoder::load(dir + file, LoadOptions{});
+    EXPECT_EQ(single->config.to_json(), folder->config.to_json()) << file;
+    const auto got = single->hidden_states(io.at("in.input_ids"), io.at("in.attention_mask"), {2, 4});
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::equal(got[i], want[i])) << file << " state " << i;
+  }
+  NamedTensors missing;
+  for (const auto& [name, t] : prefixed)
+    if (name != "model.layers.0.self_attn.q_norm.weight") missing.emplace_back(name, t);
+  write_safetensors(dir + "/broken.safetensors", missing);
+  EXPECT_EQ(testing::error_of([&] { Qwen3Encoder::load(dir + "/broken.safetensors", LoadOptions{}); }),
+            dir + "/broken.safetensors: no config.json, and no tensor 'layers.0.self_attn.q_norm.weight' to read the sizes from");
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Qwen3, BadInputIsAClearError) {
   auto expect_error = [](auto&& fn, const std::string& needle) {
     try {
