@@ -26,11 +26,17 @@
 #include "core/error.h"
 
 namespace dt {
+
+// Whether a setting takes part in config_values (cache keys). `omit` is for settings that cannot
+// change what a run computes, only where it runs (block offloading moves weights between host and
+// device, bit for bit): a cached stage stays valid whatever they say.
+enum class CacheKey { include, omit };
+
 namespace config_detail {
 
 struct Probe {
   template <class T>
-  void operator()(const char*, T&, const char*) {}
+  void operator()(const char*, T&, const char*, CacheKey = CacheKey::include) {}
 };
 
 template <class T>
@@ -55,7 +61,7 @@ class Reader {
       : table_(table), file_(std::move(file)), where_(std::move(where)) {}
 
   template <class T>
-  void operator()(const char* name, T& value, const char* /*doc*/) {
+  void operator()(const char* name, T& value, const char* /*doc*/, CacheKey = CacheKey::include) {
     seen_.insert(name);
     const toml::node* node = table_.get(name);
     if (!node) return;
@@ -147,7 +153,8 @@ class Writer {
   Writer(std::string where, bool documented) : where_(std::move(where)), documented_(documented) {}
 
   template <class T>
-  void operator()(const char* name, T& value, const char* doc) {
+  void operator()(const char* name, T& value, const char* doc, CacheKey key = CacheKey::include) {
+    if (!documented_ && key == CacheKey::omit) return;
     if constexpr (Section<T>) {
       Writer sub(where_.empty() ? name : where_ + "." + name, documented_);
       value.fields(sub);
@@ -246,8 +253,9 @@ std::string config_to_toml(T& config) {
   return writer.str();
 }
 
-// Every setting's value and nothing else, for cache keys: rewording a setting's help, or adding a
-// field to an array of tables the config leaves empty, must not make a cached stage run again.
+// Every setting's value and nothing else, for cache keys: rewording a setting's help, adding a
+// field to an array of tables the config leaves empty, or a CacheKey::omit setting must not make a
+// cached stage run again.
 template <class T>
 std::string config_values(T& config) {
   config_detail::Writer writer("", false);

@@ -22,6 +22,7 @@ struct Outer {
   std::vector<int64_t> sizes{512};
   Inner inner;
   std::vector<Inner> items;
+  int64_t placement = 0;
   template <class V>
   void fields(V& v) {
     v("lr", lr, "learning rate");
@@ -30,6 +31,7 @@ struct Outer {
     v("sizes", sizes, "sizes");
     v("inner", inner, "inner table");
     v("items", items, "items");
+    v("placement", placement, "where it runs", CacheKey::omit);
   }
 };
 
@@ -70,6 +72,11 @@ TEST(Config, ValuesAreThePrintedSettingsWithoutTheirHelp) {
   Outer back;
   read_config_text(values, "values.toml", {}, back);
   EXPECT_EQ(config_to_toml(back), config_to_toml(c));
+  // A CacheKey::omit setting is read, printed and documented, but not part of the values.
+  read_config_text("placement = 3\n", "p.toml", {}, back);
+  EXPECT_EQ(back.placement, 3);
+  EXPECT_NE(config_to_toml(back).find("# where it runs\nplacement = 3\n"), std::string::npos);
+  EXPECT_EQ(config_values(back), values);
 }
 
 TEST(Config, ErrorsNameFileAndKey) {

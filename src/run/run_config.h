@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "data/data_config.h"
 #include "distill/distill_config.h"
 #include "sample/sample_config.h"
@@ -33,7 +34,8 @@ struct ModelConfig {
     v("dtype", dtype, "compute dtype of the frozen weights and activations: bf16 or fp32 (LoRA weights and optimizer states are always fp32)");
     v("device", device, "cpu, cuda or cuda:N");
     v("gradient_checkpointing", gradient_checkpointing, "recompute each block in the backward pass instead of keeping its activations (less memory, ~30% slower)");
-    v("offload_blocks", offload_blocks, "keep the frozen weights of this many transformer blocks (the last ones) in pinned host memory, copied to the GPU ahead of each use, so models larger than the card fit (CUDA only; training needs gradient_checkpointing)");
+    v("offload_blocks", offload_blocks, "keep the frozen weights of this many transformer blocks (the last ones) in pinned host memory, copied to the GPU ahead of each use, so models larger than the card fit (CUDA only; training needs gradient_checkpointing)",
+      CacheKey::omit);
   }
 };
 
