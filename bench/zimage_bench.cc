@@ -8,7 +8,9 @@
 //   build/zimage_bench [--dim 1024] [--layers 8] [--refiners 2] [--image-tokens 1024]
 //                      [--caption-tokens 128] [--rank 16] [--repeats 2] [--threads N]
 //                      [--dtypes fp32,bf16] [--device cpu|cuda] [--checkpointing off,on]
-//                      [--attention fused,explicit] [--offload N]
+//                      [--attention fused,explicit] [--offload N] [--profile TRACE.json]
+//   --profile: after the timings, one forward and one forward + backward of the last dtype under
+//   LibTorch's profiler, written as a Chrome trace (bench/profile_summary.py sums it per op).
 //   --full: the released Z-Image transformer (dim 3840, 30 layers) at 1024² (4096 image tokens).
 #include <torch/torch.h>
 
@@ -21,6 +23,8 @@
 #include "bench_util.h"
 #include "core/runtime.h"
 #include "models/zimage/transformer.h"
+
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 namespace {
 
@@ -106,6 +110,14 @@ int main(int argc, char** argv) {
           for (auto& p : lora) p.mutable_grad() = at::Tensor();
           model->forward(x, t, caps)[0].to(at::kFloat).pow(2).mean().backward();
         });
+    if (const std::string trace = option(argc, argv, "--profile", ""); !trace.empty()) {
+      torch::autograd::profiler::RecordProfile profile(trace);
+      {
+        torch::NoGradGuard no_grad;
+        model->forward(x, t, caps);
+      }
+      model->forward(x, t, caps)[0].to(at::kFloat).pow(2).mean().backward();
+    }
   }
   return 0;
 }
