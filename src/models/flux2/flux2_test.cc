@@ -17,6 +17,7 @@
 #include "nn/load_state.h"
 #include "nn/offload.h"
 #include "testing/device.h"
+#include "testing/fp8.h"
 
 namespace dt::flux2 {
 namespace {
@@ -228,6 +229,42 @@ TEST(Flux2Weights, OriginalSingleFileGivesTheSameOutputs) {
   Case c = read_case("B");
   EXPECT_TRUE(torch::equal(run(diffusers, c), run(original, c)));
   EXPECT_EQ(&detect_family(file), &flux2_family());
+  fs::remove_all(dir);
+}
+
+// The same file as ComfyUI's "scaled fp8" klein checkpoints: every matrix as E4M3 codes with a scale
+// per tensor (largest magnitude → 448), the marker and input scales beside them. Its outputs are
+// those of a diffusers folder holding the decoded values (code value × scale), bit for bit.
+TEST(Flux2Weights, ScaledFp8OriginalFileEqualsItsDecodedValues) {
+  const fs::path dir = temp_dir("fp8");
+  const std::string plain = (dir / "plain.safetensors").string(), file = (dir / "klein_fp8_scaled.safetensors").string();
+  write_original_file(plain, golden_weights(), "model.diffusion_model.");
+  std::vector<testing::RawTensor> raw = {{"model.diffusion_model.scaled_fp8", "F8_E4M3", torch::empty({0}, at::kByte)}};
+  for (const auto& [name, t] : load_safetensors(plain)) {
+    if (t.dim() != 2) {
+      raw.push_back({name, "F32", t.to(at::kFloat)});
+      continue;
+    }
+    const at::Tensor scale = t.abs().max().to(at::kFloat) / 448.0f;
+    raw.push_back({name, "F8_E4M3", testing::e4m3_encode(t.to(at::kFloat) / scale)});
+    const std::string stem = name.substr(0, name.size() - std::string(".weight").size());
+    raw.push_back({stem + ".scale_weight", "F32", scale});
+    raw.push_back({stem + ".scale_input", "F32", torch::tensor(1.0f)});
+  }
+  testing::write_raw_safetensors(file, raw);
+  const std::map<std::string, at::Tensor> decoded = diffusers_tensors(Checkpoint::open(file));
+  write_model_folder((dir / "decoded").string(), "diffusion_pytorch_model.safetensors",
+                     NamedTensors(decoded.begin(), decoded.end()), Checkpoint::open(kWeights).config());
+  EXPECT_GT(Checkpoint::open(file).fp8_scales().size(), 20u);
+  Flux2Transformer fp8 = load_transformer(file, fp32()), reference = load_transformer((dir / "decoded").string(), fp32());
+  Flux2Transformer original = load_transformer(kWeights, fp32());
+  torch::NoGradGuard no_grad;
+  const Case c = read_case("B");
+  const at::Tensor a = run(fp8, c), o = run(original, c);
+  EXPECT_TRUE(torch::equal(a, run(reference, c)));
+  const double scale = o.abs().max().item<double>();
+  EXPECT_GT(max_abs_diff(a, o), 1e-4 * scale);  // E4M3's 3 mantissa bits move the output...
+  EXPECT_LT(max_abs_diff(a, o), 0.25 * scale);  // ...but it stays the model's
   fs::remove_all(dir);
 }
 
