@@ -1,12 +1,19 @@
 // deltatrain world build WORLD --out DIR [--family F] [--set k=v]...
 // deltatrain world eval WORLD --model PIPELINE [--steps N] [--cfg W] [--prompts N] [--concept T]
 //                             [--lora FILE[:STRENGTH]]... [--images DIR] [--json FILE] [--set k=v]...
-// deltatrain world efficacy WORLD --out DIR [--family F] [--concept T]... [--report FILE] [--set k=v]...
+// deltatrain world efficacy WORLD --out DIR [--family F] [--concept T]... [--report FILE] [--jobs N] [--set k=v]...
 #include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -29,6 +36,36 @@ void add_build_options(CLI::App& app, WorldBuildOptions& o, const std::string& o
   app.add_option("--out", o.out, out_help)->required();
   app.add_option("--family", o.family, "which [[models]] table (default: the first)");
   app.add_option("--set", o.overrides, "override a world setting (repeatable; [[models]] tables are edited in the file)");
+}
+
+// Runs this program again with `args` (argv[1]…), its output to `log`; the returned function waits
+// for it and gives its exit status (128 + the signal when one ended it).
+std::function<int()> start_self(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<std::string> all = {"deltatrain"};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw file_error(log, "cannot be written");
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fd);
+    throw Error("cannot start a worker process");
+  }
+  if (pid == 0) {  // only async-signal-safe calls until exec
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    ::execv("/proc/self/exe", argv.data());
+    ::_exit(127);
+  }
+  ::close(fd);
+  return [pid] {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0)
+      if (errno != EINTR) return 127;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  };
 }
 
 }  // namespace
@@ -101,8 +138,19 @@ int run_world_efficacy(int argc, char** argv) {
                  "instead of building them in --out");
   app.add_option("--concept", o.concepts, "only this concept (trigger word; repeatable; default: every concept)");
   app.add_option("--report", o.report, "markdown file whose section for this family is replaced by the table (grids copied beside it)");
+  app.add_option("--jobs", o.jobs, "measure the concepts in this many processes at once (their stages are independent; give each "
+                 "DT_THREADS = cores / jobs); the table is then assembled from their cached stages")
+      ->check(CLI::PositiveNumber);
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
+  o.worker = [&o](const std::vector<std::string>& concepts, const std::string& log) {
+    std::vector<std::string> args = {"world", "efficacy", o.build.world, "--out", o.build.out};
+    if (!o.built.empty()) args.insert(args.end(), {"--built", o.built});
+    if (!o.build.family.empty()) args.insert(args.end(), {"--family", o.build.family});
+    for (const std::string& s : o.build.overrides) args.insert(args.end(), {"--set", s});
+    for (const std::string& c : concepts) args.insert(args.end(), {"--concept", c});
+    return start_self(args, log);
+  };
   for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(i == 0 ? "deltatrain world efficacy" : argv[i]);
   const WorldEfficacy r = measure_efficacy(o);
   std::cout << r.markdown;

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -18,6 +19,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/listing.h"
 #include "data/image.h"
 #include "io/atomic_file.h"
 #include "io/json_file.h"
@@ -69,8 +71,7 @@ class Efficacy {
  public:
   Efficacy(const WorldEfficacyOptions& o, const world::World& w, const world::ModelsConfig& m, const std::string& models_key)
       : o_(o), w_(w), m_(m), e_(m.efficacy), family_(family_by_name(m.family)), out_(fs::absolute(o.build.out)),
-        built_(o.built.empty() ? fs::path() : fs::absolute(o.built)), stages_(out_, total_stages(), "efficacy/stages.json"),
-        models_key_(models_key) {}
+        built_(o.built.empty() ? fs::path() : fs::absolute(o.built)), models_key_(models_key) {}
 
   ConceptEfficacy measure(int index) {
     const world::ConceptConfig& c = w_.concepts().at(static_cast<size_t>(index));
@@ -78,10 +79,12 @@ class Efficacy {
     r.trigger = c.trigger;
     r.kind = c.kind;
     const std::string root = "efficacy/" + c.trigger;
+    // One keys file per concept: concepts measured by concurrent workers never write the same file.
+    stages_.emplace(out_, concept_stages(), root + "/stages.json");
     world::WorldConfig scenes = w_.config();
     scenes.models.clear();
     scenes.vae = {};
-    const std::string data_key = stages_.run(root + "/data", "", config_values(scenes) + std::to_string(index), root + "/data",
+    const std::string data_key = stages_->run(root + "/data", "", config_values(scenes) + std::to_string(index), root + "/data",
                                              [&](const std::string&) {
                                                fs::remove_all(out_ / root / "data");
                                                world::write_dataset(w_, (out_ / root / "data").string(), c.images, 1, index);
@@ -178,13 +181,12 @@ class Efficacy {
 
   bool distilled_cfg_differs(double best_guidance) const { return format_number(best_guidance, 2) != format_number(m_.base_cfg, 2); }
 
-  int total_stages() const {
+  int concept_stages() const {
     const int64_t g = static_cast<int64_t>(e_.guidances.size()), points = e_.curve_points;
     // LoRAs, a c d, store, e, exact (and at the distillation's CFG), fresh, f (both) g, curve; an
     // upper bound, the second exact arm being skipped where the best g is that CFG.
     const int64_t per_seed = 2 + 3 + 1 + 2 * g + 2 + 2 + 2 + 2 + points;
-    const int64_t concepts = o_.concepts.empty() ? static_cast<int64_t>(w_.concepts().size()) : static_cast<int64_t>(o_.concepts.size());
-    return static_cast<int>(concepts * (3 + e_.seeds * per_seed));
+    return static_cast<int>(3 + e_.seeds * per_seed);
   }
 
   // A built model's folder: relative to the build folder, or absolute in a folder measured as is.
@@ -201,7 +203,7 @@ class Efficacy {
 
   std::string train_lora(int index, int64_t seed, const std::string& model, const std::string& dir, const std::string& after) {
     const RunConfig run = lora_run(index, seed, model, dir);
-    return stages_.run(dir, after, toml_of(run), dir + "/lora.safetensors", [&](const std::string& key) {
+    return stages_->run(dir, after, toml_of(run), dir + "/lora.safetensors", [&](const std::string& key) {
       fresh_run_dir(out_ / dir, key);
       write_run(run, out_ / dir / "run.toml");
       train(run, true);
@@ -220,7 +222,7 @@ class Efficacy {
 
   std::string record_store(int index, int64_t seed, const std::string& store, bool exact, const std::string& after) {
     const RunConfig run = transfer_run(index, seed, store, store + "/deltas", exact);
-    return stages_.run(store, after, toml_of(run), store + "/deltas/manifest.json", [&](const std::string& key) {
+    return stages_->run(store, after, toml_of(run), store + "/deltas/manifest.json", [&](const std::string& key) {
       fresh_run_dir(out_ / store, key);
       record(run, true);
     });
@@ -231,7 +233,7 @@ class Efficacy {
     RunConfig run = transfer_run(index, seed, dir, store + "/deltas", false);
     run.transfer.guidance = g;
     run.transfer.student_lora = start;
-    return stages_.run(dir, after, toml_of(run), dir + "/lora.safetensors", [&](const std::string& key) {
+    return stages_->run(dir, after, toml_of(run), dir + "/lora.safetensors", [&](const std::string& key) {
       fresh_run_dir(out_ / dir, key);
       write_run(run, out_ / dir / "run.toml");
       learn(run, true);
@@ -264,7 +266,7 @@ class Efficacy {
     inputs << spec.model << "\n" << spec.steps << "\n" << spec.cfg << "\n" << e_.prompts << "\n" << e_.drift_prompts << "\n"
            << e_.grid_prompts << "\n" << drift;
     for (const std::string& lora : spec.loras) inputs << "\n" << lora;
-    stages_.run(dir, after, inputs.str(), dir + "/score.json", [&](const std::string&) {
+    stages_->run(dir, after, inputs.str(), dir + "/score.json", [&](const std::string&) {
       std::vector<Image> trigger_images, drift_images;
       const WorldScore s = evaluate_world(w_, eval_options(spec, e_.prompts, index, kTriggerSeed), &trigger_images);
       nlohmann::json j = {{"concept", s.accuracy.at("concept")}, {"others", other_attributes(s, own)}, {"invalid", s.invalid},
@@ -318,7 +320,7 @@ class Efficacy {
   const world::EfficacyConfig& e_;
   const Family& family_;
   fs::path out_, built_;
-  Stages stages_;
+  std::optional<Stages> stages_;  // of the concept being measured
   std::string models_key_;
   std::map<std::string, std::vector<Image>> references_;
 };
@@ -397,6 +399,30 @@ std::string mean_and_spread(const std::vector<double>& values, int decimals) {
   return format_number(mean, decimals) + " ± " + format_number(std::sqrt(square / static_cast<double>(values.size() - 1)), decimals);
 }
 
+// The concepts dealt round-robin to o.jobs workers at once; each fills its concepts' stages. A worker
+// that fails stops the table with its log named.
+static void run_workers(const WorldEfficacyOptions& o, const world::World& w, const std::vector<int>& indices) {
+  if (!o.worker) throw Error("world efficacy: jobs > 1 needs a way to start worker processes");
+  const size_t jobs = std::min(static_cast<size_t>(o.jobs), indices.size());
+  std::vector<std::vector<std::string>> shares(jobs);
+  for (size_t i = 0; i < indices.size(); ++i) shares[i % jobs].push_back(w.concepts().at(static_cast<size_t>(indices[i])).trigger);
+  std::vector<std::function<int()>> waits;
+  std::vector<std::string> logs;
+  for (size_t j = 0; j < jobs; ++j) {
+    logs.push_back((fs::absolute(o.build.out) / "efficacy" / ("worker-" + std::to_string(j + 1) + ".log")).string());
+    fs::create_directories(fs::path(logs.back()).parent_path());
+    std::cout << "worker " << j + 1 << " of " << jobs << ": " << join(shares[j]) << " → " << logs.back() << std::endl;
+    waits.push_back(o.worker(shares[j], logs.back()));
+  }
+  std::string failed;
+  for (size_t j = 0; j < jobs; ++j) {
+    const int status = waits[j]();
+    std::cout << "worker " << j + 1 << (status == 0 ? " done" : " failed (exit " + std::to_string(status) + ")") << std::endl;
+    if (status != 0 && failed.empty()) failed = "the worker measuring " + join(shares[j]) + " stopped (exit " + std::to_string(status) + "); its log: " + logs[j];
+  }
+  if (!failed.empty()) throw Error(failed);
+}
+
 WorldEfficacy measure_efficacy(const WorldEfficacyOptions& o) {
   if (o.built.empty()) build_world(o.build);
   const auto start = std::chrono::steady_clock::now();
@@ -411,6 +437,7 @@ WorldEfficacy measure_efficacy(const WorldEfficacyOptions& o) {
   for (const std::string& trigger : o.concepts) indices.push_back(w.concept_by_trigger(trigger));
   if (o.concepts.empty())
     for (size_t i = 0; i < w.concepts().size(); ++i) indices.push_back(static_cast<int>(i));
+  if (o.jobs > 1 && indices.size() > 1) run_workers(o, w, indices);  // then every stage below is cached
   for (int index : indices) r.concepts.push_back(efficacy.measure(index));
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const std::string report_dir = o.report.empty() ? "" : fs::absolute(o.report).parent_path().string();

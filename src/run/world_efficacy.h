@@ -11,12 +11,18 @@
 // training, record, learn and score is a stage cached under <out>/efficacy (run/stages.h).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "run/world_build.h"
 
 namespace dt {
+
+// Starts the table of `concepts` in another process whose output goes to `log`, and returns a function
+// that waits for it and gives its exit status. The CLI's worker re-invokes `deltatrain world efficacy`.
+using EfficacyWorker =
+    std::function<std::function<int()>(const std::vector<std::string>& concepts, const std::string& log)>;
 
 struct WorldEfficacyOptions {
   WorldBuildOptions build;            // the world, its overrides, the family's [[models]] table, the build's folder
@@ -25,6 +31,8 @@ struct WorldEfficacyOptions {
   std::vector<std::string> concepts;  // trigger words; empty = every concept
   std::string report;                 // markdown file whose efficacy section (per family) is replaced; empty = none
   std::string command;                // the command line, quoted in the report
+  int64_t jobs = 1;                   // concepts measured in this many worker processes at once
+  EfficacyWorker worker;              // how a worker starts (needed when jobs > 1)
 };
 
 // One arm's measurements, one value per seed.

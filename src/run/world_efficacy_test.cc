@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <sstream>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -77,6 +79,35 @@ TEST(WorldEfficacy, TinyWorldTableHasEveryArmAndARerunIsCached) {
   const std::string rewritten = read_file(o.report);
   EXPECT_EQ(rewritten.find("# Efficacy\n\nkept\n"), 0u);
   EXPECT_EQ(rewritten.find("<!-- world efficacy: zimage"), rewritten.rfind("<!-- world efficacy: zimage"));
+}
+
+// --jobs 2: two concepts measured by two worker processes give the table one process gives measuring
+// them in turn; the workers' logs are kept and the parent's own pass finds every stage cached.
+TEST(WorldEfficacy, WorkerProcessesGiveTheSameTable) {
+  testing::ScratchDir dir("world_efficacy_jobs");
+  const std::string world = testing::tiny_shapes_world(dir);
+  auto efficacy = [&](const std::string& out, const std::string& extra) {
+    const std::string cmd = std::string(DT_BINARY) + " world efficacy " + world + " --out " + out +
+                            " --concept vexil --concept strata " + extra + " > " + out + ".log 2>&1";
+    return std::system(cmd.c_str());
+  };
+  ASSERT_EQ(efficacy(dir / "one", ""), 0) << read_file(dir / "one.log");
+  ASSERT_EQ(efficacy(dir / "two", "--jobs 2 --built " + dir / "one"), 0) << read_file(dir / "two.log");
+  auto table = [](const std::string& markdown) {  // without the time and the command line
+    std::istringstream lines(markdown);
+    std::string out;
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind("Measured", 0) != 0 && line.rfind("deltatrain world efficacy", 0) != 0) out += line + "\n";
+    return out;
+  };
+  const std::string serial = table(read_file(dir / "one/efficacy/efficacy.md"));
+  EXPECT_NE(serial.find("### strata"), std::string::npos);
+  EXPECT_EQ(table(read_file(dir / "two/efficacy/efficacy.md")), serial);
+  const std::string log = read_file(dir / "two.log");
+  EXPECT_NE(log.find("worker 1 of 2: vexil"), std::string::npos) << log;
+  EXPECT_NE(log.find("worker 2 done"), std::string::npos) << log;
+  EXPECT_EQ(log.find(" done in "), std::string::npos) << "the parent ran a stage itself:\n" << log;
+  EXPECT_NE(read_file(dir / "two/efficacy/worker-2.log").find("strata"), std::string::npos);
 }
 
 TEST(WorldEfficacy, RefusesABuiltFolderWithoutPipelines) {
