@@ -52,4 +52,26 @@ inline void write_raw_safetensors(const std::string& path, const std::vector<Raw
   write_file_atomic(path, file + h + data);
 }
 
+// `tensors` written as ComfyUI writes a "scaled fp8" checkpoint: each matrix (2-D, and `quantised`
+// says yes) as E4M3 codes with a per-tensor scale_weight that maps its largest magnitude to 448 and
+// a scale_input of 1, every other tensor in float32, and the `marker` tensor (e.g.
+// "model.diffusion_model.scaled_fp8").
+template <class Keep>
+void write_scaled_fp8(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                      const std::string& marker, Keep quantised) {
+  std::vector<RawTensor> raw = {{marker, "F8_E4M3", at::empty({0}, at::kByte)}};
+  for (const auto& [name, t] : tensors) {
+    if (t.dim() != 2 || !quantised(name)) {
+      raw.push_back({name, "F32", t.to(at::kFloat)});
+      continue;
+    }
+    const at::Tensor scale = t.abs().max().to(at::kFloat) / 448.0f;
+    raw.push_back({name, "F8_E4M3", e4m3_encode(t.to(at::kFloat) / scale)});
+    const std::string stem = name.substr(0, name.size() - std::string(".weight").size());
+    raw.push_back({stem + ".scale_weight", "F32", scale});
+    raw.push_back({stem + ".scale_input", "F32", at::ones({}, at::kFloat)});
+  }
+  write_raw_safetensors(path, raw);
+}
+
 }  // namespace dt::testing

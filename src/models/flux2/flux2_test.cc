@@ -239,19 +239,9 @@ TEST(Flux2Weights, ScaledFp8OriginalFileEqualsItsDecodedValues) {
   const fs::path dir = temp_dir("fp8");
   const std::string plain = (dir / "plain.safetensors").string(), file = (dir / "klein_fp8_scaled.safetensors").string();
   write_original_file(plain, golden_weights(), "model.diffusion_model.");
-  std::vector<testing::RawTensor> raw = {{"model.diffusion_model.scaled_fp8", "F8_E4M3", torch::empty({0}, at::kByte)}};
-  for (const auto& [name, t] : load_safetensors(plain)) {
-    if (t.dim() != 2) {
-      raw.push_back({name, "F32", t.to(at::kFloat)});
-      continue;
-    }
-    const at::Tensor scale = t.abs().max().to(at::kFloat) / 448.0f;
-    raw.push_back({name, "F8_E4M3", testing::e4m3_encode(t.to(at::kFloat) / scale)});
-    const std::string stem = name.substr(0, name.size() - std::string(".weight").size());
-    raw.push_back({stem + ".scale_weight", "F32", scale});
-    raw.push_back({stem + ".scale_input", "F32", torch::tensor(1.0f)});
-  }
-  testing::write_raw_safetensors(file, raw);
+  const auto plain_tensors = load_safetensors(plain);
+  testing::write_scaled_fp8(file, NamedTensors(plain_tensors.begin(), plain_tensors.end()), "model.diffusion_model.scaled_fp8",
+                            [](const std::string&) { return true; });
   const std::map<std::string, at::Tensor> decoded = diffusers_tensors(Checkpoint::open(file));
   write_model_folder((dir / "decoded").string(), "diffusion_pytorch_model.safetensors",
                      NamedTensors(decoded.begin(), decoded.end()), Checkpoint::open(kWeights).config());

@@ -290,23 +290,10 @@ TEST(ZImageWeights, ComfyUiSingleFileGivesTheSameOutputsAsTheDiffusersFolder) {
 // fp8's rounding of the original model.
 TEST(ZImageWeights, ScaledFp8SingleFileEqualsItsDecodedValues) {
   const fs::path dir = temp_dir("fp8");
-  const at::Tensor values = testing::e4m3_values();
-  std::vector<testing::RawTensor> raw = {{"model.diffusion_model.scaled_fp8", "F8_E4M3", torch::empty({0}, at::kByte)}};
-  std::map<std::string, at::Tensor> decoded;  // diffusers names
-  for (const auto& [name, t] : to_comfy_layout(kWeights, "model.diffusion_model.")) {
-    if (t.dim() != 2 || name.find("pad_token") != std::string::npos) {
-      raw.push_back({name, "F32", t.to(at::kFloat)});
-      continue;
-    }
-    const at::Tensor scale = t.abs().max().to(at::kFloat) / 448.0f;
-    const at::Tensor codes = testing::e4m3_encode(t.to(at::kFloat) / scale);
-    raw.push_back({name, "F8_E4M3", codes});
-    const std::string stem = name.substr(0, name.size() - std::string(".weight").size());
-    raw.push_back({stem + ".scale_weight", "F32", scale});
-    raw.push_back({stem + ".scale_input", "F32", torch::tensor(1.0f)});
-  }
   const std::string file = (dir / "z_image_fp8_scaled.safetensors").string();
-  testing::write_raw_safetensors(file, raw);
+  testing::write_scaled_fp8(file, to_comfy_layout(kWeights, "model.diffusion_model."), "model.diffusion_model.scaled_fp8",
+                            [](const std::string& name) { return name.find("pad_token") == std::string::npos; });
+  std::map<std::string, at::Tensor> decoded;  // diffusers names
   // The decoded checkpoint, through the same name mapping, written as a diffusers folder.
   for (const auto& [name, t] : diffusers_tensors(Checkpoint::open(file))) decoded[name] = t;
   NamedTensors folder(decoded.begin(), decoded.end());
