@@ -10,10 +10,10 @@ trap 'rm -rf "$dir"' EXIT
 export DT_THREADS=1  # the same thread count in every run
 
 "$bin" make-tiny --out "$dir/world" --images 6 > /dev/null
-settings=(--set train.epochs=6 --set train.checkpoint_every=1 --set train.save_every=0 --set lora.dropout=0.1)
+settings=(--set train.epochs=60 --set train.checkpoint_every=1 --set train.save_every=0 --set lora.dropout=0.1)
 "$bin" train "$dir/world/train.toml" --run-dir "$dir/reference" "${settings[@]}" > "$dir/reference.log"
 steps=$(wc -l < "$dir/reference/metrics.jsonl")
-[ "$steps" -eq 18 ] || { echo "expected 18 steps, metrics has $steps"; exit 1; }
+[ "$steps" -eq 180 ] || { echo "expected 180 steps, metrics has $steps"; exit 1; }
 
 # Tensors of two safetensors files, compared byte for byte (the metadata may differ: dates).
 same_tensors() {
@@ -36,13 +36,15 @@ PY
 }
 
 # Kill after the k-th logged step (a moment somewhere in the following step or checkpoint write).
-for k in 1 7 13; do
+# A tiny step takes milliseconds: the last kill point leaves 60 steps (~0.7 s here) so that a fast or
+# loaded machine still kills the run before it ends.
+for k in 1 60 120; do
   run="$dir/killed_$k"
   "$bin" train "$dir/world/train.toml" --run-dir "$run" "${settings[@]}" > "$run.log" 2>&1 &
   pid=$!
   until [ -f "$run/metrics.jsonl" ] && [ "$(wc -l < "$run/metrics.jsonl")" -ge "$k" ]; do
     kill -0 "$pid" 2> /dev/null || { echo "run ended before step $k"; cat "$run.log"; exit 1; }
-    sleep 0.05
+    sleep 0.01
   done
   kill -9 "$pid"
   wait "$pid" 2> /dev/null || true
