@@ -64,6 +64,7 @@ int run_sample(int argc, char** argv) {
   app.add_option("--device", model.device, "cpu, cuda or cuda:N");
   app.add_option("--dtype", model.dtype, "fp32 or bf16; default bf16 on CUDA, fp32 on the CPU");
   app.add_option("--offload-blocks", model.offload_blocks, "keep this many transformer blocks in host memory, copied to the GPU per use (model.offload_blocks)");
+  app.add_option("--weight-dtype", model.weight_dtype, "int8 or fp8: store the transformer blocks' weights in 8 bits, LoRAs merged first (model.weight_dtype)");
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
 
@@ -98,6 +99,7 @@ int run_sample(int argc, char** argv) {
   models.vae = model.vae.empty() ? model.base : model.vae;
   models.options = load_options(model);
   models.offload_blocks = model.offload_blocks;
+  models.weight_format = weight_format(model);
   const std::vector<Image> images = generate(models, loras, prompts);
   fs::create_directories(out);
 

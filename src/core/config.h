@@ -29,8 +29,10 @@ namespace dt {
 
 // Whether a setting takes part in config_values (cache keys). `omit` is for settings that cannot
 // change what a run computes, only where it runs (block offloading moves weights between host and
-// device, bit for bit): a cached stage stays valid whatever they say.
-enum class CacheKey { include, omit };
+// device, bit for bit): a cached stage stays valid whatever they say. `when_set` takes part only
+// when it differs from the default-constructed value (empty, zero), so that adding a setting which
+// changes results keeps every key that was made before it existed.
+enum class CacheKey { include, omit, when_set };
 
 namespace config_detail {
 
@@ -155,6 +157,8 @@ class Writer {
   template <class T>
   void operator()(const char* name, T& value, const char* doc, CacheKey key = CacheKey::include) {
     if (!documented_ && key == CacheKey::omit) return;
+    if constexpr (std::is_same_v<T, std::string> || std::is_arithmetic_v<T>)
+      if (!documented_ && key == CacheKey::when_set && value == T{}) return;
     if constexpr (Section<T>) {
       Writer sub(where_.empty() ? name : where_ + "." + name, documented_);
       value.fields(sub);

@@ -23,6 +23,7 @@ struct Outer {
   Inner inner;
   std::vector<Inner> items;
   int64_t placement = 0;
+  std::string later;
   template <class V>
   void fields(V& v) {
     v("lr", lr, "learning rate");
@@ -32,6 +33,7 @@ struct Outer {
     v("inner", inner, "inner table");
     v("items", items, "items");
     v("placement", placement, "where it runs", CacheKey::omit);
+    v("later", later, "added after keys were made", CacheKey::when_set);
   }
 };
 
@@ -77,6 +79,11 @@ TEST(Config, ValuesAreThePrintedSettingsWithoutTheirHelp) {
   EXPECT_EQ(back.placement, 3);
   EXPECT_NE(config_to_toml(back).find("# where it runs\nplacement = 3\n"), std::string::npos);
   EXPECT_EQ(config_values(back), values);
+  // A CacheKey::when_set setting is part of the values only away from its default.
+  read_config_text("later = ''\n", "l.toml", {}, back);
+  EXPECT_EQ(config_values(back), values);
+  read_config_text("later = 'x'\n", "l.toml", {}, back);
+  EXPECT_NE(config_values(back).find("later = 'x'\n"), std::string::npos);
 }
 
 TEST(Config, ErrorsNameFileAndKey) {

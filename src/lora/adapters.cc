@@ -213,6 +213,7 @@ namespace {
 
 // W ← W + sign·scale·up·down, in float32, stored back in W's dtype.
 void add_delta(nn::LinearImpl& layer, double sign) {
+  if (layer.is_8bit()) throw Error("a LoRA cannot be merged into a weight stored in 8 bits (model.weight_dtype)");
   torch::NoGradGuard no_grad;
   const auto& a = *layer.lora;
   at::Tensor d = torch::matmul(a.up.detach(), a.down.detach()) * (sign * a.scale());

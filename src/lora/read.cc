@@ -392,6 +392,8 @@ void merge_lora_files(torch::nn::Module& model, const KeyMap& keys, const std::v
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < all.size(); ++i)
     for (const auto& m : all[i].modules) {
+      if (layers.at(m.name)->is_8bit())
+        throw Error("a LoRA cannot be merged into '" + m.name + "': its weight is stored in 8 bits (model.weight_dtype)");
       at::Tensor& w = layers.at(m.name)->weight;
       w.copy_(w.to(torch::kFloat) + delta(m).to(w.device()) * files[i].second);
     }

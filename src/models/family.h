@@ -16,6 +16,7 @@
 #include "core/model_api.h"
 #include "io/safetensors.h"
 #include "models/forward_args.h"
+#include "nn/weights_8bit.h"
 #include "text/prompt.h"
 
 namespace torch::nn {
@@ -49,6 +50,10 @@ class Denoiser {
   // and come to `device` only while their block runs; everything else moves to `device`. For a
   // model loaded on the CPU, once its LoRA adapters are attached or merged (nn/offload.h).
   virtual void offload_blocks(int n, c10::Device device) = 0;
+  // model.weight_dtype: the frozen Linear weights of every transformer block stored in 8 bits
+  // (nn/weights_8bit.h); embedders, the modulation outside the blocks and the final layer keep the
+  // model's dtype. After any LoRA merge, before offload_blocks.
+  virtual void store_blocks_8bit(nn::WeightFormat format) = 0;
   // Shared switch of every LoRA adapter in this model (LoRA off = the prior prediction).
   virtual nn::LoraState& lora_state() = 0;
   // Identity of the loaded weights (content hash of the checkpoint files), for manifests.

@@ -11,8 +11,35 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
   if (with_bias) bias = register_parameter("bias", torch::zeros({out_features}));
 }
 
+void LinearImpl::store_8bit(WeightFormat format) {
+  if (is_8bit()) throw Error("the weight is already stored in 8 bits");
+  torch::NoGradGuard no_grad;
+  RowQuantized q = quantize_rows(weight, format);
+  weight.requires_grad_(false);
+  weight.set_data(q.codes.to(weight.device()));
+  weight_scale = register_buffer("weight_scale", q.scale.to(weight.device()));
+}
+
+void store_linears_8bit(torch::nn::Module& root, WeightFormat format) {
+  for (const auto& item : root.named_modules()) {
+    auto* linear = item.value()->as<LinearImpl>();
+    if (!linear) continue;
+    try {
+      linear->store_8bit(format);
+    } catch (const Error& e) {
+      throw Error("layer '" + item.key() + "': " + e.what());
+    }
+  }
+}
+
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
-  at::Tensor y = torch::nn::functional::linear(x, weight, bias);
+  at::Tensor y;
+  if (is_8bit()) {
+    y = linear_8bit(x, weight, weight_scale);
+    if (bias.defined()) y.add_(bias);
+  } else {
+    y = torch::nn::functional::linear(x, weight, bias);
+  }
   if (!lora || !lora->state) return y;
   if (lora->merged) {
     if (!lora->state->enabled || lora->state->sample_scale.defined())

@@ -6,6 +6,8 @@
 
 #include <torch/nn/module.h>
 
+#include "nn/weights_8bit.h"
+
 namespace dt::nn {
 
 // Shared by every adapter of one model: switching LoRA off, or scaling it per sample, is one
@@ -37,10 +39,20 @@ class LinearImpl : public torch::nn::Module {
   int64_t in_features() const { return weight.size(1); }
   int64_t out_features() const { return weight.size(0); }
 
-  at::Tensor weight;  // [out, in]
+  // Replaces the frozen weight by its 8-bit form (nn/weights_8bit.h): `weight` becomes the codes
+  // and a `weight_scale` buffer [out] holds the row scales. The module then computes in its input's
+  // dtype as before; the weight can no longer be trained or have a LoRA merged into it.
+  void store_8bit(WeightFormat format);
+  bool is_8bit() const { return weight_scale.defined(); }
+
+  at::Tensor weight;  // [out, in]: the model's dtype, or 8-bit codes after store_8bit()
   at::Tensor bias;    // [out] or undefined
+  at::Tensor weight_scale;  // [out] float32 after store_8bit(), else undefined
   std::shared_ptr<LoraAdapter> lora;
 };
 TORCH_MODULE(Linear);
+
+// LinearImpl::store_8bit on every dt::nn::Linear of `root` (its frozen weights); an error names the layer.
+void store_linears_8bit(torch::nn::Module& root, WeightFormat format);
 
 }  // namespace dt::nn

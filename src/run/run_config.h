@@ -25,6 +25,7 @@ struct ModelConfig {
   std::string device = "cpu";
   bool gradient_checkpointing = false;
   int64_t offload_blocks = 0;
+  std::string weight_dtype;
   template <class V>
   void fields(V& v) {
     v("family", family, "model family by name (an unknown name is refused with the list); empty = detected from the transformer's weights");
@@ -36,6 +37,8 @@ struct ModelConfig {
     v("gradient_checkpointing", gradient_checkpointing, "recompute each block in the backward pass instead of keeping its activations (less memory, ~30% slower)");
     v("offload_blocks", offload_blocks, "keep the frozen weights of this many transformer blocks (the last ones) in pinned host memory, copied to the GPU ahead of each use, so models larger than the card fit (CUDA only; training needs gradient_checkpointing)",
       CacheKey::omit);
+    v("weight_dtype", weight_dtype, "storage of the frozen transformer-block weights: empty = dtype; int8 (per-output-row scales) or fp8 (E4M3, per-output-row scales) hold them in 8 bits and compute in dtype; LoRA weights, gradients and optimizer state stay fp32, and the LoRA loads on the unquantized model",
+      CacheKey::when_set);
   }
 };
 

@@ -54,7 +54,7 @@ std::unique_ptr<RunSampler> RunSampler::create(const RunConfig& run, const Model
 void RunSampler::add_teacher_column(const RunConfig& run, const ModelConfig& teacher, const std::string& teacher_lora) {
   const CacheModels paths = cache_models(run, teacher);
   const SamplingModels models{paths.family, run.resolve(teacher.base), paths.text_encoder_path, paths.vae_path, paths.options,
-                              teacher.offload_blocks};
+                              teacher.offload_blocks, weight_format(teacher)};
   const std::vector<LoraFile> loras = {{run.resolve(teacher_lora), 1.0}};
   std::vector<SamplePrompt> prompts;
   Sha256 key;

@@ -15,6 +15,7 @@
 #include "data/dataset.h"
 #include "lora/file.h"
 #include "run/run_samples.h"
+#include "sample/generate.h"
 
 namespace dt {
 namespace fs = std::filesystem;
@@ -100,6 +101,7 @@ LoadOptions load_options(const ModelConfig& m) {
   if (o.device.is_cuda() && !torch::cuda::is_available())
     throw Error("model.device is '" + m.device + "' but this build or machine has no CUDA device");
   o.compute_dtype = dtype_by_name(m.dtype, "model.dtype", {torch::kFloat, torch::kBFloat16});
+  weight_format(m);  // refused here, before any cache is filled
   if (m.offload_blocks < 0) throw Error("model.offload_blocks must be 0 (off) or a number of blocks");
   if (m.offload_blocks > 0 && !o.device.is_cuda())
     throw Error("model.offload_blocks keeps blocks in host memory for a GPU, but model.device is '" + m.device + "'");
@@ -146,10 +148,12 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
     throw Error("model.offload_blocks needs model.gradient_checkpointing = true: a plain backward pass would keep "
                 "every offloaded block on the device");
   LoadOptions load = options;
-  if (m.offload_blocks > 0) load.device = c10::kCPU;  // the blocks go to the device once the adapters exist
+  const nn::WeightFormat weights = weight_format(m);
+  load.device = load_device(options.device, weights, m.offload_blocks);
   out.denoiser = family.load_transformer(run.resolve(m.base), load);
   torch::nn::Module& module = out.denoiser->module();
   for (auto& p : module.parameters()) p.requires_grad_(false);
+  store_and_place(*out.denoiser, weights, m.offload_blocks, options.device);  // before the adapters: they go where the weights are
   if (!l.init.empty()) {
     const auto weights = lora::read_lora(run.resolve(l.init), family.lora_keys(), &module);
     out.adapters = std::make_unique<lora::Adapters>(
@@ -167,7 +171,13 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
   return out;
 }
 
+nn::WeightFormat weight_format(const ModelConfig& m) {
+  return nn::weight_format_by_name(m.weight_dtype, "model.weight_dtype");
+}
+
 void check_full_training(const ModelConfig& m) {
+  if (weight_format(m) != nn::WeightFormat::dense)
+    throw Error("model.weight_dtype = \"" + m.weight_dtype + "\" stores frozen weights in 8 bits, and full training (train.method = full, distill) trains every weight: leave it empty");
   if (m.offload_blocks > 0)
     throw Error("model.offload_blocks offloads frozen weights, and full training (train.method = full, distill) trains every weight: set it to 0");
   if (load_options(m).compute_dtype != torch::kFloat)

@@ -49,17 +49,27 @@ std::vector<Image> decode_latents(const Family& family, const std::string& vae_p
   return images;
 }
 
+c10::Device load_device(c10::Device device, nn::WeightFormat weight_format, int64_t offload_blocks) {
+  return weight_format != nn::WeightFormat::dense || offload_blocks > 0 ? c10::Device(c10::kCPU) : device;
+}
+
+void store_and_place(Denoiser& model, nn::WeightFormat weight_format, int64_t offload_blocks, c10::Device device) {
+  if (weight_format != nn::WeightFormat::dense) model.store_blocks_8bit(weight_format);
+  if (offload_blocks == 0) model.module().to(device);
+}
+
 std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>& loras, const std::vector<SamplePrompt>& prompts) {
   const Family& family = *m.family;
   const PromptFeatures features = encode_prompts(family, m.text_encoder, m.options, prompts);
   std::vector<at::Tensor> latents;
   {
     LoadOptions load = m.options;
-    if (m.offload_blocks > 0) load.device = c10::kCPU;  // the blocks go to the device after the merge
+    load.device = load_device(m.options.device, m.weight_format, m.offload_blocks);
     const std::unique_ptr<Denoiser> model = family.load_transformer(m.transformer, load);
     std::vector<std::pair<std::string, double>> files;
     for (const LoraFile& l : loras) files.emplace_back(l.path, l.strength);
     if (!files.empty()) lora::merge_lora_files(model->module(), family.lora_keys(), files);
+    store_and_place(*model, m.weight_format, m.offload_blocks, m.options.device);
     if (m.offload_blocks > 0) model->offload_blocks(static_cast<int>(m.offload_blocks), m.options.device);
     model->module().eval();
     int64_t total = 0;

@@ -18,6 +18,7 @@
 #include "nn/offload.h"
 #include "testing/device.h"
 #include "testing/fp8.h"
+#include "testing/weights_8bit.h"
 
 namespace dt::flux2 {
 namespace {
@@ -206,6 +207,41 @@ TEST(Flux2Model, OffloadedBlocksGiveTheSameOutputsAndGradients) {
   }
   EXPECT_THROW(run(offloaded, c), Error);  // training without checkpointing
   EXPECT_EQ(offloader.resident(), 0u);
+}
+
+// model.weight_dtype: every Linear of the double- and single-stream blocks and nothing else is
+// stored in 8 bits; the model computes what the full-precision model with those weights
+// dequantized computes; the golden error is printed beside bf16's (bench/RESULTS.md).
+TEST(Flux2Model, EightBitBlocksComputeTheirDequantizedWeights) {
+  Flux2Transformer bf16 = load_transformer(kWeights, testing::test_load_options(c10::kBFloat16));
+  for (const auto [format, bound] : {std::pair{nn::WeightFormat::int8, 0.04}, {nn::WeightFormat::fp8, 0.16}}) {
+    const std::string name = nn::weight_format_name(format);
+    Flux2Transformer eight = load_transformer(kWeights, fp32()), dense = load_transformer(kWeights, fp32());
+    eight->store_blocks_8bit(format);
+    const std::vector<std::string> layers = testing::copy_dequantized(*eight, *dense);
+    std::vector<std::string> in_blocks;
+    for (const auto& item : dense->named_modules())
+      if (item.value()->as<nn::LinearImpl>() && std::regex_search(item.key(), std::regex("^(single_)?transformer_blocks\\."))) in_blocks.push_back(item.key());
+    std::sort(in_blocks.begin(), in_blocks.end());
+    EXPECT_GT(in_blocks.size(), 10u);
+    EXPECT_EQ(layers, in_blocks);
+    EXPECT_FALSE(eight->x_embedder->is_8bit());
+    Flux2Transformer eight16 = load_transformer(kWeights, testing::test_load_options(c10::kBFloat16));
+    eight16->store_blocks_8bit(format);
+    torch::NoGradGuard no_grad;
+    for (const std::string c : {"A", "B"}) {
+      const Case k = read_case(c);
+      const at::Tensor& g = golden().at(c + ".out");
+      const double scale = g.abs().max().item<double>();
+      EXPECT_LE(max_abs_diff(run(eight, k), run(dense, k)), 1e-5 * scale) << name << " " << c;
+      const double err = max_abs_diff(run(eight, k), g) / scale, err16 = max_abs_diff(run(eight16, k), g) / scale,
+                   plain = max_abs_diff(run(bf16, k), g) / scale;
+      std::cout << name << " case " << c << ": max error / max |golden|: fp32 compute " << err << ", bf16 compute " << err16
+                << " (bf16 weights: " << plain << ")\n";
+      EXPECT_LE(err, bound) << name << " " << c;
+      EXPECT_LE(err16, bound + 0.08) << name << " " << c;
+    }
+  }
 }
 
 // A BFL / ComfyUI single file (original names, fused qkv, swapped final halves, all-in-one prefix)

@@ -256,6 +256,11 @@ at::Tensor image_ids(int64_t h, int64_t w, int64_t t) {
   return torch::stack({torch::full_like(rows, t), rows, cols, torch::zeros_like(rows)}, -1);
 }
 
+void Flux2TransformerImpl::store_blocks_8bit(nn::WeightFormat format) {
+  for (auto* blocks : {&transformer_blocks, &single_transformer_blocks})
+    for (size_t k = 0; k < (*blocks)->size(); ++k) nn::store_linears_8bit(*(*blocks)->ptr(k), format);
+}
+
 void Flux2TransformerImpl::offload_blocks(int64_t n, c10::Device device) {
   std::vector<std::shared_ptr<torch::nn::Module>> all;
   for (size_t k = 0; k < transformer_blocks->size(); ++k) all.push_back(transformer_blocks->ptr(k));

@@ -232,6 +232,11 @@ at::Tensor ZImageTransformerImpl::run_block(TransformerBlock& block, const at::T
                         offloader_ ? offloader_->residency(*block) : nn::Residency{});
 }
 
+void ZImageTransformerImpl::store_blocks_8bit(nn::WeightFormat format) {
+  for (auto* blocks : {&noise_refiner, &context_refiner, &layers})
+    for (size_t k = 0; k < (*blocks)->size(); ++k) nn::store_linears_8bit(*(*blocks)->ptr(k), format);
+}
+
 void ZImageTransformerImpl::offload_blocks(int64_t n, c10::Device device) {
   const auto total = static_cast<int64_t>(layers->size());
   if (n < 1 || n > total)

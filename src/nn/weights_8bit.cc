@@ -1,0 +1,109 @@
+#include "nn/weights_8bit.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "core/error.h"
+
+namespace dt::nn {
+namespace {
+
+constexpr double kInt8Max = 127, kE4m3Max = 448;
+
+// The codes' values in `dtype`, without their row scales.
+at::Tensor code_values(const at::Tensor& codes, c10::ScalarType dtype) {
+  return codes.scalar_type() == at::kChar ? codes.to(dtype) : e4m3_decode(codes, dtype);
+}
+
+// y · diag(scale) in y's dtype, multiplied in float32 so that a bfloat16 scale does not round.
+at::Tensor scale_columns(const at::Tensor& y, const at::Tensor& scale) {
+  if (y.scalar_type() == at::kFloat) return y.mul_(scale);
+  return (y.to(at::kFloat) *= scale).to(y.scalar_type());
+}
+
+class Linear8bit : public torch::autograd::Function<Linear8bit> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& codes,
+                            const at::Tensor& scale) {
+    ctx->save_for_backward({codes, scale});
+    return scale_columns(at::linear(x, code_values(codes, x.scalar_type())), scale);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grad) {
+    if (!ctx->needs_input_grad(0)) return {at::Tensor(), at::Tensor(), at::Tensor()};
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& g = grad[0];
+    // dL/dx = (g · diag(s)) · value(q): the codes are decoded again rather than kept decoded.
+    at::Tensor scaled = scale_columns(g.clone(), saved[1]);
+    return {at::matmul(scaled, code_values(saved[0], g.scalar_type())), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+WeightFormat weight_format_by_name(const std::string& name, const std::string& setting) {
+  if (name.empty()) return WeightFormat::dense;
+  if (name == "int8") return WeightFormat::int8;
+  if (name == "fp8") return WeightFormat::fp8;
+  throw Error(setting + " '" + name + "' is not one of: \"\" (the model's dtype), int8, fp8");
+}
+
+std::string weight_format_name(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::int8: return "int8";
+    case WeightFormat::fp8: return "fp8";
+    default: return "";
+  }
+}
+
+at::Tensor e4m3_decode(const at::Tensor& codes, c10::ScalarType dtype) {
+  // Sign-extended to 16 bits and shifted by 4, a code's exponent and mantissa land on bfloat16's
+  // lowest exponent bits and top mantissa bits, and its sign (with copies above) on bit 15; masking
+  // the copies leaves a bfloat16 of value × 2⁻¹²⁰ (E4M3 subnormals become bfloat16 subnormals),
+  // which one exact multiplication by 2¹²⁰ restores.
+  at::Tensor bits = at::bitwise_left_shift(codes.view(at::kChar).to(at::kShort), 4);
+  bits.bitwise_and_(static_cast<int64_t>(static_cast<int16_t>(0x87F0)));
+  at::Tensor values = bits.view(at::kBFloat16).mul_(std::ldexp(1.0, 120));
+  return dtype == at::kBFloat16 ? values : values.to(dtype);
+}
+
+at::Tensor e4m3_encode(const at::Tensor& x) {
+  const at::Tensor x32 = x.to(at::kFloat);
+  if (!at::isfinite(x32).all().item<bool>()) throw Error("non-finite values cannot be stored as float8");
+  // The 127 non-negative finite values in code order (which is magnitude order) and the midpoints
+  // between neighbours: the nearest code of |x| is the number of midpoints below it.
+  const at::Tensor values = e4m3_decode(at::arange(127, at::kByte), at::kFloat);
+  const at::Tensor midpoints = (values.slice(0, 1) + values.slice(0, 0, -1)) * 0.5;
+  const at::Tensor magnitude = x32.abs().flatten();
+  at::Tensor code = at::searchsorted(midpoints, magnitude, /*out_int32=*/true);
+  // On a midpoint the count picks the lower neighbour; ties go to the even code.
+  const at::Tensor on_midpoint = midpoints.index_select(0, code.clamp_max(125)).eq(magnitude) & code.lt(126);
+  code.add_(on_midpoint & code.remainder(2).eq(1));
+  code.bitwise_or_(x32.flatten().lt(0).to(at::kInt) * 0x80);
+  return code.to(at::kByte).view(x.sizes());
+}
+
+RowQuantized quantize_rows(const at::Tensor& weight, WeightFormat format) {
+  if (weight.dim() != 2) throw Error("8-bit weights must be matrices");
+  if (format == WeightFormat::dense) throw Error("quantize_rows needs int8 or fp8");
+  const at::Tensor w = weight.to(at::kFloat);
+  if (!at::isfinite(w).all().item<bool>()) throw Error("the weight holds non-finite values");
+  const double limit = format == WeightFormat::int8 ? kInt8Max : kE4m3Max;
+  const at::Tensor amax = w.abs().amax(1);
+  RowQuantized out;
+  out.scale = at::where(amax.gt(0), amax / limit, at::ones_like(amax));
+  const at::Tensor scaled = w / out.scale.unsqueeze(1);
+  out.codes = format == WeightFormat::int8 ? scaled.round().clamp(-kInt8Max, kInt8Max).to(at::kChar) : e4m3_encode(scaled);
+  return out;
+}
+
+at::Tensor dequantize_rows(const at::Tensor& codes, const at::Tensor& scale) {
+  return code_values(codes, at::kFloat) * scale.to(at::kFloat).unsqueeze(1);
+}
+
+at::Tensor linear_8bit(const at::Tensor& x, const at::Tensor& codes, const at::Tensor& scale) {
+  return Linear8bit::apply(x, codes, scale.to(x.device(), at::kFloat));
+}
+
+}  // namespace dt::nn
