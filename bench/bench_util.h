@@ -112,6 +112,14 @@ inline std::vector<at::Tensor> random_model_with_lora(torch::nn::Module& model, 
   return lora;
 }
 
+// Bytes of every parameter and buffer of `model` (the weights as stored: 8-bit codes and their scales).
+inline double weight_bytes(torch::nn::Module& model) {
+  double bytes = 0;
+  for (const auto& p : model.parameters()) bytes += static_cast<double>(p.numel() * p.element_size());
+  for (const auto& b : model.buffers()) bytes += static_cast<double>(b.numel() * b.element_size());
+  return bytes;
+}
+
 // Comma-separated choices of an option ("off,on").
 inline std::vector<std::string> choices(int argc, char** argv, const std::string& name, const std::string& fallback) {
   std::vector<std::string> out;
@@ -125,7 +133,7 @@ inline std::vector<std::string> choices(int argc, char** argv, const std::string
 }
 
 inline void print_header() {
-  std::printf("%-6s %-9s %-14s %-18s %10s %10s %12s %10s %10s\n", "dtype", "attention", "checkpointing", "pass", "time s",
+  std::printf("%-10s %-9s %-14s %-18s %10s %10s %12s %10s %10s\n", "dtype", "attention", "checkpointing", "pass", "time s",
               "GFLOP/s", "GEMM GFLOP/s", "fraction", "peak GiB");
 }
 
@@ -138,7 +146,7 @@ inline void measure_passes(const std::string& dtype, const std::string& attentio
     reset_peak_memory(d);
     const double time = best_time(repeats, f, d);
     const double rate = flops / time;
-    std::printf("%-6s %-9s %-14s %-18s %10.3f %10.1f %12.1f %10.2f %10.2f\n", dtype.c_str(), attention.c_str(),
+    std::printf("%-10s %-9s %-14s %-18s %10.3f %10.1f %12.1f %10.2f %10.2f\n", dtype.c_str(), attention.c_str(),
                 checkpointing.c_str(), pass, time, rate / 1e9, gemm / 1e9, rate / gemm, peak_memory_gib(d));
     std::fflush(stdout);
   };

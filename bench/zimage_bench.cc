@@ -8,7 +8,10 @@
 //   build/zimage_bench [--dim 1024] [--layers 8] [--refiners 2] [--image-tokens 1024]
 //                      [--caption-tokens 128] [--rank 16] [--repeats 2] [--threads N]
 //                      [--dtypes fp32,bf16] [--device cpu|cuda] [--checkpointing off,on]
-//                      [--attention fused,explicit] [--offload N] [--profile TRACE.json]
+//                      [--attention fused,explicit] [--offload N] [--weights dense,int8,fp8]
+//                      [--profile TRACE.json]
+//   --weights: the blocks' frozen weights in the dtype, or in 8 bits (model.weight_dtype); each
+//   row's dtype says which ("bf16+int8"), and a line before the rows gives the weights' bytes.
 //   --profile: after the timings, one forward and one forward + backward of the last dtype under
 //   LibTorch's profiler, written as a Chrome trace (bench/profile_summary.py sums it per op).
 //   --full: the released Z-Image transformer (dim 3840, 30 layers) at 1024² (4096 image tokens).
@@ -92,12 +95,17 @@ int main(int argc, char** argv) {
   std::printf("counted: forward %.1f GFLOP, backward %.1f GFLOP\n\n", flops.forward / 1e9, flops.backward / 1e9);
   dt::bench::print_header();
 
-  for (const std::string& name : dt::bench::choices(argc, argv, "--dtypes", "fp32,bf16")) {
-    const at::ScalarType dtype = name == "fp32" ? at::kFloat : at::kBFloat16;
+  for (const std::string& dtype_name : dt::bench::choices(argc, argv, "--dtypes", "fp32,bf16"))
+  for (const std::string& weights : dt::bench::choices(argc, argv, "--weights", "dense")) {
+    const at::ScalarType dtype = dtype_name == "fp32" ? at::kFloat : at::kBFloat16;
+    const dt::nn::WeightFormat format = dt::nn::weight_format_by_name(weights == "dense" ? "" : weights, "--weights");
+    const std::string name = dtype_name + (weights == "dense" ? "" : "+" + weights);
     dt::zimage::ZImageTransformer model(c);
     // Offloaded layers are made on the host and live there, everything else on the device.
     std::vector<at::Tensor> lora = dt::bench::random_model_with_lora(
         *model, offload ? c10::Device(c10::kCPU) : device, dtype, std::regex(R"(^layers\.\d+\.(attention|feed_forward)\.)"), rank);
+    if (format != dt::nn::WeightFormat::dense) model->store_blocks_8bit(format);
+    std::printf("%s: weights %.1f MiB\n", name.c_str(), dt::bench::weight_bytes(*model) / (1 << 20));
     if (offload) model->offload_blocks(offload, device);
     std::vector<at::Tensor> x = {torch::randn({c.in_channels, 1, side, side})};
     std::vector<at::Tensor> caps = {torch::randn({caption_tokens, c.cap_feat_dim})};

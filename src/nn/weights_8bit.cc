@@ -16,11 +16,8 @@ at::Tensor code_values(const at::Tensor& codes, c10::ScalarType dtype) {
   return codes.scalar_type() == at::kChar ? codes.to(dtype) : e4m3_decode(codes, dtype);
 }
 
-// y · diag(scale) in y's dtype, multiplied in float32 so that a bfloat16 scale does not round.
-at::Tensor scale_columns(const at::Tensor& y, const at::Tensor& scale) {
-  if (y.scalar_type() == at::kFloat) return y.mul_(scale);
-  return (y.to(at::kFloat) *= scale).to(y.scalar_type());
-}
+// y · diag(scale), in place in y's dtype.
+at::Tensor scale_columns(const at::Tensor& y, const at::Tensor& scale) { return y.mul_(scale.to(y.scalar_type())); }
 
 class Linear8bit : public torch::autograd::Function<Linear8bit> {
  public:
