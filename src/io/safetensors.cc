@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <set>
 
 #include <ATen/ATen.h>
@@ -57,6 +58,10 @@ const DTypeEntry* dtype_by_name(const std::string& name) {
     if (name == e.name) return &e;
   return nullptr;
 }
+
+// The live file mappings, start → size, for release_mapped_pages.
+std::mutex mappings_mutex;
+std::map<uintptr_t, uint64_t> live_mappings;
 
 // float8 to float32 by formula (exact), for LibTorch builds without float8. E4M3 is the "fn"
 // variant (no infinities, only S.1111.111 is NaN); E5M2 follows IEEE (infinities and NaNs).
@@ -185,7 +190,17 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   ::close(fd);
   if (p == MAP_FAILED) throw file_error(path, std::string("cannot map: ") + std::strerror(errno));
   const uint64_t size = f->size_;
-  f->mapping_ = std::shared_ptr<void>(p, [size](void* q) { ::munmap(q, size); });
+  {
+    std::lock_guard<std::mutex> lock(mappings_mutex);
+    live_mappings[reinterpret_cast<uintptr_t>(p)] = size;
+  }
+  f->mapping_ = std::shared_ptr<void>(p, [size](void* q) {
+    {
+      std::lock_guard<std::mutex> lock(mappings_mutex);
+      live_mappings.erase(reinterpret_cast<uintptr_t>(q));
+    }
+    ::munmap(q, size);
+  });
   f->bytes_ = static_cast<const uint8_t*>(p);
   f->parse();
   return f;
@@ -278,6 +293,19 @@ at::Tensor SafetensorsFile::get(const std::string& name) const {
   }
 #endif
   return t;
+}
+
+void release_mapped_pages(const at::Tensor& view) {
+  if (!view.defined() || !view.device().is_cpu()) return;
+  const auto begin = reinterpret_cast<uintptr_t>(view.data_ptr()), end = begin + view.nbytes();
+  std::lock_guard<std::mutex> lock(mappings_mutex);
+  auto it = live_mappings.upper_bound(begin);
+  if (it == live_mappings.begin()) return;
+  --it;
+  if (end > it->first + it->second) return;  // not inside this mapping
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path) {

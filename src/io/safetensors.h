@@ -73,6 +73,12 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
 std::string serialize_safetensors(const NamedTensors& tensors,
                                   const std::map<std::string, std::string>& metadata = {});
 
+// Gives back the memory pages of a tensor that get() returned as a view into a file's mapping, once
+// its owner has replaced it (a weight stored in 8 bits): the pages it covers entirely are dropped
+// from the process (madvise MADV_DONTNEED), so the file does not stay resident. A later read of
+// those bytes reads the file again. Memory that is not inside a live mapping is left alone.
+void release_mapped_pages(const at::Tensor& view);
+
 // Convenience: every tensor of a file, copied out of the mapping.
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path);
 

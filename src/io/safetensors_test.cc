@@ -74,6 +74,26 @@ TEST(Safetensors, WriterAlignsEveryTensorSoReadsAreViews) {
   fs::remove(path);
 }
 
+// Released pages of a view are dropped from memory (an in-memory write to them is gone: the bytes
+// are the file's again), while heap memory and other tensors of the file keep their values.
+TEST(Safetensors, ReleasedPagesReadTheFileAgainAndSpareOtherMemory) {
+  const std::string path = temp_path("release.safetensors");
+  const int64_t n = 3 * 4096;  // several pages of float32
+  write_safetensors(path, {{"big", torch::arange(n, at::kFloat)}, {"small", torch::ones({4})}});
+  auto file = SafetensorsFile::open(path);
+  at::Tensor big = file->get("big"), small = file->get("small");
+  big.fill_(-1);
+  small.fill_(5);
+  const at::Tensor heap = torch::full({n}, 3.0f);
+  release_mapped_pages(big);
+  release_mapped_pages(heap);  // not a mapping: left alone
+  const at::Tensor whole_pages = big.slice(0, 1024, n - 1024);  // the pages 'big' covers entirely
+  EXPECT_TRUE(torch::equal(whole_pages, torch::arange(1024, n - 1024, at::kFloat)));
+  EXPECT_TRUE(torch::equal(small, torch::full({4}, 5.0f)));
+  EXPECT_TRUE(torch::equal(heap, torch::full({n}, 3.0f)));
+  fs::remove(path);
+}
+
 TEST(Safetensors, MisalignedTensorIsCopied) {
   auto file = SafetensorsFile::open(kData + "valid/misaligned.safetensors");
   at::Tensor w = file->get("w");

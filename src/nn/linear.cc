@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "io/safetensors.h"
 
 namespace dt::nn {
 
@@ -16,7 +17,9 @@ void LinearImpl::store_8bit(WeightFormat format) {
   torch::NoGradGuard no_grad;
   RowQuantized q = quantize_rows(weight, format);
   weight.requires_grad_(false);
+  const at::Tensor replaced = weight.data();
   weight.set_data(q.codes.to(weight.device()));
+  release_mapped_pages(replaced);  // a weight read from a memory-mapped file leaves memory now
   weight_scale = register_buffer("weight_scale", q.scale.to(weight.device()));
 }
 

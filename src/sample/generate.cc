@@ -54,7 +54,14 @@ c10::Device load_device(c10::Device device, nn::WeightFormat weight_format, int6
 }
 
 void store_and_place(Denoiser& model, nn::WeightFormat weight_format, int64_t offload_blocks, c10::Device device) {
-  if (weight_format != nn::WeightFormat::dense) model.store_blocks_8bit(weight_format);
+  if (weight_format != nn::WeightFormat::dense) {
+    model.store_blocks_8bit(weight_format);
+    // The weights left in the model's dtype may be views of the checkpoint's memory map, which
+    // would keep the whole full-precision file resident: they get memory of their own.
+    torch::NoGradGuard no_grad;
+    for (at::Tensor t : model.module().parameters())
+      if (t.is_floating_point()) t.set_data(t.clone());
+  }
   if (offload_blocks == 0) model.module().to(device);
 }
 
