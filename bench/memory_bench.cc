@@ -13,6 +13,11 @@
 //       load (bf16, mmap), store the block weights in 8 bits if asked, attach a rank-16 attn-mlp
 //       LoRA with AdamW, and run one training step at side × side pixels; prints one line of
 //       key=value pairs (sizes in GiB).
+//   build/memory_bench write qwen3-4b|qwen3-8b DIR
+//   build/memory_bench encode DIR [--layers 9,18,27 | --layers z]
+//       the text encoders of Z-Image (Qwen3-4B, hidden state −2) and klein 4B / 9B (Qwen3-4B /
+//       8B, hidden states 9, 18, 27): load in bf16, read every weight, encode one prompt of 512
+//       tokens (random ids; the tokenizer costs nothing here).
 #include <torch/torch.h>
 
 #include <chrono>
@@ -29,6 +34,7 @@
 #include "models/flux2/transformer.h"
 #include "models/zimage/config.h"
 #include "models/zimage/transformer.h"
+#include "text/qwen3.h"
 #include "sample/generate.h"
 #include "train/objective.h"
 #include "train/optimizer.h"
@@ -83,8 +89,20 @@ int write(const std::string& which, const std::string& dir) {
     if (which == "klein-9b") c.num_layers = 8, c.num_single_layers = 24, c.num_attention_heads = 32, c.joint_attention_dim = 12288;
     dt::flux2::Flux2Transformer model(c);
     tensors = broadcast_weights(*model), config = c.to_json();
+  } else if (which == "qwen3-4b" || which == "qwen3-8b") {
+    const bool big = which == "qwen3-8b";
+    const dt::Qwen3Config c{.vocab_size = 151936, .hidden_size = big ? 4096 : 2560, .intermediate_size = big ? 12288 : 9728,
+                            .num_hidden_layers = 36, .num_attention_heads = 32, .num_key_value_heads = 8, .head_dim = 128,
+                            .rope_theta = 1e6, .tie_word_embeddings = !big};
+    dt::Qwen3Encoder model(c, !c.tie_word_embeddings);
+    tensors = broadcast_weights(model), config = c.to_json();
+    double params = 0;
+    for (const auto& [name, t] : tensors) params += static_cast<double>(t.numel());
+    dt::write_model_folder(dir, "model.safetensors", tensors, config);
+    std::printf("%s: %.3f B parameters, %.2f GiB in bf16\n", which.c_str(), params / 1e9, params * 2 / kGiB);
+    return 0;
   } else {
-    std::fprintf(stderr, "write: the model must be zimage, klein-4b or klein-9b\n");
+    std::fprintf(stderr, "write: the model must be zimage, klein-4b, klein-9b, qwen3-4b or qwen3-8b\n");
     return 2;
   }
   double params = 0;
@@ -170,6 +188,38 @@ int step(int argc, char** argv, const std::string& dir) {
   return 0;
 }
 
+int encode(int argc, char** argv, const std::string& dir) {
+  reset_peak();
+  auto start = Clock::now();
+  dt::LoadOptions options;
+  options.compute_dtype = at::kBFloat16;
+  auto encoder = dt::Qwen3Encoder::load(dir, options, /*lm_head=*/false);
+  const double load_s = seconds_since(start), bytes = dt::bench::weight_bytes(*encoder) / kGiB;
+  start = Clock::now();
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& p : encoder->parameters()) p.sum();
+  }
+  const double read_s = seconds_since(start), load_peak = status_gib("VmHWM"), rss_loaded = status_gib("VmRSS");
+  const int64_t layers = encoder->config.num_hidden_layers;
+  const std::vector<int64_t> indices = option(argc, argv, "--layers", "z") == "z" ? std::vector<int64_t>{layers - 1}
+                                                                                   : std::vector<int64_t>{9, 18, 27};
+  const at::Tensor ids = torch::randint(0, encoder->config.vocab_size, {1, 512}, at::kLong);
+  const at::Tensor mask = torch::ones({1, 512}, at::kLong);
+  torch::NoGradGuard no_grad;
+  encoder->hidden_states(ids, mask, indices);  // first use
+  reset_peak();
+  const double before = status_gib("VmRSS");
+  start = Clock::now();
+  encoder->hidden_states(ids, mask, indices);
+  const double encode_s = seconds_since(start), peak = status_gib("VmHWM");
+  std::printf("qwen3 hidden %ld, %ld layers, states %s | load_s=%.1f read_s=%.1f weights=%.2f load_peak=%.2f "
+              "rss_loaded=%.2f encode_512_s=%.1f encode_peak=%.2f encode_extra=%.2f\n",
+              encoder->config.hidden_size, layers, indices.size() == 1 ? "-2" : "9,18,27", load_s, read_s, bytes, load_peak,
+              rss_loaded, encode_s, peak, peak - before);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,6 +228,7 @@ int main(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
   if (command == "write" && argc >= 4) return write(argv[2], argv[3]);
   if (command == "step" && argc >= 3) return step(argc, argv, argv[2]);
+  if (command == "encode" && argc >= 3) return encode(argc, argv, argv[2]);
   std::fprintf(stderr, "usage: memory_bench write zimage|klein-4b|klein-9b DIR | step DIR [--weights dense|int8|fp8] [--side N]\n");
   return 2;
 }

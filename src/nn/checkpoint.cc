@@ -7,6 +7,14 @@
 namespace dt::nn {
 namespace {
 
+thread_local bool recomputing = false;
+
+struct Recomputing {
+  Recomputing() : was(recomputing) { recomputing = true; }
+  ~Recomputing() { recomputing = was; }
+  bool was;
+};
+
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
@@ -85,6 +93,7 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
         holder->generator.set_state(holder->generator_state);
       }
       torch::AutoGradMode grad_on(true);
+      Recomputing recompute;
       output = holder->fn(holder->inputs_from(defined));
       if (holder->generator.defined()) holder->generator.set_state(now);
     }
@@ -98,6 +107,8 @@ struct CheckpointFunction : torch::autograd::Function<CheckpointFunction> {
 };
 
 }  // namespace
+
+bool recomputing_block() { return recomputing; }
 
 at::Tensor checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs, const std::vector<at::Tensor>& trainable,
                       const Residency& residency) {

@@ -33,6 +33,10 @@ struct Residency {
 at::Tensor checkpoint(const BlockFn& fn, const std::vector<at::Tensor>& inputs,
                       const std::vector<at::Tensor>& trainable, const Residency& residency = {});
 
+// True on this thread while checkpoint() re-runs a block in the backward pass: what the recompute
+// keeps for its backward lives only until the block's gradients are computed.
+bool recomputing_block();
+
 // The parameters of a module tree plus the LoRA tensors of its dt::nn::Linear layers that require
 // gradients.
 std::vector<at::Tensor> trainable_tensors(const torch::nn::Module& module);

@@ -2,6 +2,10 @@
 
 #include <torch/torch.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "core/error.h"
 #include "io/safetensors.h"
 
@@ -32,6 +36,11 @@ void store_linears_8bit(torch::nn::Module& root, WeightFormat format) {
     } catch (const Error& e) {
       throw Error("layer '" + item.key() + "': " + e.what());
     }
+#ifdef __GLIBC__
+    // The quantization's temporaries are freed into glibc's heap, which keeps them resident unless
+    // trimmed: without this a model's load peaks a third above its 8-bit weights.
+    malloc_trim(0);
+#endif
   }
 }
 

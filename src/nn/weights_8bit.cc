@@ -1,18 +1,21 @@
 #include "nn/weights_8bit.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "nn/checkpoint.h"
 
 namespace dt::nn {
 namespace {
 
 constexpr double kInt8Max = 127, kE4m3Max = 448;
 
-// The codes' values in `dtype`, without their row scales.
+// The codes' values in `dtype`, without their row scales (already decoded values pass through).
 at::Tensor code_values(const at::Tensor& codes, c10::ScalarType dtype) {
+  if (codes.is_floating_point()) return codes.to(dtype);
   return codes.scalar_type() == at::kChar ? codes.to(dtype) : e4m3_decode(codes, dtype);
 }
 
@@ -23,8 +26,12 @@ class Linear8bit : public torch::autograd::Function<Linear8bit> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& codes,
                             const at::Tensor& scale) {
-    ctx->save_for_backward({codes, scale});
-    return scale_columns(at::linear(x, code_values(codes, x.scalar_type())), scale);
+    const at::Tensor values = code_values(codes, x.scalar_type());
+    // A block recomputed under gradient checkpointing runs its backward right after: keeping the
+    // decoded values for it (one block's worth, briefly) saves a third decode per step. Elsewhere
+    // the codes are kept, so a plain backward never holds every decoded weight at once.
+    ctx->save_for_backward({recomputing_block() ? values : codes, scale});
+    return scale_columns(at::linear(x, values), scale);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grad) {
@@ -84,14 +91,25 @@ at::Tensor e4m3_encode(const at::Tensor& x) {
 RowQuantized quantize_rows(const at::Tensor& weight, WeightFormat format) {
   if (weight.dim() != 2) throw Error("8-bit weights must be matrices");
   if (format == WeightFormat::dense) throw Error("quantize_rows needs int8 or fp8");
-  const at::Tensor w = weight.to(at::kFloat);
-  if (!at::isfinite(w).all().item<bool>()) throw Error("the weight holds non-finite values");
   const double limit = format == WeightFormat::int8 ? kInt8Max : kE4m3Max;
-  const at::Tensor amax = w.abs().amax(1);
+  const int64_t rows = weight.size(0), cols = std::max<int64_t>(weight.size(1), 1);
   RowQuantized out;
-  out.scale = at::where(amax.gt(0), amax / limit, at::ones_like(amax));
-  const at::Tensor scaled = w / out.scale.unsqueeze(1);
-  out.codes = format == WeightFormat::int8 ? scaled.round().clamp(-kInt8Max, kInt8Max).to(at::kChar) : e4m3_encode(scaled);
+  out.codes = at::empty(weight.sizes(), weight.options().dtype(format == WeightFormat::int8 ? at::kChar : at::kByte));
+  out.scale = at::empty({rows}, weight.options().dtype(at::kFloat));
+  // A few million elements at a time: the float32 temporaries of the largest matrix of a real model
+  // would otherwise cost several times its 8-bit size while the model loads.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 22) / cols);
+  for (int64_t r = 0; r < rows; r += chunk) {
+    const int64_t n = std::min(chunk, rows - r);
+    const at::Tensor w = weight.narrow(0, r, n).to(at::kFloat);
+    if (!at::isfinite(w).all().item<bool>()) throw Error("the weight holds non-finite values");
+    const at::Tensor amax = w.abs().amax(1);
+    const at::Tensor scale = at::where(amax.gt(0), amax / limit, at::ones_like(amax));
+    const at::Tensor scaled = w / scale.unsqueeze(1);
+    out.scale.narrow(0, r, n).copy_(scale);
+    out.codes.narrow(0, r, n).copy_(format == WeightFormat::int8 ? scaled.round_().clamp_(-kInt8Max, kInt8Max).to(at::kChar)
+                                                                  : e4m3_encode(scaled));
+  }
   return out;
 }
 

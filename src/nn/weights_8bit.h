@@ -3,7 +3,9 @@
 // in the model's dtype. Per-row scales commute with the matrix product — (x·value(q)ᵀ)·diag(s) —
 // so a call converts the codes to the compute dtype (one cheap pass) and scales the output, never
 // the [out, in] matrix. The backward pass decodes the codes again instead of keeping a decoded
-// copy, so a step holds the 8-bit weights and no full-precision one.
+// copy, so a step holds the 8-bit weights and no full-precision one — except under gradient
+// checkpointing, where the recompute of one block keeps its decoded weights for that block's
+// backward, which follows at once (two decodes per step instead of three).
 #pragma once
 #include <string>
 
