@@ -80,6 +80,7 @@ dt::NamedTensors broadcast_weights(torch::nn::Module& model) {
 int write(const std::string& which, const std::string& dir) {
   dt::NamedTensors tensors;
   nlohmann::json config;
+  std::string weights_file = "diffusion_pytorch_model.safetensors";
   if (which == "zimage") {
     const dt::ZImageConfig c;  // the released model
     dt::zimage::ZImageTransformer model(c);  // parameters allocated, never touched
@@ -95,12 +96,7 @@ int write(const std::string& which, const std::string& dir) {
                             .num_hidden_layers = 36, .num_attention_heads = 32, .num_key_value_heads = 8, .head_dim = 128,
                             .rope_theta = 1e6, .tie_word_embeddings = !big};
     dt::Qwen3Encoder model(c, !c.tie_word_embeddings);
-    tensors = broadcast_weights(model), config = c.to_json();
-    double params = 0;
-    for (const auto& [name, t] : tensors) params += static_cast<double>(t.numel());
-    dt::write_model_folder(dir, "model.safetensors", tensors, config);
-    std::printf("%s: %.3f B parameters, %.2f GiB in bf16\n", which.c_str(), params / 1e9, params * 2 / kGiB);
-    return 0;
+    tensors = broadcast_weights(model), config = c.to_json(), weights_file = "model.safetensors";
   } else {
     std::fprintf(stderr, "write: the model must be zimage, klein-4b, klein-9b, qwen3-4b or qwen3-8b\n");
     return 2;
@@ -108,7 +104,7 @@ int write(const std::string& which, const std::string& dir) {
   double params = 0;
   for (const auto& [name, t] : tensors) params += static_cast<double>(t.numel());
   const auto start = Clock::now();
-  dt::write_model_folder(dir, "diffusion_pytorch_model.safetensors", tensors, config);
+  dt::write_model_folder(dir, weights_file, tensors, config);
   std::printf("%s: %.3f B parameters, %.2f GiB in bf16, written in %.0f s\n", which.c_str(), params / 1e9,
               params * 2 / kGiB, seconds_since(start));
   return 0;

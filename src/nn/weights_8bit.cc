@@ -39,8 +39,7 @@ class Linear8bit : public torch::autograd::Function<Linear8bit> {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor& g = grad[0];
     // dL/dx = (g · diag(s)) · value(q): the codes are decoded again rather than kept decoded.
-    at::Tensor scaled = scale_columns(g.clone(), saved[1]);
-    return {at::matmul(scaled, code_values(saved[0], g.scalar_type())), at::Tensor(), at::Tensor()};
+    return {at::matmul(g * saved[1].to(g.scalar_type()), code_values(saved[0], g.scalar_type())), at::Tensor(), at::Tensor()};
   }
 };
 
