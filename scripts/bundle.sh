@@ -25,6 +25,7 @@ packages=(
   libexif-dev libexif12
   libfreetype-dev libfreetype6 libbrotli1 fonts-dejavu-core
   zlib1g-dev
+  libgloo-dev
   libgtest-dev libgmock-dev
   libbenchmark-dev libbenchmark1debian
 )

@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config clang libclang-rt-14-dev
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libpcre2-dev
   libicu-dev
   libpng-dev libjpeg-dev libwebp-dev libexif-dev libfreetype-dev fonts-dejavu-core
