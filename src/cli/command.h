@@ -14,6 +14,7 @@ struct Command {
   const char* name;
   const char* summary;
   int (*run)(int argc, char** argv);  // argv[0] is "deltatrain <name>"
+  bool data_parallel = false;         // runs as one of several ranks (docs/distributed.md)
 };
 
 const std::vector<Command>& commands();

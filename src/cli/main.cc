@@ -7,6 +7,7 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/runtime.h"
+#include "dist/group.h"
 
 namespace {
 
@@ -42,18 +43,28 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
     std::string name = std::string("deltatrain ") + c.name;
     argv[1] = name.data();
+    std::string message;
     try {
       dt::init_runtime();
+      if (!c.data_parallel && dt::dist::launch_from_env().world_size > 1)
+        throw dt::Error(std::string("runs in one process, but this one was started as one of several ranks (WORLD_SIZE ") +
+                        "is set): only train and transfer run data-parallel");
       return c.run(argc - 1, argv + 1);
     } catch (const dt::Error& e) {
-      std::cerr << "deltatrain " << c.name << ": error: " << e.what() << "\n";
+      message = e.what();
     } catch (const c10::Error& e) {
-      std::cerr << "deltatrain " << c.name << ": error: " << first_line(e.what_without_backtrace()) << "\n";
+      message = first_line(e.what_without_backtrace());
     } catch (const std::bad_alloc&) {
-      std::cerr << "deltatrain " << c.name << ": error: out of memory\n";
+      message = "out of memory";
     } catch (const std::exception& e) {
-      std::cerr << "deltatrain " << c.name << ": error: " << first_line(e.what()) << "\n";
+      message = first_line(e.what());
     }
+    // In a data-parallel run the other ranks read why this one stops; each line names its rank.
+    const dt::dist::Group& ranks = dt::dist::world();
+    std::cerr << "deltatrain " << c.name << ": "
+              << (ranks.size() > 1 ? "rank " + std::to_string(ranks.rank()) + ": " : std::string()) << "error: " << message
+              << std::endl;
+    ranks.post_failure(message);
     return 1;
   }
   std::cerr << "deltatrain: error: unknown command '" << argv[1] << "' (see deltatrain --help)\n";

@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/run_args.h"
+#include "run/distributed.h"
 #include "run/train_run.h"
 
 namespace dt {
@@ -19,7 +20,9 @@ int run_train(int argc, char** argv) {
                     "continue from the newest checkpoint in the run folder"});
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
-  const LoopResult r = train(args.load(), args.resume);
+  RunConfig run = args.load();
+  join_ranks(run, "train");
+  const LoopResult r = train(run, args.resume);
   std::cout << "trained " << r.optimizer_steps << " steps, final smoothed loss " << r.last_loss << "\n";
   return 0;
 }

@@ -4,6 +4,7 @@
 
 #include "cli/command.h"
 #include "cli/run_args.h"
+#include "run/distributed.h"
 #include "run/transfer_run.h"
 
 namespace dt {
@@ -31,7 +32,8 @@ int run_transfer(int argc, char** argv) {
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
 
-  const RunConfig run = args.load();
+  RunConfig run = args.load();
+  join_ranks(run, "transfer " + step);
   const bool resume = args.resume;
   if (step == "record") {
     record(run, resume);

@@ -13,6 +13,7 @@
 #include "core/hash.h"
 #include "core/progress.h"
 #include "data/resize.h"
+#include "dist/group.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 
@@ -143,6 +144,14 @@ struct Job {
 };
 
 // Splits work into entries to compute and entries already valid; corrupt ones are recomputed.
+// Every size-th job from position rank on: this rank's share of the work of all ranks.
+std::vector<Job> share_of(std::vector<Job> jobs, const dist::Group& ranks) {
+  std::vector<Job> share;
+  for (size_t i = static_cast<size_t>(ranks.rank()); i < jobs.size(); i += static_cast<size_t>(ranks.size()))
+    share.push_back(std::move(jobs[i]));
+  return share;
+}
+
 std::vector<Job> missing(std::vector<Job> jobs, int64_t& reused) {
   std::vector<Job> out;
   for (auto& j : jobs) {
@@ -215,56 +224,75 @@ CacheIdentities fill_cache(const Manifest& manifest, const DataConfig& config, c
   const c10::ScalarType dtype = models.options.compute_dtype;
   CacheIdentities ids;
 
+  // In a data-parallel run each rank first computes its share of what is missing; after all have,
+  // each computes what it still does not see (another machine's share, when the cache folder is
+  // not shared between machines).
+  const dist::Group& ranks = dist::world();
+  const int passes = ranks.size() > 1 ? 2 : 1;
+  int64_t reused_again = 0;  // a second pass's look-ups are not counted
+
   // Latents: the VAE is loaded only when an entry is missing or its identity is unknown.
   const std::string vae_fp = source_fingerprint("vae", family, models.vae_path, dtype);
-  ids.vae = known.find(vae_fp);
-  std::vector<Job> todo;
-  if (!ids.vae.empty()) todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), st.latents_reused);
-  if (ids.vae.empty() || !todo.empty()) {
-    std::unique_ptr<Autoencoder> vae = models.family->load_vae(models.vae_path, models.options);
-    const std::string identity = with_dtype(vae->identity(), dtype);
-    if (identity != ids.vae) {
-      st.latents_reused = 0;
-      ids.vae = identity;
-      todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), st.latents_reused);
+  for (int pass = 0; pass < passes; ++pass) {
+    const bool share = passes == 2 && pass == 0;
+    int64_t& reused = pass == 0 ? st.latents_reused : reused_again;
+    ids.vae = known.find(vae_fp);
+    std::vector<Job> todo;
+    if (!ids.vae.empty()) todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), reused);
+    if (ids.vae.empty() || !todo.empty()) {
+      std::unique_ptr<Autoencoder> vae = models.family->load_vae(models.vae_path, models.options);
+      const std::string identity = with_dtype(vae->identity(), dtype);
+      if (identity != ids.vae) {
+        reused = 0;
+        ids.vae = identity;
+        todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), reused);
+      }
+      if (share) todo = share_of(std::move(todo), ranks);
+      std::optional<Progress> bar;
+      if (progress && !todo.empty()) bar.emplace("latents", int64_t(todo.size()));
+      for (const Job& j : todo) {
+        at::Tensor image = image_to_tensor(load_training_image(*j.sample, background)).unsqueeze(0);
+        at::Tensor x0 = vae->encode(image.to(models.options.device));
+        write_entry(j.path, j.key, x0.squeeze(0));
+        ++st.latents_computed;
+        if (bar) bar->advance();
+      }
+      known.set(vae_fp, ids.vae);
     }
-    std::optional<Progress> bar;
-    if (progress && !todo.empty()) bar.emplace("latents", int64_t(todo.size()));
-    for (const Job& j : todo) {
-      at::Tensor image = image_to_tensor(load_training_image(*j.sample, background)).unsqueeze(0);
-      at::Tensor x0 = vae->encode(image.to(models.options.device));
-      write_entry(j.path, j.key, x0.squeeze(0));
-      ++st.latents_computed;
-      if (bar) bar->advance();
-    }
-    known.set(vae_fp, ids.vae);
+    if (share) ranks.barrier("the wait for every rank's share of the latent cache");
   }
 
   // Text features, the same way with the text encoder (after the VAE is freed).
   const std::string text_fp = source_fingerprint("text", family, models.text_encoder_path, dtype);
-  ids.text = known.find(text_fp);
-  todo.clear();
-  if (!ids.text.empty()) todo = missing(text_jobs(manifest, dir, ids.text), st.texts_reused);
-  if (ids.text.empty() || !todo.empty()) {
-    std::unique_ptr<TextEncoder> encoder = models.family->load_text_encoder(models.text_encoder_path, models.options);
-    const std::string identity = with_dtype(encoder->identity(), dtype);
-    if (identity != ids.text) {
-      st.texts_reused = 0;
-      ids.text = identity;
-      todo = missing(text_jobs(manifest, dir, ids.text), st.texts_reused);
+  for (int pass = 0; pass < passes; ++pass) {
+    const bool share = passes == 2 && pass == 0;
+    int64_t& reused = pass == 0 ? st.texts_reused : reused_again;
+    ids.text = known.find(text_fp);
+    std::vector<Job> todo;
+    if (!ids.text.empty()) todo = missing(text_jobs(manifest, dir, ids.text), reused);
+    if (ids.text.empty() || !todo.empty()) {
+      std::unique_ptr<TextEncoder> encoder = models.family->load_text_encoder(models.text_encoder_path, models.options);
+      const std::string identity = with_dtype(encoder->identity(), dtype);
+      if (identity != ids.text) {
+        reused = 0;
+        ids.text = identity;
+        todo = missing(text_jobs(manifest, dir, ids.text), reused);
+      }
+      if (share) todo = share_of(std::move(todo), ranks);
+      std::optional<Progress> bar;
+      if (progress && !todo.empty()) bar.emplace("text", int64_t(todo.size()));
+      // One caption per forward: an entry is then the caption's own encoding, whatever else is
+      // cached beside it (a row of a batched GEMM need not equal the unbatched product bitwise).
+      for (const Job& j : todo) {
+        std::vector<TextFeatures> features = encoder->encode({j.caption});
+        if (features.size() != 1) throw Error("text encoder returned the wrong number of features");
+        write_entry(j.path, j.key, features[0]);
+        ++st.texts_computed;
+        if (bar) bar->advance();
+      }
+      known.set(text_fp, ids.text);
     }
-    std::optional<Progress> bar;
-    if (progress && !todo.empty()) bar.emplace("text", int64_t(todo.size()));
-    // One caption per forward: an entry is then the caption's own encoding, whatever else is
-    // cached beside it (a row of a batched GEMM need not equal the unbatched product bitwise).
-    for (const Job& j : todo) {
-      std::vector<TextFeatures> features = encoder->encode({j.caption});
-      if (features.size() != 1) throw Error("text encoder returned the wrong number of features");
-      write_entry(j.path, j.key, features[0]);
-      ++st.texts_computed;
-      if (bar) bar->advance();
-    }
-    known.set(text_fp, ids.text);
+    if (share) ranks.barrier("the wait for every rank's share of the text cache");
   }
   return ids;
 }

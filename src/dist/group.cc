@@ -198,6 +198,8 @@ void Group::all_reduce_sum(const std::vector<at::Tensor>& tensors, const std::st
   if (size_ == 1 || tensors.empty()) return;
   impl_->run(what, [&] {
     // Consecutive tensors in buckets; all buckets in flight before the first wait.
+    // Buckets hold one dtype; at most two are in flight, so the flat copies never add up to a
+    // second copy of every gradient.
     struct Bucket {
       std::vector<at::Tensor> members;
       at::Tensor flat;
@@ -207,7 +209,8 @@ void Group::all_reduce_sum(const std::vector<at::Tensor>& tensors, const std::st
     int64_t bytes_in_bucket = 0;
     for (const at::Tensor& t : tensors) {
       const int64_t size = t.numel() * static_cast<int64_t>(t.element_size());
-      if (!buckets.back().members.empty() && bytes_in_bucket + size > kBucketBytes) {
+      if (!buckets.back().members.empty() &&
+          (bytes_in_bucket + size > kBucketBytes || buckets.back().members[0].scalar_type() != t.scalar_type())) {
         buckets.emplace_back();
         bytes_in_bucket = 0;
       }
@@ -215,21 +218,25 @@ void Group::all_reduce_sum(const std::vector<at::Tensor>& tensors, const std::st
       bytes_in_bucket += size;
     }
     torch::NoGradGuard no_grad;
-    for (Bucket& b : buckets) {
-      std::vector<at::Tensor> flat_parts;
-      for (const at::Tensor& t : b.members) flat_parts.push_back(t.reshape({-1}));
-      std::vector<at::Tensor> one{torch::cat(flat_parts)};
-      b.flat = one[0];
-      b.work = impl_->backend->allreduce(one);
-    }
-    for (Bucket& b : buckets) {
+    auto finish = [](Bucket& b) {
       b.work->wait();
       int64_t offset = 0;
       for (const at::Tensor& t : b.members) {
         t.copy_(b.flat.narrow(0, offset, t.numel()).view_as(t));
         offset += t.numel();
       }
+      b.flat = at::Tensor();
+    };
+    for (size_t i = 0; i < buckets.size(); ++i) {
+      Bucket& b = buckets[i];
+      std::vector<at::Tensor> flat_parts;
+      for (const at::Tensor& t : b.members) flat_parts.push_back(t.reshape({-1}));
+      std::vector<at::Tensor> one{torch::cat(flat_parts)};
+      b.flat = one[0];
+      b.work = impl_->backend->allreduce(one);
+      if (i >= 1) finish(buckets[i - 1]);
     }
+    finish(buckets.back());
   });
 }
 
@@ -249,7 +256,7 @@ void Group::barrier(const std::string& what) const {
   impl_->run(what, [&] { impl_->backend->barrier()->wait(); });
 }
 
-void Group::agree(const std::string& what, const std::string& value) const {
+void Group::agree(const std::string& what, const std::string& value, const std::string& hint) const {
   if (size_ == 1) return;
   impl_->run("the check that every rank has the same " + what, [&] {
     const std::string kind = "agree-" + std::to_string(impl_->entered);
@@ -259,8 +266,7 @@ void Group::agree(const std::string& what, const std::string& value) const {
       const std::string other = text(impl_->store->get(impl_->key(kind, r)));
       if (other != value) {
         const int differs = rank_ == 0 ? r : rank_;
-        throw Error("rank " + std::to_string(differs) + "'s " + what + " differs from rank 0's: every rank must run " +
-                    "the same command and config");
+        throw Error("rank " + std::to_string(differs) + "'s " + what + " differs from rank 0's: " + hint);
       }
     }
   });
@@ -294,9 +300,11 @@ const Group& world() { return the_world(); }
 
 void join(const Launch& launch, const GroupOptions& options) {
   if (launch.world_size == 1) return;
+  // Under torchrun the agent already serves the store at the master address: every rank is a client.
+  const char* agent_store = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(launch.master_port);
-  store_options.isServer = launch.rank == 0;
+  store_options.isServer = launch.rank == 0 && !(agent_store && std::string(agent_store) == "True");
   store_options.numWorkers = launch.world_size;
   store_options.waitWorkers = true;
   store_options.timeout = options.timeout;
@@ -310,7 +318,11 @@ void join(const Launch& launch, const GroupOptions& options) {
   }
   GroupOptions o = options;
   if (o.bind_address.empty() && is_loopback(launch.master_addr)) o.bind_address = "127.0.0.1";
-  the_world() = Group(store, launch.rank, launch.world_size, o);
+  // A restarted torchrun attempt meets in the same store: its keys must not see the last attempt's.
+  const char* attempt = std::getenv("TORCHELASTIC_RESTART_COUNT");
+  const auto attempt_store =
+      c10::make_intrusive<c10d::PrefixStore>(std::string("attempt-") + (attempt ? attempt : "0"), store);
+  the_world() = Group(attempt_store, launch.rank, launch.world_size, o);
 }
 
 }  // namespace dt::dist

@@ -59,8 +59,8 @@ class Group {
   std::vector<at::Tensor> all_gather(const at::Tensor& tensor, const std::string& what) const;
   void barrier(const std::string& what) const;
   // Goes on only when every rank gives the same `value`; otherwise throws dt::Error naming the
-  // first rank whose value differs from rank 0's.
-  void agree(const std::string& what, const std::string& value) const;
+  // first rank whose value differs from rank 0's, followed by `hint`.
+  void agree(const std::string& what, const std::string& value, const std::string& hint) const;
   // Leaves this rank's reason to stop where the others will read it when their next collective
   // fails. Never throws.
   void post_failure(const std::string& message) const noexcept;

@@ -74,9 +74,9 @@ TEST(Group, AllGatherGivesEveryRanksTensorInRankOrder) {
 }
 
 TEST(Group, AgreeRefusesADifferentValueOnEveryRank) {
-  EXPECT_EQ(on_two_ranks([](const Group& g) { g.agree("config", "abc"); }), std::vector<std::string>(2));
-  const auto errors = on_two_ranks([](const Group& g) { g.agree("config", g.rank() == 0 ? "abc" : "abd"); });
-  for (const auto& e : errors) EXPECT_NE(e.find("rank 1's config differs from rank 0's"), std::string::npos) << e;
+  EXPECT_EQ(on_two_ranks([](const Group& g) { g.agree("config", "abc", "hint"); }), std::vector<std::string>(2));
+  const auto errors = on_two_ranks([](const Group& g) { g.agree("config", g.rank() == 0 ? "abc" : "abd", "run the same"); });
+  for (const auto& e : errors) EXPECT_NE(e.find("rank 1's config differs from rank 0's: run the same"), std::string::npos) << e;
 }
 
 TEST(Group, AFailedCollectiveNamesTheRankThatStoppedAndWhy) {

@@ -154,6 +154,16 @@ struct OutputConfig {
   }
 };
 
+struct DistributedConfig {
+  std::string backend;
+  int64_t timeout = 1800;
+  template <class V>
+  void fields(V& v) {
+    v("backend", backend, "data-parallel runs (torchrun, srun, deltatrain launch): gloo or nccl; empty = nccl when model.device is CUDA, else gloo");
+    v("timeout", timeout, "seconds a rank waits for the others (rendezvous, each gradient all-reduce, rank 0's saves and samples) before it stops with an error naming the rank it waited for");
+  }
+};
+
 struct RunConfig {
   ModelConfig model;
   DataConfig data;
@@ -163,6 +173,7 @@ struct RunConfig {
   TransferConfig transfer;
   SampleConfig sample;
   DistillConfig distill;
+  DistributedConfig distributed;
   std::string base_dir = ".";  // folder of the config file (not a setting)
   template <class V>
   void fields(V& v) {
@@ -174,6 +185,7 @@ struct RunConfig {
     v("transfer", transfer, "delta transfer: teacher and student models, the delta store, learn settings");
     v("sample", sample, "samples during train and learn: prompts, seeds, cadence, steps and guidance");
     v("distill", distill, "deltatrain distill: the few-step student's grid, the teacher's guidance and trajectories");
+    v("distributed", distributed, "data-parallel runs over several processes, GPUs or machines (docs/distributed.md)");
   }
 
   // A path from this config: absolute, or relative to the config's folder. Empty stays empty.

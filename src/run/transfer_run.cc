@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "data/dataset.h"
+#include "dist/group.h"
 #include "run/run_samples.h"
 #include "transfer/delta_store.h"
 #include "transfer/objectives.h"
@@ -90,6 +91,9 @@ void record(const RunConfig& run, bool resume) {
     std::cout << "delta store " << dir << " is complete (" << m.count << " records)\n";
     return;
   }
+  if (dist::world().size() > 1)
+    throw Error("transfer record runs in one process: record the delta store first (deltatrain transfer record), then "
+                "learn on several ranks (deltatrain transfer learn, or deltatrain transfer --resume)");
   const fs::path records = fs::path(dir) / "records.bin";
   const uint64_t have = resume && fs::exists(records) ? fs::file_size(records) : 0, need = store_bytes(family, plan, m);
   check_disk_space(dir, need > have ? need - have : 0, m.count);

@@ -35,7 +35,10 @@ class SampleSource {
 struct Batch {
   const Plan* plan = nullptr;
   int64_t index = 0;            // position in plan->batches
-  std::vector<PlanItem> items;  // B items
+  // B items: plan->batches[index].items from position `first` on (all of them, or in a
+  // data-parallel run this rank's share).
+  std::vector<PlanItem> items;
+  int64_t first = 0;
   at::Tensor x0;                // [B, C, h, w] float32
   at::Tensor noise;             // ε, [B, C, h, w] float32 (generated on the CPU, then moved)
   at::Tensor x_t;               // (1 − σ)·x0 + σ·ε computed in float32 on the CPU, then compute dtype

@@ -7,11 +7,13 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <set>
 
 #include "core/error.h"
 #include "core/listing.h"
 #include "core/progress.h"
+#include "dist/group.h"
 #include "io/atomic_file.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -29,11 +31,22 @@ void check_writable(const std::string& dir) {
   AtomicFile probe((fs::path(dir) / ".write-test").string());  // removed again when it goes out of scope
 }
 
-Batch make_batch(const Plan& plan, int64_t index, SampleSource& source, c10::Device device, c10::ScalarType dtype) {
+// This rank's share of a batch of `n` items: positions [first, end), the remainder going to the
+// lowest ranks (so rank 0's share is empty only when the batch is).
+std::pair<int64_t, int64_t> share_of(int64_t n, const dist::Group& ranks) {
+  const int64_t base = n / ranks.size(), extra = n % ranks.size(), r = ranks.rank();
+  const int64_t first = r * base + std::min(r, extra);
+  return {first, first + base + (r < extra ? 1 : 0)};
+}
+
+Batch make_batch(const Plan& plan, int64_t index, int64_t first, int64_t end, SampleSource& source, c10::Device device,
+                 c10::ScalarType dtype) {
   Batch b;
   b.plan = &plan;
   b.index = index;
-  b.items = plan.batches[index].items;
+  b.first = first;
+  const auto& items = plan.batches[index].items;
+  b.items.assign(items.begin() + first, items.begin() + end);
   std::vector<at::Tensor> x0, noise;
   std::vector<float> sigma, weight;
   for (const PlanItem& it : b.items) {
@@ -82,6 +95,56 @@ void restore_trained(const NamedTensors& trained, const std::map<std::string, at
   for (const auto& [name, tensor] : trained) tensor.copy_(checkpoint.at(kTrainedPrefix + name));
 }
 
+// Sums the ranks' gradients of one optimizer step, with the step's loss and item count, so that every
+// rank updates with the gradient of the whole global batch. A gradient that no rank computed
+// stays undefined (AdamW skips it, as in one process).
+void sum_over_ranks(const dist::Group& ranks, const std::vector<at::Tensor>& params, double& step_loss,
+                    int64_t& step_items, int64_t step) {
+  std::vector<at::Tensor> tensors;
+  std::vector<double> scalars{step_loss, static_cast<double>(step_items)};
+  for (const at::Tensor& p : params) {
+    scalars.push_back(p.grad().defined() ? 1 : 0);
+    if (!p.grad().defined()) const_cast<at::Tensor&>(p).mutable_grad() = torch::zeros_like(p);
+    tensors.push_back(p.grad());
+  }
+  const at::Tensor totals = torch::tensor(scalars, torch::kDouble).to(params.empty() ? c10::kCPU : params[0].device());
+  tensors.push_back(totals);
+  ranks.all_reduce_sum(tensors, "the gradient all-reduce of step " + std::to_string(step));
+  const at::Tensor summed = totals.cpu();
+  const double* sum = summed.data_ptr<double>();
+  step_loss = sum[0];
+  step_items = static_cast<int64_t>(sum[1]);
+  for (size_t i = 0; i < params.size(); ++i)
+    if (sum[2 + i] == 0) const_cast<at::Tensor&>(params[i]).mutable_grad() = at::Tensor();
+}
+
+// The generator states of every rank: rank 0's under their own names, rank r's as "rng.rank<r>.*"
+// (gathered through `device`: NCCL moves only GPU tensors).
+std::map<std::string, at::Tensor> every_rank_rng_state(const dist::Group& ranks, c10::Device device) {
+  std::map<std::string, at::Tensor> out = rng_state();
+  if (ranks.size() == 1) return out;
+  for (const auto& [name, state] : rng_state()) {
+    const std::vector<at::Tensor> all = ranks.all_gather(state.to(device), "the gathering of the generator states");
+    for (int r = 1; r < ranks.size(); ++r) out["rng.rank" + std::to_string(r) + name.substr(3)] = all[r].cpu();
+  }
+  return out;
+}
+
+// This rank's generator states in a checkpoint of every_rank_rng_state(); false when it has none
+// (a checkpoint written with fewer ranks).
+bool restore_rank_rng_state(const dist::Group& ranks, const std::map<std::string, at::Tensor>& checkpoint) {
+  if (ranks.rank() == 0) {
+    set_rng_state(checkpoint);
+    return true;
+  }
+  const std::string prefix = "rng.rank" + std::to_string(ranks.rank()) + ".";
+  std::map<std::string, at::Tensor> own;
+  for (const auto& [name, state] : checkpoint)
+    if (name.rfind(prefix, 0) == 0) own["rng." + name.substr(prefix.size())] = state;
+  set_rng_state(own);
+  return !own.empty();
+}
+
 bool is_out_of_memory(const std::string& what) {
   return what.find("out of memory") != std::string::npos || what.find("not enough memory") != std::string::npos;
 }
@@ -103,14 +166,17 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
                     SampleSource& source, Objective& objective, bool resume, const AfterStep& after_step) {
   const std::string& run_dir = t.run_dir;
   const bool trains = objective.trains();
+  // In a data-parallel run every rank takes its share of each batch; rank 0 alone writes.
+  const dist::Group& ranks = dist::world();
+  const bool writes = ranks.is_main();
   const c10::Device device = t.device;
   const c10::ScalarType dtype = t.dtype;
   if (t.gradient_accumulation < 1) throw Error("train.gradient_accumulation must be at least 1");
   learning_rate_at(t.schedule, 0, 1);  // validates lr_schedule before the first step
 
   // Checked before anything is computed.
-  check_writable(run_dir);
-  if (trains) check_writable(fs::path(t.output_path).parent_path().empty() ? "." : fs::path(t.output_path).parent_path().string());
+  if (writes) check_writable(run_dir);
+  if (trains && writes) check_writable(fs::path(t.output_path).parent_path().empty() ? "." : fs::path(t.output_path).parent_path().string());
 
   const int64_t accumulation = t.gradient_accumulation;
   const int64_t total_batches = loop_batches(plan, t.max_steps, accumulation);
@@ -123,7 +189,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
   int64_t next_batch = 0, step = 0;
   double loss_smooth = 0;
   std::string last_checkpoint;
-  torch::manual_seed(t.seed);  // dropout draws from the default generators
+  torch::manual_seed(t.seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(ranks.rank()));  // dropout's generators
 
   if (resume && trains) {
     if (auto c = latest_train_checkpoint(run_dir)) {
@@ -135,18 +201,23 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
         if (name.rfind("adamw.", 0) == 0) adam_state[name] = tensor;
       restore_trained(trained, c->tensors, c->path);
       optimizer.load_state(adam_state);
-      set_rng_state(c->tensors);
+      if (!restore_rank_rng_state(ranks, c->tensors))
+        std::cerr << "warning: " << c->path << " holds no generator state of rank " << ranks.rank()
+                  << " (written by fewer ranks): its dropout draws differ from an uninterrupted run's\n";
       next_batch = c->next_batch;
       step = c->optimizer_steps;
       loss_smooth = c->loss_smooth;
       last_checkpoint = c->path;
       std::cout << "resuming from " << c->path << " (step " << step << ")\n";
     }
+    ranks.agree("checkpoint to resume from", last_checkpoint.empty() ? "none" : fs::path(last_checkpoint).filename().string(),
+                "on several machines the run folder (output.run_dir) must be on a file system they share");
   }
   if (auto done = objective.completed_batches(); resume && done) next_batch = *done;
-  if (!resume) fs::remove_all(fs::path(run_dir) / "checkpoints");
+  if (!resume && writes) fs::remove_all(fs::path(run_dir) / "checkpoints");
 
-  MetricsLog metrics(run_dir, t.tensorboard, resume ? step : 0);
+  std::optional<MetricsLog> metrics;
+  if (writes) metrics.emplace(run_dir, t.tensorboard, resume ? step : 0);
   model.set_gradient_checkpointing(t.gradient_checkpointing && trains);
   if (trains) model.module().train();
   else model.module().eval();
@@ -162,8 +233,8 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     c.plan_hash = plan.hash;
     for (const auto& [name, tensor] : trained) c.tensors[kTrainedPrefix + name] = tensor.detach();
     for (const auto& [name, tensor] : optimizer.state()) c.tensors[name] = tensor;
-    for (const auto& [name, tensor] : rng_state()) c.tensors[name] = tensor;
-    last_checkpoint = write_train_checkpoint(run_dir, std::move(c), t.keep_checkpoints);
+    for (const auto& [name, tensor] : every_rank_rng_state(ranks, device)) c.tensors[name] = tensor;
+    if (writes) last_checkpoint = write_train_checkpoint(run_dir, std::move(c), t.keep_checkpoints);
   };
 
   Progress progress(objective.name(), trains ? total_steps : total_batches);
@@ -175,21 +246,27 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     const int64_t group_start = next_batch - next_batch % accumulation;
     const int64_t group_size = std::min(accumulation, total_batches - group_start);
     StepResult r;
+    const int64_t batch_items = static_cast<int64_t>(plan.batches[next_batch].items.size());
+    const auto [first, end] = share_of(batch_items, ranks);
     try {
-      Batch batch = make_batch(plan, next_batch, source, device, dtype);
-      step_items += static_cast<int64_t>(batch.items.size());
-      if (trains) {
-        r = objective.step(model, batch);
+      step_items += end - first;
+      if (first == end) {
+        // Nothing of this batch falls to this rank: it adds nothing to the step's sums.
+      } else if (trains) {
+        r = objective.step(model, make_batch(plan, next_batch, first, end, source, device, dtype));
         const double value = r.loss.item<double>();
         if (!std::isfinite(value))
           throw Error("the loss is " + std::string(std::isnan(value) ? "NaN" : "infinite") + " at step " +
                       std::to_string(step + 1) + " (batch " + std::to_string(next_batch) + "); stopped" +
                       (last_checkpoint.empty() ? "" : ", the last good checkpoint is " + last_checkpoint));
-        (r.loss / static_cast<double>(group_size)).backward();
-        step_loss += value / static_cast<double>(group_size);
+        // The objective's loss is the mean over this rank's items; its share of the global batch's
+        // mean is that times (items here / items in the batch).
+        const double share = ranks.size() == 1 ? 1.0 : static_cast<double>(end - first) / static_cast<double>(batch_items);
+        (ranks.size() == 1 ? r.loss / static_cast<double>(group_size) : r.loss * (share / static_cast<double>(group_size))).backward();
+        step_loss += value * share / static_cast<double>(group_size);
       } else {
         torch::NoGradGuard no_grad;
-        r = objective.step(model, batch);
+        r = objective.step(model, make_batch(plan, next_batch, first, end, source, device, dtype));
       }
     } catch (const c10::Error& e) {
       if (is_out_of_memory(e.what())) out_of_memory(t, step + 1);
@@ -206,6 +283,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     if (next_batch - group_start < group_size) continue;
 
     // One optimizer step.
+    if (ranks.size() > 1) sum_over_ranks(ranks, params, step_loss, step_items, step + 1);
     const double norm = gradient_norm(params);
     if (!std::isfinite(norm))
       throw Error("the gradient norm is " + std::string(std::isnan(norm) ? "NaN" : "infinite") + " at step " +
@@ -222,7 +300,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     const double seconds = std::chrono::duration<double>(now - step_start).count();
     StepMetrics m{step, plan.batches[next_batch - 1].epoch, step_loss, loss_smooth, lr, norm, seconds,
                   static_cast<double>(step_items) / std::max(seconds, 1e-9), r.metrics};
-    metrics.write(m);
+    if (metrics) metrics->write(m);
     char note[96];
     std::snprintf(note, sizeof(note), "loss %.4f  lr %.2e", loss_smooth, lr);
     progress.set_note(note);
@@ -230,18 +308,19 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     step_loss = 0;
     step_items = 0;
 
-    if (t.save_every > 0 && step % t.save_every == 0 && next_batch < total_batches) {
+    if (writes && t.save_every > 0 && step % t.save_every == 0 && next_batch < total_batches) {
       t.save((fs::path(run_dir) / t.save_name(step)).string());
     }
     if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && next_batch < total_batches) save_checkpoint();
-    if (after_step) after_step(step, next_batch >= total_batches);
+    if (after_step && writes) after_step(step, next_batch >= total_batches);
     step_start = std::chrono::steady_clock::now();  // step time and rate leave the saving (and sampling) out
   }
   progress.finish();
   objective.end();
   if (trains) {
     save_checkpoint();
-    t.save(t.output_path);
+    if (writes) t.save(t.output_path);
+    ranks.barrier("the wait for rank 0's final save");
   }
   return {step, next_batch, loss_smooth};
 }

@@ -52,7 +52,7 @@ at::Tensor RecordObjective::delta(Denoiser& model, const Batch& batch, const std
 
 StepResult RecordObjective::step(Denoiser& model, const Batch& batch) {
   if (batch.plan != &plan_) throw Error("transfer record: the loop runs another plan than the store records");
-  const uint64_t first = first_item_.at(batch.index);
+  const uint64_t first = first_item_.at(batch.index) + static_cast<uint64_t>(batch.first);
   const int64_t b = static_cast<int64_t>(batch.items.size());
   if (first + b <= store_.done()) return {};
 
@@ -153,8 +153,8 @@ std::pair<at::Tensor, at::Tensor> LearnObjective::prior_and_target(Denoiser& mod
   const at::Tensor x0 = batch.x0.cpu();
   std::vector<at::Tensor> dc, du;
   std::vector<bool> empty_caption;
-  for (size_t j = 0; j < records.size(); ++j) {
-    DeltaRecord r = store_->read(records[j]);
+  for (size_t j = 0; j < batch.items.size(); ++j) {
+    DeltaRecord r = store_->read(records.at(batch.first + j));
     const PlanItem& item = batch.items.at(j);
     const std::string what = "record " + std::to_string(r.item) + " (" + r.sample_key + ")";
     if (r.sample_key != plan_.plan.samples.at(item.sample).key || r.caption_index != item.caption ||
