@@ -9,7 +9,7 @@ packages=(
   libicu-dev
   libpng-dev libjpeg-dev libwebp-dev libexif-dev libfreetype-dev fonts-dejavu-core
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy python3-protobuf protobuf-compiler nodejs
+  python3 python3-numpy python3-protobuf python3-torch protobuf-compiler nodejs
 )
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo

@@ -281,7 +281,8 @@ void Group::post_failure(const std::string& message) const noexcept {
     impl_->store->setTimeout(std::chrono::milliseconds(100));
     for (int tries = 0; tries < 50; ++tries) {
       bool all_read = true;
-      for (int r = 1; r < size_; ++r) all_read = all_read && impl_->store->check({impl_->key("read", r)});
+      for (int r = 1; r < size_; ++r)  // read it, or stopped on an error of its own
+        all_read = all_read && (impl_->store->check({impl_->key("read", r)}) || impl_->store->check({impl_->key("failed", r)}));
       if (all_read) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }

@@ -13,6 +13,7 @@
 #include "io/checkpoint.h"
 #include "io/json_file.h"
 #include "data/dataset.h"
+#include "dist/group.h"
 #include "lora/file.h"
 #include "run/run_samples.h"
 #include "sample/generate.h"
@@ -291,7 +292,8 @@ LoopResult run_loop(const RunConfig& run, LoadedModel& model, const Plan& plan, 
 LoopResult train(const RunConfig& run, bool resume) {
   FlowObjective objective(LossFunction::from_settings(run.train.loss, run.train.huber_delta));
   const std::unique_ptr<RunData> data = prepare_data(run, run.model);
-  const std::unique_ptr<RunSampler> sampler = RunSampler::create(run, run.model);  // before the transformer loads
+  // Before the transformer loads; rank 0 alone samples.
+  const std::unique_ptr<RunSampler> sampler = dist::world().is_main() ? RunSampler::create(run, run.model) : nullptr;
   check_method(run, {"lora", "full"});
   LoadedModel model = full(run) ? load_model_full(run, run.model) : load_model(run, run.model, run.lora);
   std::cout << "model " << model.family->name() << " on " << run.model.device << " (" << run.model.dtype << "), ";

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "core/error.h"
 #include "core/hash.h"
@@ -91,9 +92,6 @@ void record(const RunConfig& run, bool resume) {
     std::cout << "delta store " << dir << " is complete (" << m.count << " records)\n";
     return;
   }
-  if (dist::world().size() > 1)
-    throw Error("transfer record runs in one process: record the delta store first (deltatrain transfer record), then "
-                "learn on several ranks (deltatrain transfer learn, or deltatrain transfer --resume)");
   const fs::path records = fs::path(dir) / "records.bin";
   const uint64_t have = resume && fs::exists(records) ? fs::file_size(records) : 0, need = store_bytes(family, plan, m);
   check_disk_space(dir, need > have ? need - have : 0, m.count);
@@ -102,14 +100,28 @@ void record(const RunConfig& run, bool resume) {
   lora.init = t.teacher_lora;
   lora.dropout = 0;
   LoadedModel teacher = load_model(teacher_run, with_base(teacher_run, t.teacher), lora);
-  DeltaStoreWriter writer(dir, m, resume);
-  if (writer.torn_bytes_cut() > 0) std::cout << "cut " << writer.torn_bytes_cut() << " bytes of an interrupted record\n";
+  // On several ranks each appends the records of its batches to its own shard of the store (rank 0
+  // creates the store first), and rank 0 merges them once all are done.
+  const dist::Group& ranks = dist::world();
+  const StoreShard shard{ranks.rank(), ranks.size()};
+  std::optional<DeltaStoreWriter> writer;
+  if (ranks.is_main()) writer.emplace(dir, m, resume, shard);
+  ranks.barrier("the wait for rank 0 to open the delta store");
+  if (!ranks.is_main()) writer.emplace(dir, m, resume, shard);
+  if (writer->torn_bytes_cut() > 0) std::cerr << "cut " << writer->torn_bytes_cut() << " bytes of an interrupted record\n";
   std::cout << "record: teacher " << family.name() << " + " << t.teacher_lora << " in " << m.compute_dtype << ", "
-            << (t.exact ? "exact" : "approximate") << " form, " << writer.done() << " of " << m.count << " records already in " << dir << "\n";
-  RecordObjective objective(writer, plan, *data->source, t.exact, t.paired_forward);
+            << (t.exact ? "exact" : "approximate") << " form, " << writer->done() << " of " << m.count << " records already in " << dir << "\n";
+  RecordObjective objective(*writer, plan, *data->source, t.exact, t.paired_forward);
   run_loop(teacher_run, teacher, plan, *data->source, objective, resume);
-  writer.sync();
-  if (writer.done() != m.count) throw Error("record stopped after " + std::to_string(writer.done()) + " of " + std::to_string(m.count) + " records");
+  writer->sync();
+  if (ranks.size() == 1) {
+    if (writer->done() != m.count) throw Error("record stopped after " + std::to_string(writer->done()) + " of " + std::to_string(m.count) + " records");
+    return;
+  }
+  writer.reset();
+  ranks.barrier("the wait for every rank's records");
+  if (ranks.is_main()) merge_record_shards(dir, m, ranks.size());
+  ranks.barrier("the wait for rank 0 to merge the records");
 }
 
 LoopResult learn(const RunConfig& run, bool resume) {
@@ -136,7 +148,7 @@ LoopResult learn(const RunConfig& run, bool resume) {
     lora.init = t.student_lora == "fresh" ? "" : t.student_lora;
   }
   // Samples: prompts encoded and the teacher's column made (Base loaded and freed) before the student loads.
-  const std::unique_ptr<RunSampler> sampler = RunSampler::create(run, student_config);
+  const std::unique_ptr<RunSampler> sampler = dist::world().is_main() ? RunSampler::create(run, student_config) : nullptr;
   if (sampler) {
     if (t.teacher_lora.empty()) throw Error("transfer grids need transfer.teacher_lora (the teacher column)");
     sampler->add_teacher_column(run, with_base(run, t.teacher), t.teacher_lora);

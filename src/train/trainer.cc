@@ -247,7 +247,11 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     const int64_t group_size = std::min(accumulation, total_batches - group_start);
     StepResult r;
     const int64_t batch_items = static_cast<int64_t>(plan.batches[next_batch].items.size());
-    const auto [first, end] = share_of(batch_items, ranks);
+    // Training shares each batch's items (one gradient per global batch); an objective that does
+    // not train (record) shares whole batches, each computed as one process computes it.
+    const auto [first, end] = trains ? share_of(batch_items, ranks)
+                                     : next_batch % ranks.size() == ranks.rank() ? std::pair<int64_t, int64_t>{0, batch_items}
+                                                                                : std::pair<int64_t, int64_t>{0, 0};
     try {
       step_items += end - first;
       if (first == end) {

@@ -286,11 +286,45 @@ void check_disk_space(const std::string& dir, uint64_t needed_bytes, uint64_t re
 
 // ---- writer ------------------------------------------------------------------------------------
 
-DeltaStoreWriter::DeltaStoreWriter(const std::string& dir, const StoreManifest& manifest, bool resume)
-    : dir_(dir), path_((fs::path(dir) / "records.bin").string()), manifest_(manifest) {
+namespace {
+
+std::string shard_path(const std::string& dir, int rank, int count) {
+  return (fs::path(dir) / ("records.rank" + std::to_string(rank) + "-of-" + std::to_string(count) + ".bin")).string();
+}
+
+// Refuses to continue records that another number of ranks wrote: their batches were divided
+// otherwise.
+void check_rank_count(const std::string& dir, int count) {
+  const std::string suffix = "-of-" + std::to_string(count) + ".bin";
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    const bool shard = name.rfind("records.rank", 0) == 0;
+    const bool other = shard ? (count == 1 || name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+                             : (name == "records.bin" && count > 1);
+    if (other)
+      throw file_error(entry.path().string(), std::string("was written by a record on ") +
+                                                  (shard ? "another number of ranks" : "one process") + " than this one (" +
+                                                  std::to_string(count) + "): resume it with as many ranks as began it");
+  }
+}
+
+// The item of the record at `offset` (the field after its magic and length).
+uint64_t item_at(int fd, uint64_t offset, const std::string& path) {
+  uint64_t item = 0;
+  read_all_at(fd, &item, sizeof item, offset + 12, path);
+  return item;
+}
+
+}  // namespace
+
+DeltaStoreWriter::DeltaStoreWriter(const std::string& dir, const StoreManifest& manifest, bool resume, StoreShard shard)
+    : dir_(dir),
+      path_(shard.count == 1 ? (fs::path(dir) / "records.bin").string() : shard_path(dir, shard.rank, shard.count)),
+      manifest_(manifest),
+      shard_(shard.count > 1) {
   const std::string manifest_path = (fs::path(dir) / "manifest.json").string();
   const bool exists = fs::exists(manifest_path);
-  if (exists && !resume)
+  if (exists && !resume && !(shard_ && shard.rank > 0))
     throw file_error(dir, "a delta store is already here; resume it (--resume) or choose another store path");
   if (exists) {
     const StoreManifest old = StoreManifest::from_json(read_file(manifest_path), manifest_path);
@@ -308,10 +342,13 @@ DeltaStoreWriter::DeltaStoreWriter(const std::string& dir, const StoreManifest& 
     differ("the form", old.exact ? "exact" : "approximate", manifest.exact ? "exact" : "approximate", "transfer.exact changed");
     differ("the family", old.family, manifest.family, "another model family");
     if (old.to_json() != manifest.to_json()) throw file_error(manifest_path, "the manifest differs from this run's");
+  } else if (shard_ && shard.rank > 0) {
+    throw file_error(dir, "no manifest.json: a shard's writer joins the store its rank 0 created");
   } else {
     fs::create_directories(dir);
     write_file_atomic(manifest_path, manifest.to_json());
   }
+  check_rank_count(dir, shard.count);
 
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) throw file_error(path_, std::string("cannot open for writing: ") + std::strerror(errno));
@@ -338,6 +375,7 @@ DeltaStoreWriter::DeltaStoreWriter(const std::string& dir, const StoreManifest& 
     cut_ = size - w.end;
   }
   done_ = w.offsets.size();
+  next_item_ = w.offsets.empty() ? 0 : item_at(fd_, w.offsets.back(), path_) + 1;
   end_ = w.end;
   if (done_ > manifest_.count) throw file_error(path_, "holds more records than the plan has items");
   if (::lseek(fd_, static_cast<off_t>(end_), SEEK_SET) < 0) throw file_error(path_, std::string("seek failed: ") + std::strerror(errno));
@@ -351,13 +389,68 @@ DeltaStoreWriter::~DeltaStoreWriter() {
 }
 
 void DeltaStoreWriter::append(const DeltaRecord& record) {
-  if (record.item != done_)
-    throw Error("delta store: record for item " + std::to_string(record.item) + " appended where item " + std::to_string(done_) + " is due");
-  if (done_ >= manifest_.count) throw Error("delta store: more records than the plan has items");
+  if (shard_ ? record.item < next_item_ : record.item != next_item_)
+    throw Error("delta store: record for item " + std::to_string(record.item) + " appended where item " +
+                std::to_string(next_item_) + (shard_ ? " or later" : "") + " is due");
+  if (record.item >= manifest_.count) throw Error("delta store: more records than the plan has items");
   const std::string bytes = serialize(record, manifest_.dtype, manifest_.exact);
   write_all(fd_, bytes.data(), bytes.size(), path_);
   end_ += bytes.size();
   ++done_;
+  next_item_ = record.item + 1;
+}
+
+void merge_record_shards(const std::string& dir, const StoreManifest& manifest, int shards) {
+  struct Shard {
+    std::string path;
+    int fd = -1;
+    std::vector<uint64_t> offsets;  // one past the last: the end of its last record
+    size_t next = 0;
+    uint64_t item = 0;  // of record `next`
+  };
+  std::vector<Shard> all(static_cast<size_t>(shards));
+  auto close_all = [&] {
+    for (Shard& s : all)
+      if (s.fd >= 0) ::close(s.fd);
+  };
+  const std::string target = (fs::path(dir) / "records.bin").string();
+  try {
+    for (int r = 0; r < shards; ++r) {
+      Shard& s = all[static_cast<size_t>(r)];
+      s.path = shard_path(dir, r, shards);
+      s.fd = ::open(s.path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (s.fd < 0) throw file_error(s.path, std::string("cannot open: ") + std::strerror(errno));
+      check_file_header(s.fd, manifest, s.path);
+      Walk w = walk_records(s.fd, s.path);
+      if (!w.torn.empty()) throw file_error(s.path, w.torn + "; resume transfer record to repair it");
+      s.offsets = std::move(w.offsets);
+      s.offsets.push_back(w.end);
+      if (s.offsets.size() > 1) s.item = item_at(s.fd, s.offsets[0], s.path);
+    }
+    AtomicFile out(target);  // whole, or not there
+    const std::string header = file_header(manifest);
+    out.write(header.data(), header.size());
+    for (uint64_t item = 0; item < manifest.count; ++item) {
+      // The shard whose next record is `item`: the shards hold disjoint items, each in order.
+      Shard* from = nullptr;
+      for (Shard& s : all)
+        if (s.next + 1 < s.offsets.size() && s.item == item) from = &s;
+      if (!from) throw file_error(dir, "the shards of a record on " + std::to_string(shards) + " ranks lack item " + std::to_string(item) + " (resume transfer record to finish it)");
+      const std::string bytes = read_record_bytes(from->fd, from->offsets[from->next], from->offsets[from->next + 1], from->path);
+      if (!crc_ok(bytes)) throw file_error(from->path, "record of item " + std::to_string(item) + " is corrupt (CRC mismatch)");
+      out.write(bytes.data(), bytes.size());
+      ++from->next;
+      if (from->next + 1 < from->offsets.size()) from->item = item_at(from->fd, from->offsets[from->next], from->path);
+    }
+    for (const Shard& s : all)
+      if (s.next + 1 != s.offsets.size()) throw file_error(s.path, "holds records beyond the plan's items or out of order");
+    out.commit();
+  } catch (...) {
+    close_all();
+    throw;
+  }
+  close_all();
+  for (const Shard& s : all) fs::remove(s.path);
 }
 
 void DeltaStoreWriter::sync() {

@@ -9,6 +9,10 @@
 //   f64 σ | u32 latent checksum | i32 caption index | u64 caption hash | u16 key bytes | u8 dtype
 //   u8 tensor count | u8 rank | i64 shape[rank] | key | δc | [δu] | u32 CRC-32 of every byte before it
 //
+// A record on several ranks writes shards first: each rank appends the records of its batches to
+// records.rank<r>-of-<n>.bin (the same format), and merge_record_shards() then writes records.bin
+// from them in item order — byte for byte the file one process writes — and removes them.
+//
 // Appending is crash-safe: a record is written with one write() at the end of the file, and a
 // store that was killed mid-record has a torn tail that reopening for append detects and cuts,
 // so an interrupted store ends byte-identical to an uninterrupted one. Reading is random access
@@ -67,28 +71,43 @@ uint64_t record_bytes(size_t key_bytes, const std::vector<int64_t>& shape, const
 // Prints what the store will need and throws dt::Error when the disk under `dir` has less free.
 void check_disk_space(const std::string& dir, uint64_t needed_bytes, uint64_t records);
 
+// Which shard of a record on several ranks a writer appends to (count 1: records.bin itself).
+struct StoreShard {
+  int rank = 0;
+  int count = 1;
+};
+
 class DeltaStoreWriter {
  public:
   // Creates the store in `dir`, or with `resume` continues the one there. Resuming refuses a store
-  // whose manifest differs from `manifest` (each field with its own message), and cuts a torn last
-  // record. Without `resume` an existing store is an error, never overwritten.
-  DeltaStoreWriter(const std::string& dir, const StoreManifest& manifest, bool resume);
+  // whose manifest differs from `manifest` (each field with its own message), or whose records
+  // were written by another number of ranks, and cuts a torn last record. Without `resume` an
+  // existing store is an error, never overwritten. A shard's writer (shard.count > 1) joins the
+  // store its rank 0 created.
+  DeltaStoreWriter(const std::string& dir, const StoreManifest& manifest, bool resume, StoreShard shard = {});
   ~DeltaStoreWriter();
   DeltaStoreWriter(const DeltaStoreWriter&) = delete;
   DeltaStoreWriter& operator=(const DeltaStoreWriter&) = delete;
 
-  uint64_t done() const { return done_; }   // records in the store; the next one is this item
+  uint64_t done() const { return done_; }   // records in the file
+  uint64_t next_item() const { return next_item_; }  // one past the last record's item (0: none)
   uint64_t bytes() const { return end_; }   // size of records.bin
   uint64_t torn_bytes_cut() const { return cut_; }
-  void append(const DeltaRecord& record);   // record.item must equal done()
+  // record.item must be next_item() (one file) or later (a shard).
+  void append(const DeltaRecord& record);
   void sync();                              // fsync: everything appended so far is durable
 
  private:
   std::string dir_, path_;
   StoreManifest manifest_;
+  bool shard_ = false;
   int fd_ = -1;
-  uint64_t done_ = 0, end_ = 0, cut_ = 0;
+  uint64_t done_ = 0, next_item_ = 0, end_ = 0, cut_ = 0;
 };
+
+// Writes records.bin of `dir` from the complete shards of a record on `shards` ranks, in item
+// order, and removes the shards. Throws dt::Error naming the shard that misses or repeats an item.
+void merge_record_shards(const std::string& dir, const StoreManifest& manifest, int shards);
 
 class DeltaStore {
  public:

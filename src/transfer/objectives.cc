@@ -29,9 +29,10 @@ RecordObjective::RecordObjective(DeltaStoreWriter& store, const Plan& plan, Samp
 }
 
 std::optional<int64_t> RecordObjective::completed_batches() {
-  // Batches whose every item is in the store; a batch cut in the middle is recomputed whole (same
-  // batch, same numbers) and only its missing records appended.
-  const auto it = std::upper_bound(first_item_.begin(), first_item_.end(), store_.done());
+  // Batches whose every item is in the store (or, for a shard, before its last record: the other
+  // ranks' batches); a batch cut in the middle is recomputed whole (same batch, same numbers) and
+  // only its missing records appended.
+  const auto it = std::upper_bound(first_item_.begin(), first_item_.end(), store_.next_item());
   return static_cast<int64_t>(it - first_item_.begin()) - 1;
 }
 
@@ -54,7 +55,7 @@ StepResult RecordObjective::step(Denoiser& model, const Batch& batch) {
   if (batch.plan != &plan_) throw Error("transfer record: the loop runs another plan than the store records");
   const uint64_t first = first_item_.at(batch.index) + static_cast<uint64_t>(batch.first);
   const int64_t b = static_cast<int64_t>(batch.items.size());
-  if (first + b <= store_.done()) return {};
+  if (first + b <= store_.next_item()) return {};
 
   const at::Tensor delta_c = delta(model, batch, batch.text);
   at::Tensor delta_u;
@@ -66,7 +67,7 @@ StepResult RecordObjective::step(Denoiser& model, const Batch& batch) {
   }
   const at::Tensor x0 = batch.x0.cpu();
   for (int64_t j = 0; j < b; ++j) {
-    if (first + j < store_.done()) continue;
+    if (first + j < store_.next_item()) continue;
     const PlanItem& item = batch.items[j];
     DeltaRecord r;
     r.item = first + j;
