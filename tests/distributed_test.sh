@@ -5,7 +5,8 @@
 #   every LoRA tensor within 1e-3 of its largest magnitude (measured: 6e-5 after 8 train steps,
 #   2.3e-4 after 12 learn steps; one process's own regrouping of the same batch — 3 accumulated
 #   micro-batches of 1 item against 1 batch of 3 — differs by 2e-4);
-# - record on 2 ranks writes a store byte-identical to the 1-process store;
+# - record on 2 ranks writes a store byte-identical to the 1-process store, killed on one rank and
+#   resumed too;
 # - torchrun's own launcher (Debian's python3-torch) starts the same run with the same result;
 # - a rank killed mid-run stops the other with one line naming it, and --resume ends bitwise equal
 #   to an uninterrupted 2-rank run (dropout on: every rank's generator state is checkpointed);
@@ -69,6 +70,30 @@ cmp t1/deltas/records.bin t2/deltas/records.bin || { echo "the 2-rank store diff
 [ -z "$(ls t2/deltas | grep rank || true)" ] || { echo "shards left after the merge"; ls t2/deltas; exit 1; }
 echo "record, 2 ranks: store byte-identical"
 echo -n "learn, 2 ranks against 1 process: "; compare t1 t2 metrics
+
+# A record with one rank killed: the other finishes its shard and then names the rank it waits
+# for; resumed on 2 ranks, each continues its own shard, and the store is the 1-process one.
+record=(--set train.epochs=40 --set train.batch_size=2)
+"$bin" transfer record world/transfer.toml --run-dir r1 "${record[@]}" > r1.log
+port=$(free_port)
+for r in 0 1; do
+  RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$bin" transfer record world/transfer.toml --run-dir r2 "${record[@]}" > "record$r.log" 2>&1 &
+  pids[$r]=$!
+done
+shard=r2/deltas/records.rank1-of-2.bin
+until [ -f $shard ] && [ "$(stat -c %s $shard)" -gt $(($(stat -c %s r1/deltas/records.bin) / 6)) ]; do
+  kill -0 "${pids[1]}" 2> /dev/null || { echo "rank 1 ended before a third of its records"; cat record1.log; exit 1; }
+  sleep 0.005
+done
+kill -9 "${pids[1]}"
+wait "${pids[1]}" 2> /dev/null || true
+if wait "${pids[0]}"; then echo "record rank 0 succeeded without rank 1"; exit 1; fi
+grep -q "the wait for every rank's records failed: rank 1 (process ${pids[1]}) ended without a word" record0.log ||
+  { echo "record rank 0 did not name rank 1:"; tail -2 record0.log; exit 1; }
+"$bin" launch --nproc-per-node 2 -- transfer record world/transfer.toml --run-dir r2 "${record[@]}" --resume > r2.log
+cmp r1/deltas/records.bin r2/deltas/records.bin || { echo "the resumed 2-rank store differs"; exit 1; }
+echo "record, rank 1 killed and resumed: store byte-identical"
 
 # A rank killed mid-run (started by hand, as srun would): the other says which, --resume completes.
 long=(--set train.epochs=60 --set train.batch_size=3 --set train.checkpoint_every=1 --set lora.dropout=0.1)

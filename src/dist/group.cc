@@ -120,19 +120,24 @@ struct Group::Impl {
     std::string reason;
     try {
       store->setTimeout(std::chrono::seconds(5));
-      for (int r = 0; r < size && reason.empty(); ++r)
-        if (r != rank && store->check({key("failed", r)}))
-          reason = "rank " + std::to_string(r) + " stopped: " + text(store->get(key("failed", r)));
-      if (!reason.empty()) store->set(key("read", rank), bytes("1"));
       const std::string host = this_host();
-      for (int r = 0; r < size && reason.empty(); ++r) {
-        if (r == rank || !store->check({key("process", r)})) continue;
-        std::istringstream process(text(store->get(key("process", r))));
-        std::string process_host;
-        long pid = 0;
-        if (process >> process_host >> pid && process_host == host && process_ended(pid))
-          reason = "rank " + std::to_string(r) + " (process " + std::to_string(pid) +
-                   ") ended without a word: killed, or out of memory";
+      // A rank that dies closes its connections a moment before its process has ended: look again
+      // for a while before calling it behind.
+      for (int look = 0; look < 20 && reason.empty(); ++look) {
+        if (look > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        for (int r = 0; r < size && reason.empty(); ++r)
+          if (r != rank && store->check({key("failed", r)}))
+            reason = "rank " + std::to_string(r) + " stopped: " + text(store->get(key("failed", r)));
+        if (!reason.empty()) store->set(key("read", rank), bytes("1"));
+        for (int r = 0; r < size && reason.empty(); ++r) {
+          if (r == rank || !store->check({key("process", r)})) continue;
+          std::istringstream process(text(store->get(key("process", r))));
+          std::string process_host;
+          long pid = 0;
+          if (process >> process_host >> pid && process_host == host && process_ended(pid))
+            reason = "rank " + std::to_string(r) + " (process " + std::to_string(pid) +
+                     ") ended without a word: killed, or out of memory";
+        }
       }
       for (int r = 0; r < size && reason.empty(); ++r) {
         if (r == rank) continue;

@@ -64,6 +64,46 @@ class DeltaStoreTest : public ::testing::Test {
   fs::path dir_;
 };
 
+TEST_F(DeltaStoreTest, ShardsOfSeveralRanksMergeIntoTheOneProcessFile) {
+  const std::string one = write_store("one", true);
+  // Three ranks, whole batches of two items each: rank r holds items 2r, 2r + 1.
+  const std::string dir = (dir_ / "sharded").string();
+  {
+    std::vector<std::unique_ptr<DeltaStoreWriter>> writers;
+    for (int r = 0; r < 3; ++r) writers.push_back(std::make_unique<DeltaStoreWriter>(dir, manifest(true), false, StoreShard{r, 3}));
+    for (uint64_t i : {4, 0, 2, 5, 1, 3}) writers[i / 2]->append(record(i, true));
+    EXPECT_EQ(writers[1]->next_item(), 4u);
+    EXPECT_THROW(writers[1]->append(record(2, true)), Error);  // a shard's items only grow
+  }
+  EXPECT_THROW(DeltaStore::open(dir), Error);  // no records.bin before the merge
+  merge_record_shards(dir, manifest(true), 3);
+  EXPECT_EQ(read_file(one + "/records.bin"), read_file(dir + "/records.bin"));
+  EXPECT_FALSE(fs::exists(dir + "/records.rank0-of-3.bin"));
+  EXPECT_EQ(DeltaStore::open(dir)->size(), 6u);
+}
+
+TEST_F(DeltaStoreTest, MergeRefusesAMissingItemAndResumeAnotherRankCount) {
+  const std::string dir = (dir_ / "sharded").string();
+  {
+    DeltaStoreWriter first(dir, manifest(false), false, StoreShard{0, 2});
+    DeltaStoreWriter second(dir, manifest(false), false, StoreShard{1, 2});
+    for (uint64_t i : {0, 1, 2}) first.append(record(i, false));
+    for (uint64_t i : {4, 5}) second.append(record(i, false));  // item 3 never recorded
+  }
+  try {
+    merge_record_shards(dir, manifest(false), 2);
+    FAIL() << "merged without item 3";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("lack item 3"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir + "/records.bin"));
+  EXPECT_THROW(DeltaStoreWriter(dir, manifest(false), true), Error);                 // one process
+  EXPECT_THROW(DeltaStoreWriter(dir, manifest(false), true, StoreShard{0, 3}), Error);  // three ranks
+  DeltaStoreWriter resumed(dir, manifest(false), true, StoreShard{1, 2});
+  EXPECT_EQ(resumed.done(), 2u);
+  EXPECT_EQ(resumed.next_item(), 6u);
+}
+
 TEST_F(DeltaStoreTest, RoundTripBf16AndFp32BothForms) {
   for (bool exact : {false, true}) {
     for (std::string dtype : {"bf16", "fp32"}) {
