@@ -287,7 +287,12 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     if (next_batch - group_start < group_size) continue;
 
     // One optimizer step.
-    if (ranks.size() > 1) sum_over_ranks(ranks, params, step_loss, step_items, step + 1);
+    double reduce_seconds = 0;
+    if (ranks.size() > 1) {
+      const auto reduce_start = std::chrono::steady_clock::now();
+      sum_over_ranks(ranks, params, step_loss, step_items, step + 1);
+      reduce_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - reduce_start).count();
+    }
     const double norm = gradient_norm(params);
     if (!std::isfinite(norm))
       throw Error("the gradient norm is " + std::string(std::isnan(norm) ? "NaN" : "infinite") + " at step " +
@@ -304,6 +309,8 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     const double seconds = std::chrono::duration<double>(now - step_start).count();
     StepMetrics m{step, plan.batches[next_batch - 1].epoch, step_loss, loss_smooth, lr, norm, seconds,
                   static_cast<double>(step_items) / std::max(seconds, 1e-9), r.metrics};
+    // Time in the all-reduce, waiting for the slowest rank included: what data parallelism costs.
+    if (ranks.size() > 1) m.extra["allreduce_s"] = reduce_seconds;
     if (metrics) metrics->write(m);
     char note[96];
     std::snprintf(note, sizeof(note), "loss %.4f  lr %.2e", loss_smooth, lr);
