@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Data-parallel runs on make-tiny's world, Gloo over 127.0.0.1, 2 processes (docs/distributed.md):
+# - the caches filled in shares, byte-identical to one process's;
 # - train and learn on 2 ranks (deltatrain launch) equal the 1-process run with the same global batch
 #   within fp32 reduction-order rounding: every step's loss and gradient norm within 1e-5 relative,
 #   every LoRA tensor within 1e-3 of its largest magnitude (measured: 6e-5 after 8 train steps,
@@ -49,6 +50,15 @@ if len(sys.argv) > 3:
 print(f"within {worst:.1e}")
 PY
 }
+
+# caches: each rank encodes its share (3 of the 6 latents, 7 of the 13 captions on rank 0), the
+# entries the bytes one process writes.
+"$bin" cache world/train.toml --set data.cache_dir=cache1 > cache1.log
+"$bin" launch --nproc-per-node 2 -- cache world/train.toml --set data.cache_dir=cache2 > cache2.log
+grep -q "latents: 3 computed here" cache2.log && grep -q "text: 7 computed here" cache2.log ||
+  { echo "rank 0 did not encode half of the cache"; cat cache2.log; exit 1; }
+diff -r world/cache1 world/cache2 > /dev/null || { echo "the 2-rank cache differs from the 1-process cache"; exit 1; }
+echo "cache, 2 ranks: each encoded its share, entries byte-identical"
 
 # train: a global batch of 3 items split 2 + 1.
 train=(--set train.epochs=4 --set train.batch_size=3)

@@ -9,6 +9,8 @@
 #include "cli/command.h"
 #include "data/cache.h"
 #include "data/dataset.h"
+#include "dist/group.h"
+#include "run/distributed.h"
 #include "run/run_config.h"
 #include "run/train_run.h"
 
@@ -25,7 +27,8 @@ int run_cache(int argc, char** argv) {
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
 
-  const RunConfig run = load_run_config(path, overrides);
+  RunConfig run = load_run_config(path, overrides);
+  join_ranks(run, "cache");  // several ranks each encode a share
   validate(run.data, path);
   const CacheModels models = cache_models(run);
   const Manifest manifest = scan_dataset(run.data, run.base_dir, models.family->pixel_multiple());
@@ -39,8 +42,10 @@ int run_cache(int argc, char** argv) {
 
   FillStats stats;
   fill_cache(manifest, run.data, run.base_dir, models, !quiet, &stats);
-  std::cout << "latents: " << stats.latents_computed << " computed, " << stats.latents_reused << " reused\n"
-            << "text: " << stats.texts_computed << " computed, " << stats.texts_reused << " reused\n";
+  std::cout << "latents: " << stats.latents_computed << " computed" << (dist::world().size() > 1 ? " here" : "") << ", "
+            << stats.latents_reused << " reused\n"
+            << "text: " << stats.texts_computed << " computed" << (dist::world().size() > 1 ? " here" : "") << ", "
+            << stats.texts_reused << " reused\n";
   return 0;
 }
 

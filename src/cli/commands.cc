@@ -23,7 +23,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"inspect", "Show the tensors, parameter count and metadata of a checkpoint or LoRA", run_inspect},
       {"forward", "Run one model component on golden-style inputs (see shared/golden/README.md)", run_forward},
-      {"cache", "Scan a run's dataset and fill its latent and text caches", run_cache},
+      {"cache", "Scan a run's dataset and fill its latent and text caches", run_cache, true},
       {"tokenize", "Print the token ids of a text, optionally through a pipeline's chat template", run_tokenize},
       {"train", "Train a LoRA (or every weight) on a dataset (flow matching) from a run config", run_train, true},
       {"config", "Print documented defaults, a config's effective settings, or convert a OneTrainer config", run_config},

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
       dt::init_runtime();
       if (!c.data_parallel && dt::dist::launch_from_env().world_size > 1)
         throw dt::Error(std::string("runs in one process, but this one was started as one of several ranks (WORLD_SIZE ") +
-                        "is set): only train and transfer run data-parallel");
+                        "is set): only train, transfer and cache run data-parallel");
       return c.run(argc - 1, argv + 1);
     } catch (const dt::Error& e) {
       message = e.what();

@@ -239,15 +239,21 @@ CacheIdentities fill_cache(const Manifest& manifest, const DataConfig& config, c
     ids.vae = known.find(vae_fp);
     std::vector<Job> todo;
     if (!ids.vae.empty()) todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), reused);
+    std::unique_ptr<Autoencoder> vae;
     if (ids.vae.empty() || !todo.empty()) {
-      std::unique_ptr<Autoencoder> vae = models.family->load_vae(models.vae_path, models.options);
+      vae = models.family->load_vae(models.vae_path, models.options);
       const std::string identity = with_dtype(vae->identity(), dtype);
       if (identity != ids.vae) {
         reused = 0;
         ids.vae = identity;
         todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), reused);
       }
-      if (share) todo = share_of(std::move(todo), ranks);
+    }
+    if (share) {  // every rank lists what is missing before any writes: the same list, shared out
+      ranks.barrier("the listing of the latent cache's missing entries");
+      todo = share_of(std::move(todo), ranks);
+    }
+    if (vae) {
       std::optional<Progress> bar;
       if (progress && !todo.empty()) bar.emplace("latents", int64_t(todo.size()));
       for (const Job& j : todo) {
@@ -270,15 +276,21 @@ CacheIdentities fill_cache(const Manifest& manifest, const DataConfig& config, c
     ids.text = known.find(text_fp);
     std::vector<Job> todo;
     if (!ids.text.empty()) todo = missing(text_jobs(manifest, dir, ids.text), reused);
+    std::unique_ptr<TextEncoder> encoder;
     if (ids.text.empty() || !todo.empty()) {
-      std::unique_ptr<TextEncoder> encoder = models.family->load_text_encoder(models.text_encoder_path, models.options);
+      encoder = models.family->load_text_encoder(models.text_encoder_path, models.options);
       const std::string identity = with_dtype(encoder->identity(), dtype);
       if (identity != ids.text) {
         reused = 0;
         ids.text = identity;
         todo = missing(text_jobs(manifest, dir, ids.text), reused);
       }
-      if (share) todo = share_of(std::move(todo), ranks);
+    }
+    if (share) {
+      ranks.barrier("the listing of the text cache's missing entries");
+      todo = share_of(std::move(todo), ranks);
+    }
+    if (encoder) {
       std::optional<Progress> bar;
       if (progress && !todo.empty()) bar.emplace("text", int64_t(todo.size()));
       // One caption per forward: an entry is then the caption's own encoding, whatever else is
