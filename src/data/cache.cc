@@ -199,6 +199,54 @@ std::string with_dtype(const std::string& identity, c10::ScalarType dtype) {
   return identity + "|" + c10::toString(dtype);
 }
 
+// Fills the entries of one cache kind ("latent", "text"); returns the identity they are stored
+// under. The model is loaded only when an entry is missing or its identity is not known for these
+// files yet, and freed on return. In a data-parallel run every rank first lists what is missing
+// (all before any writes: the same list) and computes its share; after all have, each computes
+// what it still does not see (another machine's share, when the cache folder is not shared).
+template <class Model, class Load, class Jobs, class Encode>
+std::string fill_entries(const std::string& kind, const std::string& fingerprint, c10::ScalarType dtype,
+                         KnownIdentities& known, bool progress, int64_t& computed, int64_t& reused, const Load& load,
+                         const Jobs& jobs, const Encode& encode) {
+  const dist::Group& ranks = dist::world();
+  const int passes = ranks.size() > 1 ? 2 : 1;
+  std::string identity;
+  for (int pass = 0; pass < passes; ++pass) {
+    const bool share = passes == 2 && pass == 0;
+    int64_t reused_again = 0;  // a second pass's look-ups are not counted
+    int64_t& counted = pass == 0 ? reused : reused_again;
+    identity = known.find(fingerprint);
+    std::vector<Job> todo;
+    if (!identity.empty()) todo = missing(jobs(identity), counted);
+    std::unique_ptr<Model> model;
+    if (identity.empty() || !todo.empty()) {
+      model = load();
+      const std::string loaded = with_dtype(model->identity(), dtype);
+      if (loaded != identity) {
+        counted = 0;
+        identity = loaded;
+        todo = missing(jobs(identity), counted);
+      }
+    }
+    if (share) {
+      ranks.barrier("the listing of the " + kind + " cache's missing entries");
+      todo = share_of(std::move(todo), ranks);
+    }
+    if (model) {
+      std::optional<Progress> bar;
+      if (progress && !todo.empty()) bar.emplace(kind == "latent" ? "latents" : kind, int64_t(todo.size()));
+      for (const Job& j : todo) {
+        write_entry(j.path, j.key, encode(*model, j));
+        ++computed;
+        if (bar) bar->advance();
+      }
+      known.set(fingerprint, identity);
+    }
+    if (share) ranks.barrier("the wait for every rank's share of the " + kind + " cache");
+  }
+  return identity;
+}
+
 }  // namespace
 
 Image load_training_image(const Sample& sample, Rgb background) {
@@ -224,88 +272,27 @@ CacheIdentities fill_cache(const Manifest& manifest, const DataConfig& config, c
   const c10::ScalarType dtype = models.options.compute_dtype;
   CacheIdentities ids;
 
-  // In a data-parallel run each rank first computes its share of what is missing; after all have,
-  // each computes what it still does not see (another machine's share, when the cache folder is
-  // not shared between machines).
-  const dist::Group& ranks = dist::world();
-  const int passes = ranks.size() > 1 ? 2 : 1;
-  int64_t reused_again = 0;  // a second pass's look-ups are not counted
-
-  // Latents: the VAE is loaded only when an entry is missing or its identity is unknown.
-  const std::string vae_fp = source_fingerprint("vae", family, models.vae_path, dtype);
-  for (int pass = 0; pass < passes; ++pass) {
-    const bool share = passes == 2 && pass == 0;
-    int64_t& reused = pass == 0 ? st.latents_reused : reused_again;
-    ids.vae = known.find(vae_fp);
-    std::vector<Job> todo;
-    if (!ids.vae.empty()) todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), reused);
-    std::unique_ptr<Autoencoder> vae;
-    if (ids.vae.empty() || !todo.empty()) {
-      vae = models.family->load_vae(models.vae_path, models.options);
-      const std::string identity = with_dtype(vae->identity(), dtype);
-      if (identity != ids.vae) {
-        reused = 0;
-        ids.vae = identity;
-        todo = missing(latent_jobs(manifest, dir, config.background, ids.vae), reused);
-      }
-    }
-    if (share) {  // every rank lists what is missing before any writes: the same list, shared out
-      ranks.barrier("the listing of the latent cache's missing entries");
-      todo = share_of(std::move(todo), ranks);
-    }
-    if (vae) {
-      std::optional<Progress> bar;
-      if (progress && !todo.empty()) bar.emplace("latents", int64_t(todo.size()));
-      for (const Job& j : todo) {
+  ids.vae = fill_entries<Autoencoder>(
+      "latent", source_fingerprint("vae", family, models.vae_path, dtype), dtype, known, progress, st.latents_computed,
+      st.latents_reused, [&] { return models.family->load_vae(models.vae_path, models.options); },
+      [&](const std::string& identity) { return latent_jobs(manifest, dir, config.background, identity); },
+      [&](Autoencoder& vae, const Job& j) {
         at::Tensor image = image_to_tensor(load_training_image(*j.sample, background)).unsqueeze(0);
-        at::Tensor x0 = vae->encode(image.to(models.options.device));
-        write_entry(j.path, j.key, x0.squeeze(0));
-        ++st.latents_computed;
-        if (bar) bar->advance();
-      }
-      known.set(vae_fp, ids.vae);
-    }
-    if (share) ranks.barrier("the wait for every rank's share of the latent cache");
-  }
-
-  // Text features, the same way with the text encoder (after the VAE is freed).
-  const std::string text_fp = source_fingerprint("text", family, models.text_encoder_path, dtype);
-  for (int pass = 0; pass < passes; ++pass) {
-    const bool share = passes == 2 && pass == 0;
-    int64_t& reused = pass == 0 ? st.texts_reused : reused_again;
-    ids.text = known.find(text_fp);
-    std::vector<Job> todo;
-    if (!ids.text.empty()) todo = missing(text_jobs(manifest, dir, ids.text), reused);
-    std::unique_ptr<TextEncoder> encoder;
-    if (ids.text.empty() || !todo.empty()) {
-      encoder = models.family->load_text_encoder(models.text_encoder_path, models.options);
-      const std::string identity = with_dtype(encoder->identity(), dtype);
-      if (identity != ids.text) {
-        reused = 0;
-        ids.text = identity;
-        todo = missing(text_jobs(manifest, dir, ids.text), reused);
-      }
-    }
-    if (share) {
-      ranks.barrier("the listing of the text cache's missing entries");
-      todo = share_of(std::move(todo), ranks);
-    }
-    if (encoder) {
-      std::optional<Progress> bar;
-      if (progress && !todo.empty()) bar.emplace("text", int64_t(todo.size()));
-      // One caption per forward: an entry is then the caption's own encoding, whatever else is
-      // cached beside it (a row of a batched GEMM need not equal the unbatched product bitwise).
-      for (const Job& j : todo) {
-        std::vector<TextFeatures> features = encoder->encode({j.caption});
+        return vae.encode(image.to(models.options.device)).squeeze(0);
+      });
+  // After the VAE is freed. One caption per forward: an entry is then the caption's own encoding,
+  // whatever else is cached beside it (a row of a batched GEMM need not equal the unbatched
+  // product bitwise).
+  ids.text = fill_entries<TextEncoder>(
+      "text", source_fingerprint("text", family, models.text_encoder_path, dtype), dtype, known, progress,
+      st.texts_computed, st.texts_reused,
+      [&] { return models.family->load_text_encoder(models.text_encoder_path, models.options); },
+      [&](const std::string& identity) { return text_jobs(manifest, dir, identity); },
+      [&](TextEncoder& encoder, const Job& j) {
+        std::vector<TextFeatures> features = encoder.encode({j.caption});
         if (features.size() != 1) throw Error("text encoder returned the wrong number of features");
-        write_entry(j.path, j.key, features[0]);
-        ++st.texts_computed;
-        if (bar) bar->advance();
-      }
-      known.set(text_fp, ids.text);
-    }
-    if (share) ranks.barrier("the wait for every rank's share of the text cache");
-  }
+        return features[0];
+      });
   return ids;
 }
 

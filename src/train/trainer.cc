@@ -120,11 +120,11 @@ void sum_over_ranks(const dist::Group& ranks, const std::vector<at::Tensor>& par
 
 // The generator states of every rank: rank 0's under their own names, rank r's as "rng.rank<r>.*"
 // (gathered through `device`: NCCL moves only GPU tensors).
-std::map<std::string, at::Tensor> every_rank_rng_state(const dist::Group& ranks, c10::Device device) {
+std::map<std::string, at::Tensor> every_rank_rng_state(const dist::Group& ranks, c10::Device device, int64_t step) {
   std::map<std::string, at::Tensor> out = rng_state();
   if (ranks.size() == 1) return out;
   for (const auto& [name, state] : rng_state()) {
-    const std::vector<at::Tensor> all = ranks.all_gather(state.to(device), "the gathering of the generator states");
+    const std::vector<at::Tensor> all = ranks.all_gather(state.to(device), "the gathering of the generator states for the checkpoint of step " + std::to_string(step));
     for (int r = 1; r < ranks.size(); ++r) out["rng.rank" + std::to_string(r) + name.substr(3)] = all[r].cpu();
   }
   return out;
@@ -233,7 +233,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     c.plan_hash = plan.hash;
     for (const auto& [name, tensor] : trained) c.tensors[kTrainedPrefix + name] = tensor.detach();
     for (const auto& [name, tensor] : optimizer.state()) c.tensors[name] = tensor;
-    for (const auto& [name, tensor] : every_rank_rng_state(ranks, device)) c.tensors[name] = tensor;
+    for (const auto& [name, tensor] : every_rank_rng_state(ranks, device, step)) c.tensors[name] = tensor;
     if (writes) last_checkpoint = write_train_checkpoint(run_dir, std::move(c), t.keep_checkpoints);
   };
 
