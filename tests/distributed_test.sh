@@ -121,7 +121,7 @@ done
 kill -9 "${pids[1]}"
 wait "${pids[1]}" 2> /dev/null || true
 if wait "${pids[0]}"; then echo "rank 0 went on without rank 1"; exit 1; fi
-grep -q "rank 0: error: the .* of step [0-9]* failed: rank 1 (process ${pids[1]}) ended without a word" rank0.log ||
+grep -q "rank 0: error: the .* of step [0-9]*.* failed: rank 1 (process ${pids[1]}) ended without a word" rank0.log ||
   { echo "rank 0 did not name rank 1:"; tail -2 rank0.log; exit 1; }
 [ "$(grep -c error rank0.log)" -eq 1 ] || { echo "more than one error line"; cat rank0.log; exit 1; }
 "$bin" launch --nproc-per-node 2 -- train world/train.toml --run-dir killed "${long[@]}" --resume > resumed.log

@@ -30,10 +30,6 @@ using Backend = c10d::Backend;
 using Backend = c10d::ProcessGroup;
 #endif
 
-// Gradients travel in buckets of this many bytes (DDP's default is 25 MB): one collective per
-// bucket instead of one per tensor, without a second full copy of every gradient.
-constexpr int64_t kBucketBytes = int64_t{32} << 20;
-
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 std::string this_host() {
@@ -199,50 +195,38 @@ Group::Group(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size, c
   impl_ = std::move(impl);
 }
 
-void Group::all_reduce_sum(const std::vector<at::Tensor>& tensors, const std::string& what) const {
-  if (size_ == 1 || tensors.empty()) return;
+struct PendingSum::State {
+  std::shared_ptr<Group::Impl> group;
+  c10::intrusive_ptr<c10d::Work> work;
+  std::string what;
+};
+
+PendingSum::PendingSum() = default;
+PendingSum::~PendingSum() = default;
+PendingSum::PendingSum(PendingSum&&) noexcept = default;
+PendingSum& PendingSum::operator=(PendingSum&&) noexcept = default;
+
+void PendingSum::wait() {
+  if (!state_ || !state_->work) return;
+  try {
+    state_->work->wait();
+  } catch (const std::exception& e) {
+    state_->group->fail(state_->what, e.what());
+  }
+  state_->work.reset();
+}
+
+PendingSum Group::start_sum(const at::Tensor& tensor, const std::string& what) const {
+  PendingSum pending;
+  if (size_ == 1) return pending;
+  pending.state_ = std::make_unique<PendingSum::State>();
+  pending.state_->group = impl_;
+  pending.state_->what = what;
   impl_->run(what, [&] {
-    // Consecutive tensors in buckets; all buckets in flight before the first wait.
-    // Buckets hold one dtype; at most two are in flight, so the flat copies never add up to a
-    // second copy of every gradient.
-    struct Bucket {
-      std::vector<at::Tensor> members;
-      at::Tensor flat;
-      c10::intrusive_ptr<c10d::Work> work;
-    };
-    std::vector<Bucket> buckets(1);
-    int64_t bytes_in_bucket = 0;
-    for (const at::Tensor& t : tensors) {
-      const int64_t size = t.numel() * static_cast<int64_t>(t.element_size());
-      if (!buckets.back().members.empty() &&
-          (bytes_in_bucket + size > kBucketBytes || buckets.back().members[0].scalar_type() != t.scalar_type())) {
-        buckets.emplace_back();
-        bytes_in_bucket = 0;
-      }
-      buckets.back().members.push_back(t);
-      bytes_in_bucket += size;
-    }
-    torch::NoGradGuard no_grad;
-    auto finish = [](Bucket& b) {
-      b.work->wait();
-      int64_t offset = 0;
-      for (const at::Tensor& t : b.members) {
-        t.copy_(b.flat.narrow(0, offset, t.numel()).view_as(t));
-        offset += t.numel();
-      }
-      b.flat = at::Tensor();
-    };
-    for (size_t i = 0; i < buckets.size(); ++i) {
-      Bucket& b = buckets[i];
-      std::vector<at::Tensor> flat_parts;
-      for (const at::Tensor& t : b.members) flat_parts.push_back(t.reshape({-1}));
-      std::vector<at::Tensor> one{torch::cat(flat_parts)};
-      b.flat = one[0];
-      b.work = impl_->backend->allreduce(one);
-      if (i >= 1) finish(buckets[i - 1]);
-    }
-    finish(buckets.back());
+    std::vector<at::Tensor> one{tensor};
+    pending.state_->work = impl_->backend->allreduce(one);
   });
+  return pending;
 }
 
 std::vector<at::Tensor> Group::all_gather(const at::Tensor& tensor, const std::string& what) const {

@@ -42,6 +42,22 @@ struct GroupOptions {
   std::string bind_address;
 };
 
+// A sum over the ranks started by Group::start_sum: the tensor holds the sum after wait().
+class PendingSum {
+ public:
+  PendingSum();
+  ~PendingSum();
+  PendingSum(PendingSum&&) noexcept;
+  PendingSum& operator=(PendingSum&&) noexcept;
+  // Throws dt::Error naming the rank at fault (as a collective of Group does) when the sum failed.
+  void wait();
+
+ private:
+  friend class Group;
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 class Group {
  public:
   Group() = default;  // one process: rank 0 of 1, every collective a no-op
@@ -52,9 +68,10 @@ class Group {
   int size() const { return size_; }
   bool is_main() const { return rank_ == 0; }
 
-  // Sums each tensor over the ranks in place (fp32 tensors on the backend's device), in buckets.
-  // `what` names the operation in a failure ("the gradient all-reduce at step 12").
-  void all_reduce_sum(const std::vector<at::Tensor>& tensors, const std::string& what) const;
+  // Starts summing one contiguous tensor (on the backend's device) over the ranks in place and
+  // returns at once; every rank starts its sums in the same order. `what` names the operation in a
+  // failure ("the gradient sum of step 12").
+  PendingSum start_sum(const at::Tensor& tensor, const std::string& what) const;
   // Every rank's copy of `tensor` (same shape and dtype on every rank), in rank order.
   std::vector<at::Tensor> all_gather(const at::Tensor& tensor, const std::string& what) const;
   void barrier(const std::string& what) const;
@@ -66,6 +83,7 @@ class Group {
   void post_failure(const std::string& message) const noexcept;
 
  private:
+  friend class PendingSum;
   struct Impl;
   std::shared_ptr<Impl> impl_;
   int rank_ = 0, size_ = 1;

@@ -15,6 +15,7 @@
 #include "core/progress.h"
 #include "dist/group.h"
 #include "io/atomic_file.h"
+#include "train/gradient_sum.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/train_checkpoint.h"
@@ -95,29 +96,6 @@ void restore_trained(const NamedTensors& trained, const std::map<std::string, at
   for (const auto& [name, tensor] : trained) tensor.copy_(checkpoint.at(kTrainedPrefix + name));
 }
 
-// Sums the ranks' gradients of one optimizer step, with the step's loss and item count, so that every
-// rank updates with the gradient of the whole global batch. A gradient that no rank computed
-// stays undefined (AdamW skips it, as in one process).
-void sum_over_ranks(const dist::Group& ranks, const std::vector<at::Tensor>& params, double& step_loss,
-                    int64_t& step_items, int64_t step) {
-  std::vector<at::Tensor> tensors;
-  std::vector<double> scalars{step_loss, static_cast<double>(step_items)};
-  for (const at::Tensor& p : params) {
-    scalars.push_back(p.grad().defined() ? 1 : 0);
-    if (!p.grad().defined()) const_cast<at::Tensor&>(p).mutable_grad() = torch::zeros_like(p);
-    tensors.push_back(p.grad());
-  }
-  const at::Tensor totals = torch::tensor(scalars, torch::kDouble).to(params.empty() ? c10::kCPU : params[0].device());
-  tensors.push_back(totals);
-  ranks.all_reduce_sum(tensors, "the gradient all-reduce of step " + std::to_string(step));
-  const at::Tensor summed = totals.cpu();
-  const double* sum = summed.data_ptr<double>();
-  step_loss = sum[0];
-  step_items = static_cast<int64_t>(sum[1]);
-  for (size_t i = 0; i < params.size(); ++i)
-    if (sum[2 + i] == 0) const_cast<at::Tensor&>(params[i]).mutable_grad() = at::Tensor();
-}
-
 // The generator states of every rank: rank 0's under their own names, rank r's as "rng.rank<r>.*"
 // (gathered through `device`: NCCL moves only GPU tensors).
 std::map<std::string, at::Tensor> every_rank_rng_state(const dist::Group& ranks, c10::Device device, int64_t step) {
@@ -186,6 +164,8 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
   if (trains)
     for (const auto& named : trained) params.push_back(named.second);
   AdamW optimizer(params, t.adamw);
+  std::optional<GradientSum> gradient_sum;  // the ranks' gradients summed: each rank computes its share
+  if (trains && ranks.size() > 1) gradient_sum.emplace(ranks, params);
   int64_t next_batch = 0, step = 0;
   double loss_smooth = 0;
   std::string last_checkpoint;
@@ -266,6 +246,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
         // The objective's loss is the mean over this rank's items; its share of the global batch's
         // mean is that times (items here / items in the batch).
         const double share = ranks.size() == 1 ? 1.0 : static_cast<double>(end - first) / static_cast<double>(batch_items);
+        if (gradient_sum && next_batch + 1 - group_start == group_size) gradient_sum->arm(step + 1);
         (ranks.size() == 1 ? r.loss / static_cast<double>(group_size) : r.loss * (share / static_cast<double>(group_size))).backward();
         step_loss += value * share / static_cast<double>(group_size);
       } else {
@@ -287,12 +268,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     if (next_batch - group_start < group_size) continue;
 
     // One optimizer step.
-    double reduce_seconds = 0;
-    if (ranks.size() > 1) {
-      const auto reduce_start = std::chrono::steady_clock::now();
-      sum_over_ranks(ranks, params, step_loss, step_items, step + 1);
-      reduce_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - reduce_start).count();
-    }
+    const double reduce_seconds = gradient_sum ? gradient_sum->finish(step_loss, step_items, step + 1) : 0;
     const double norm = gradient_norm(params);
     if (!std::isfinite(norm))
       throw Error("the gradient norm is " + std::string(std::isnan(norm) ? "NaN" : "infinite") + " at step " +
@@ -309,8 +285,9 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     const double seconds = std::chrono::duration<double>(now - step_start).count();
     StepMetrics m{step, plan.batches[next_batch - 1].epoch, step_loss, loss_smooth, lr, norm, seconds,
                   static_cast<double>(step_items) / std::max(seconds, 1e-9), r.metrics};
-    // Time in the all-reduce, waiting for the slowest rank included: what data parallelism costs.
-    if (ranks.size() > 1) m.extra["allreduce_s"] = reduce_seconds;
+    // The wait for the gradient sum after the backward pass (the slowest rank included): what data
+    // parallelism costs beyond the part of the sum that overlapped the backward.
+    if (gradient_sum) m.extra["allreduce_s"] = reduce_seconds;
     if (metrics) metrics->write(m);
     char note[96];
     std::snprintf(note, sizeof(note), "loss %.4f  lr %.2e", loss_smooth, lr);
