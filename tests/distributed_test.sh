@@ -8,7 +8,8 @@
 #   micro-batches of 1 item against 1 batch of 3 — differs by 2e-4);
 # - record on 2 ranks writes a store byte-identical to the 1-process store, killed on one rank and
 #   resumed too;
-# - torchrun's own launcher (Debian's python3-torch) starts the same run with the same result;
+# - torchrun's own launcher (Debian's python3-torch) starts the same run with the same result, and so
+#   do two `deltatrain launch --nnodes 2` started as two machines would start them;
 # - a rank killed mid-run stops the other with one line naming it, and --resume ends bitwise equal
 #   to an uninterrupted 2-rank run (dropout on: every rank's generator state is checkpointed);
 # - ranks with different configs, a command that runs in one process, and bad launch flags are refused.
@@ -71,6 +72,17 @@ echo -n "train, 2 ranks against 1 process: "; compare one two metrics
 torchrun --nproc_per_node 2 --master_port "$(free_port)" --redirects 1 --tee 1 --no_python \
   "$bin" train world/train.toml --run-dir torchrun "${train[@]}" > torchrun.log 2>&1 || { cat torchrun.log; exit 1; }
 echo -n "train under torchrun against deltatrain launch: "; compare two torchrun metrics
+
+# Two "nodes" of one rank each, as two machines would start them (here both on 127.0.0.1).
+port=$(free_port)
+for node in 0 1; do
+  "$bin" launch --nnodes 2 --node-rank $node --master 127.0.0.1:$port --nproc-per-node 1 -- \
+    train world/train.toml --run-dir nodes "${train[@]}" > "node$node.log" 2>&1 &
+  pids[$node]=$!
+done
+for node in 0 1; do wait "${pids[$node]}" || { echo "node $node failed"; cat "node$node.log"; exit 1; }; done
+grep -q "rank 0 of 2 (gloo" node0.log || { echo "no rank line on node 0"; cat node0.log; exit 1; }
+echo -n "train on 2 nodes against 1 node of 2 ranks: "; compare two nodes metrics
 
 # record: whole batches per rank, merged into the 1-process store's bytes; learn: items per rank.
 transfer=(--set train.epochs=6 --set train.batch_size=2 --set transfer.exact=true --set transfer.learn_batch_size=3)
