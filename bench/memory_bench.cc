@@ -115,7 +115,7 @@ int step(int argc, char** argv, const std::string& dir) {
   const int64_t side = std::stoll(option(argc, argv, "--side", "256"));
   const int64_t rank = std::stoll(option(argc, argv, "--rank", "16"));
   const bool checkpointing = option(argc, argv, "--checkpointing", "on") == "on";
-  const dt::nn::WeightFormat format = dt::nn::weight_format_by_name(weights == "dense" ? "" : weights, "--weights");
+  const dt::WeightFormat format = dt::weight_format_by_name(weights == "dense" ? "" : weights, "--weights");
   const dt::Family& family = dt::detect_family(dir);
   const nlohmann::json config = dt::Checkpoint::open(dir).config();
   // Text features as the family's transformer takes them: Z-Image the valid caption tokens, klein
@@ -133,7 +133,7 @@ int step(int argc, char** argv, const std::string& dir) {
   const double load_s = seconds_since(start), bf16_bytes = dt::bench::weight_bytes(model->module()) / kGiB;
   // The weights are a memory map until read: the first read (8-bit: the quantization) brings them in.
   start = Clock::now();
-  if (format == dt::nn::WeightFormat::dense) {
+  if (format == dt::WeightFormat::dense) {
     torch::NoGradGuard no_grad;
     for (const auto& p : model->module().parameters()) p.sum();
   }

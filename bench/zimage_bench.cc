@@ -98,13 +98,13 @@ int main(int argc, char** argv) {
   for (const std::string& dtype_name : dt::bench::choices(argc, argv, "--dtypes", "fp32,bf16"))
   for (const std::string& weights : dt::bench::choices(argc, argv, "--weights", "dense")) {
     const at::ScalarType dtype = dtype_name == "fp32" ? at::kFloat : at::kBFloat16;
-    const dt::nn::WeightFormat format = dt::nn::weight_format_by_name(weights == "dense" ? "" : weights, "--weights");
+    const dt::WeightFormat format = dt::weight_format_by_name(weights == "dense" ? "" : weights, "--weights");
     const std::string name = dtype_name + (weights == "dense" ? "" : "+" + weights);
     dt::zimage::ZImageTransformer model(c);
     // Offloaded layers are made on the host and live there, everything else on the device.
     std::vector<at::Tensor> lora = dt::bench::random_model_with_lora(
         *model, offload ? c10::Device(c10::kCPU) : device, dtype, std::regex(R"(^layers\.\d+\.(attention|feed_forward)\.)"), rank);
-    if (format != dt::nn::WeightFormat::dense) model->store_blocks_8bit(format);
+    if (format != dt::WeightFormat::dense) model->store_blocks_8bit(format);
     std::printf("%s: weights %.1f MiB\n", name.c_str(), dt::bench::weight_bytes(*model) / (1 << 20));
     if (offload) model->offload_blocks(offload, device);
     std::vector<at::Tensor> x = {torch::randn({c.in_channels, 1, side, side})};

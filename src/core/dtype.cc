@@ -25,4 +25,19 @@ c10::ScalarType dtype_by_name(const std::string& name, const std::string& settin
   throw Error(setting + " '" + name + "' is not one of " + join(known));
 }
 
+WeightFormat weight_format_by_name(const std::string& name, const std::string& setting) {
+  if (name.empty()) return WeightFormat::dense;
+  if (name == "int8") return WeightFormat::int8;
+  if (name == "fp8") return WeightFormat::fp8;
+  throw Error(setting + " '" + name + "' is not one of: \"\" (the model's dtype), int8, fp8");
+}
+
+std::string weight_format_name(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::int8: return "int8";
+    case WeightFormat::fp8: return "fp8";
+    default: return "";
+  }
+}
+
 }  // namespace dt

@@ -9,11 +9,17 @@
 #include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 
+#include "core/dtype.h"
+
 namespace dt {
 
 struct LoadOptions {
   c10::Device device = c10::kCPU;
   c10::ScalarType compute_dtype = c10::kFloat;  // weights are converted to this on load
+  // model.weight_dtype: the frozen Linear weights of the transformer's blocks stored in 8 bits as
+  // they are read, so no full-precision copy of them is ever held; with fp8, an E4M3 checkpoint's
+  // codes and scales are kept as they are. Loads on the CPU.
+  WeightFormat block_weights = WeightFormat::dense;
 };
 
 // Text conditioning of one sample in the form the family's transformer consumes

@@ -209,6 +209,23 @@ at::Tensor Checkpoint::get(const std::string& name) const {
   return t.to(at::kFloat) * s;
 }
 
+StoredTensor Checkpoint::stored(const std::string& name) const {
+  const Location& at = locate(name);
+  const TensorInfo& i = info(name);
+  if (i.dtype != "F8_E4M3" || i.shape.size() != 2) return get(name);
+  const at::Tensor codes = files_[at.file]->get_float8_codes(name.substr(at.prefix));
+  const int64_t rows = i.shape[0];
+  const auto scale = scale_of_.find(name);
+  if (scale == scale_of_.end()) return {codes, at::ones({rows}, at::kFloat)};
+  const at::Tensor s = read(scale->second, scales_where_.at(scale->second)).to(at::kFloat).flatten();
+  return {codes, s.numel() == 1 ? s.expand({rows}).contiguous() : s.clone()};
+}
+
+at::Tensor StoredTensor::values() const {
+  if (!is_e4m3()) return data;
+  return decode_float8(data, /*e4m3=*/true) * row_scale.unsqueeze(1);
+}
+
 void Checkpoint::fold_fp8_scales() {
   const std::string scale_suffix = ".scale_weight";
   std::vector<std::string> drop;

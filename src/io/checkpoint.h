@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/Tensor.h>
@@ -22,6 +23,29 @@
 #include "io/safetensors.h"
 
 namespace dt {
+
+// A tensor as its checkpoint stores it. An E4M3 matrix (float8 weights, with a ComfyUI scale_weight
+// or without) stays its uint8 codes with one float32 scale per row, which 8-bit weight storage
+// keeps as they are (nn/linear.h) and values() decodes one tensor at a time; any other tensor is
+// what Checkpoint::get() returns.
+struct StoredTensor {
+  at::Tensor data;       // the values; or E4M3 codes [rows, cols] when row_scale is defined
+  at::Tensor row_scale;  // [rows] float32 for E4M3 codes, else undefined
+
+  StoredTensor() = default;
+  StoredTensor(at::Tensor values) : data(std::move(values)) {}  // NOLINT: any tensor is stored as itself
+  StoredTensor(at::Tensor codes, at::Tensor scale) : data(std::move(codes)), row_scale(std::move(scale)) {}
+  bool is_e4m3() const { return row_scale.defined(); }
+  c10::IntArrayRef sizes() const { return data.sizes(); }
+  // The values: code value × row scale in float32 for E4M3 codes, else `data`.
+  at::Tensor values() const;
+  // `op`, an operation on rows (narrow(0, …), a cat of row blocks), applied to the data and to the
+  // row scales alike.
+  template <class RowOp>
+  StoredTensor rows(RowOp op) const {
+    return is_e4m3() ? StoredTensor(op(data), op(row_scale)) : StoredTensor(op(data));
+  }
+};
 
 class Checkpoint {
  public:
@@ -40,6 +64,8 @@ class Checkpoint {
   // The tensor's header entry; its `name` is the name inside its file (no component prefix).
   const TensorInfo& info(const std::string& name) const;
   at::Tensor get(const std::string& name) const;  // throws dt::Error naming the path and tensor
+  // The tensor as stored (above): E4M3 matrices as codes and row scales, anything else as get().
+  StoredTensor stored(const std::string& name) const;
   // The float8 weights that get() multiplies by a scale_weight, by name (empty for other files).
   const std::map<std::string, std::string>& fp8_scales() const { return scale_of_; }
   const std::vector<std::shared_ptr<SafetensorsFile>>& files() const { return files_; }

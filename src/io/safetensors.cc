@@ -49,7 +49,7 @@ const DTypeEntry kDTypes[] = {
 #if DT_HAS_FLOAT8
     {"F8_E4M3", at::kFloat8_e4m3fn, 1}, {"F8_E5M2", at::kFloat8_e5m2, 1},
 #else
-    {"F8_E4M3", at::kByte, 1}, {"F8_E5M2", at::kByte, 1},  // decoded by f8_to_float
+    {"F8_E4M3", at::kByte, 1}, {"F8_E5M2", at::kByte, 1},  // decoded by decode_float8
 #endif
 };
 
@@ -269,30 +269,46 @@ const TensorInfo* SafetensorsFile::find(const std::string& name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
-at::Tensor SafetensorsFile::get(const std::string& name) const {
+const TensorInfo& SafetensorsFile::info_of(const std::string& name) const {
   const TensorInfo* info = find(name);
   if (!info) throw file_error(path_, "no tensor named " + quoted_name(name));
-  const DTypeEntry* type = dtype_by_name(info->dtype);
-  void* ptr = const_cast<uint8_t*>(bytes_ + data_start_ + info->begin);
-  const auto options = at::TensorOptions().dtype(type->type == at::kBool ? at::kByte : type->type);
-  at::Tensor t;
-  if (reinterpret_cast<uintptr_t>(ptr) % type->size == 0) {
+  return *info;
+}
+
+at::Tensor SafetensorsFile::mapped(const TensorInfo& info, at::ScalarType type, size_t element_size) const {
+  void* ptr = const_cast<uint8_t*>(bytes_ + data_start_ + info.begin);
+  const auto options = at::TensorOptions().dtype(type);
+  if (reinterpret_cast<uintptr_t>(ptr) % element_size == 0) {
     auto keep = mapping_;
-    t = at::from_blob(ptr, info->shape, [keep](void*) {}, options);
-  } else {
-    t = at::empty(info->shape, options);
-    if (info->end > info->begin) std::memcpy(t.data_ptr(), ptr, info->end - info->begin);
+    return at::from_blob(ptr, info.shape, [keep](void*) {}, options);
   }
+  at::Tensor t = at::empty(info.shape, options);
+  if (info.end > info.begin) std::memcpy(t.data_ptr(), ptr, info.end - info.begin);
+  return t;
+}
+
+at::Tensor SafetensorsFile::get(const std::string& name) const {
+  const TensorInfo& info = info_of(name);
+  const DTypeEntry* type = dtype_by_name(info.dtype);
+  const at::Tensor t = mapped(info, type->type == at::kBool ? at::kByte : type->type, type->size);
   if (type->type == at::kBool) return t.ne(0);  // any non-zero byte is true; never an invalid bool
 #if !DT_HAS_FLOAT8
-  if (info->dtype == "F8_E4M3" || info->dtype == "F8_E5M2") {
-    const bool e4m3 = info->dtype == "F8_E4M3";
-    at::Tensor table = at::empty({256}, at::kFloat);
-    for (int v = 0; v < 256; ++v) table.data_ptr<float>()[v] = f8_to_float(static_cast<uint8_t>(v), e4m3);
-    return table.index_select(0, t.flatten().to(at::kLong)).view(info->shape);
-  }
+  if (info.dtype == "F8_E4M3" || info.dtype == "F8_E5M2") return decode_float8(t, info.dtype == "F8_E4M3");
 #endif
   return t;
+}
+
+at::Tensor SafetensorsFile::get_float8_codes(const std::string& name) const {
+  const TensorInfo& info = info_of(name);
+  if (info.dtype != "F8_E4M3" && info.dtype != "F8_E5M2")
+    throw file_error(path_, "tensor " + quoted_name(name) + " is " + info.dtype + ", not float8");
+  return mapped(info, at::kByte, 1);
+}
+
+at::Tensor decode_float8(const at::Tensor& codes, bool e4m3) {
+  at::Tensor table = at::empty({256}, at::kFloat);
+  for (int v = 0; v < 256; ++v) table.data_ptr<float>()[v] = f8_to_float(static_cast<uint8_t>(v), e4m3);
+  return table.index_select(0, codes.flatten().to(at::kLong)).view(codes.sizes());
 }
 
 void release_mapped_pages(const at::Tensor& view) {

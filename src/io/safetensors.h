@@ -42,10 +42,15 @@ class SafetensorsFile {
   // aligned to the element size, else a copy; the mapping stays alive while any returned tensor
   // does. Writes to a returned tensor never reach the file.
   at::Tensor get(const std::string& name) const;
+  // The bytes of a float8 tensor (F8_E4M3 or F8_E5M2) as uint8 codes of its shape, undecoded, on
+  // the same terms as get(); throws dt::Error naming the file and tensor for any other dtype.
+  at::Tensor get_float8_codes(const std::string& name) const;
 
  private:
   SafetensorsFile() = default;
   void parse();
+  const TensorInfo& info_of(const std::string& name) const;  // throws naming the file and tensor
+  at::Tensor mapped(const TensorInfo& info, at::ScalarType type, size_t element_size) const;
 
   std::string path_;
   std::shared_ptr<void> mapping_;  // owns the bytes
@@ -78,6 +83,10 @@ std::string serialize_safetensors(const NamedTensors& tensors,
 // from the process (madvise MADV_DONTNEED), so the file does not stay resident. A later read of
 // those bytes reads the file again. Memory that is not inside a live mapping is left alone.
 void release_mapped_pages(const at::Tensor& view);
+
+// float32 values of float8 codes (uint8, any shape), exact: E4M3 is the "fn" variant (no
+// infinities; S.1111.111 is NaN), E5M2 follows IEEE.
+at::Tensor decode_float8(const at::Tensor& codes, bool e4m3);
 
 // Convenience: every tensor of a file, copied out of the mapping.
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path);

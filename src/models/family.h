@@ -53,7 +53,7 @@ class Denoiser {
   // model.weight_dtype: the frozen Linear weights of every transformer block stored in 8 bits
   // (nn/weights_8bit.h); embedders, the modulation outside the blocks and the final layer keep the
   // model's dtype. After any LoRA merge, before offload_blocks.
-  virtual void store_blocks_8bit(nn::WeightFormat format) = 0;
+  virtual void store_blocks_8bit(WeightFormat format) = 0;
   // Shared switch of every LoRA adapter in this model (LoRA off = the prior prediction).
   virtual nn::LoraState& lora_state() = 0;
   // Identity of the loaded weights (content hash of the checkpoint files), for manifests.

@@ -10,6 +10,17 @@
 #include "io/safetensors.h"
 
 namespace dt::nn {
+namespace {
+
+// The quantization's temporaries are freed into glibc's heap, which keeps them resident unless
+// trimmed: without this a model's load peaks a third above its 8-bit weights.
+void trim_heap() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
+}  // namespace
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias) {
   weight = register_parameter("weight", torch::empty({out_features, in_features}));
@@ -25,22 +36,46 @@ void LinearImpl::store_8bit(WeightFormat format) {
   weight.set_data(q.codes.to(weight.device()));
   release_mapped_pages(replaced);  // a weight read from a memory-mapped file leaves memory now
   weight_scale = register_buffer("weight_scale", q.scale.to(weight.device()));
+  trim_heap();
 }
 
-void store_linears_8bit(torch::nn::Module& root, WeightFormat format) {
+void LinearImpl::expect_8bit(WeightFormat format) {
+  if (is_8bit()) throw Error("the weight is already stored in 8 bits");
+  if (format == WeightFormat::dense) throw Error("expect_8bit needs int8 or fp8");
+  weight.requires_grad_(false);
+  weight.set_data(at::empty(weight.sizes(), weight.options().dtype(format == WeightFormat::int8 ? at::kChar : at::kByte)));
+  weight_scale = register_buffer("weight_scale", at::empty({weight.size(0)}, weight.options().dtype(at::kFloat)));
+}
+
+void LinearImpl::load_8bit(const StoredTensor& stored) {
+  if (!is_8bit()) throw Error("load_8bit needs the 8-bit form declared (expect_8bit)");
+  torch::NoGradGuard no_grad;
+  const WeightFormat format = weight.scalar_type() == at::kChar ? WeightFormat::int8 : WeightFormat::fp8;
+  RowQuantized q;
+  if (stored.is_e4m3() && format == WeightFormat::fp8) {
+    // 0x7F and 0xFF are E4M3's NaN; a scale must be finite for the values to be.
+    if (stored.data.bitwise_and(0x7F).eq(0x7F).any().item<bool>()) throw Error("the E4M3 weight holds NaN codes");
+    if (!at::isfinite(stored.row_scale).all().item<bool>()) throw Error("the E4M3 weight's scale is not finite");
+    q = {stored.data.clone(), stored.row_scale.to(at::kFloat).clone()};
+  } else {
+    q = quantize_rows(stored.values(), format);
+  }
+  weight.set_data(q.codes.to(weight.device()));
+  weight_scale.set_data(q.scale.to(weight.device()));
+  release_mapped_pages(stored.data);
+  trim_heap();
+}
+
+void store_linears_8bit(torch::nn::Module& root, WeightFormat format, Store8bit when) {
   for (const auto& item : root.named_modules()) {
     auto* linear = item.value()->as<LinearImpl>();
     if (!linear) continue;
     try {
-      linear->store_8bit(format);
+      if (when == Store8bit::now) linear->store_8bit(format);
+      else linear->expect_8bit(format);
     } catch (const Error& e) {
       throw Error("layer '" + item.key() + "': " + e.what());
     }
-#ifdef __GLIBC__
-    // The quantization's temporaries are freed into glibc's heap, which keeps them resident unless
-    // trimmed: without this a model's load peaks a third above its 8-bit weights.
-    malloc_trim(0);
-#endif
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <torch/nn/module.h>
 
+#include "io/checkpoint.h"
 #include "nn/weights_8bit.h"
 
 namespace dt::nn {
@@ -43,6 +44,13 @@ class LinearImpl : public torch::nn::Module {
   // and a `weight_scale` buffer [out] holds the row scales. The module then computes in its input's
   // dtype as before; the weight can no longer be trained or have a LoRA merged into it.
   void store_8bit(WeightFormat format);
+  // The 8-bit form declared before the weight is read: `weight` becomes codes and `weight_scale`
+  // scales, both unfilled (no memory touched) until load_8bit() fills them.
+  void expect_8bit(WeightFormat format);
+  // Fills the declared 8-bit form from the checkpoint's weight: an E4M3 weight's codes and row
+  // scales as they are when the form is fp8 (bytes kept), otherwise the weight's values quantized.
+  // A weight read from a memory-mapped file leaves memory afterwards.
+  void load_8bit(const StoredTensor& stored);
   bool is_8bit() const { return weight_scale.defined(); }
 
   at::Tensor weight;  // [out, in]: the model's dtype, or 8-bit codes after store_8bit()
@@ -52,7 +60,11 @@ class LinearImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Linear);
 
-// LinearImpl::store_8bit on every dt::nn::Linear of `root` (its frozen weights); an error names the layer.
-void store_linears_8bit(torch::nn::Module& root, WeightFormat format);
+enum class Store8bit {
+  now,      // quantize the weights the layers hold (LinearImpl::store_8bit)
+  on_load,  // declare the form; load_state fills it as it reads (LinearImpl::expect_8bit)
+};
+// Every dt::nn::Linear of `root` (its frozen weights) in 8 bits; an error names the layer.
+void store_linears_8bit(torch::nn::Module& root, WeightFormat format, Store8bit when = Store8bit::now);
 
 }  // namespace dt::nn

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "nn/linear.h"
 
 namespace dt::nn {
 namespace {
@@ -42,11 +43,21 @@ NamedTensors golden_recipe_weights(torch::nn::Module& module, uint64_t seed, con
   return tensors;
 }
 
-void load_state(torch::nn::Module& module, const std::map<std::string, at::Tensor>& tensors, const std::string& source,
+void load_state(torch::nn::Module& module, const std::map<std::string, StoredTensor>& tensors, const std::string& source,
                 c10::Device device, c10::ScalarType dtype) {
+  std::map<std::string, LinearImpl*> stored_8bit;  // weight name → its layer, declared 8-bit before the load
+  for (const auto& item : module.named_modules()) {
+    auto* linear = item.value()->as<LinearImpl>();
+    if (linear && linear->is_8bit()) stored_8bit[item.key().empty() ? "weight" : item.key() + ".weight"] = linear;
+  }
   std::vector<std::pair<std::string, at::Tensor>> targets;
   for (const auto& item : module.named_parameters()) targets.emplace_back(item.key(), item.value());
-  for (const auto& item : module.named_buffers()) targets.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers()) {
+    const std::string& name = item.key();
+    const std::string suffix = "_scale";  // an 8-bit weight's scales come with its codes
+    if (name.size() > suffix.size() && stored_8bit.count(name.substr(0, name.size() - suffix.size()))) continue;
+    targets.emplace_back(name, item.value());
+  }
   std::vector<std::string> missing, unexpected, wrong_shape, not_float;
   std::set<std::string> expected;
   for (const auto& [name, target] : targets) {
@@ -55,7 +66,7 @@ void load_state(torch::nn::Module& module, const std::map<std::string, at::Tenso
     if (it == tensors.end()) missing.push_back(name);
     else if (it->second.sizes() != target.sizes())
       wrong_shape.push_back(name + " " + shape_string(it->second.sizes()) + " vs model " + shape_string(target.sizes()));
-    else if (!at::isFloatingType(it->second.scalar_type())) not_float.push_back(name);
+    else if (!it->second.is_e4m3() && !at::isFloatingType(it->second.data.scalar_type())) not_float.push_back(name);
   }
   for (const auto& [name, _] : tensors)
     if (!expected.count(name)) unexpected.push_back(name);
@@ -68,7 +79,19 @@ void load_state(torch::nn::Module& module, const std::map<std::string, at::Tenso
     throw file_error(source, message);
   }
   torch::NoGradGuard no_grad;
-  for (auto& [name, target] : targets) target.set_data(tensors.at(name).to(device, dtype));
+  for (auto& [name, target] : targets) {
+    const StoredTensor& stored = tensors.at(name);
+    const auto layer = stored_8bit.find(name);
+    if (layer == stored_8bit.end()) {
+      target.set_data(stored.values().to(device, dtype));  // E4M3 weights decoded one at a time
+      continue;
+    }
+    try {
+      layer->second->load_8bit(stored);
+    } catch (const Error& e) {
+      throw file_error(source, "tensor '" + name + "': " + e.what());
+    }
+  }
 }
 
 }  // namespace dt::nn

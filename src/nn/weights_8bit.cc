@@ -45,21 +45,6 @@ class Linear8bit : public torch::autograd::Function<Linear8bit> {
 
 }  // namespace
 
-WeightFormat weight_format_by_name(const std::string& name, const std::string& setting) {
-  if (name.empty()) return WeightFormat::dense;
-  if (name == "int8") return WeightFormat::int8;
-  if (name == "fp8") return WeightFormat::fp8;
-  throw Error(setting + " '" + name + "' is not one of: \"\" (the model's dtype), int8, fp8");
-}
-
-std::string weight_format_name(WeightFormat format) {
-  switch (format) {
-    case WeightFormat::int8: return "int8";
-    case WeightFormat::fp8: return "fp8";
-    default: return "";
-  }
-}
-
 at::Tensor e4m3_decode(const at::Tensor& codes, c10::ScalarType dtype) {
   // Sign-extended to 16 bits and shifted by 4, a code's exponent and mantissa land on bfloat16's
   // lowest exponent bits and top mantissa bits, and its sign (with copies above) on bit 15; masking

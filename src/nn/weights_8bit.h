@@ -12,17 +12,9 @@
 #include <ATen/Tensor.h>
 #include <c10/core/ScalarType.h>
 
+#include "core/dtype.h"
+
 namespace dt::nn {
-
-enum class WeightFormat {
-  dense,  // the model's dtype
-  int8,   // symmetric: s_o = max_i |W_oi| / 127, q = round(W / s_o) ∈ [−127, 127]
-  fp8,    // E4M3 ("fn": finite, ±448 at most) as uint8 codes (LibTorch 1.13 has no float8 type): s_o = max_i |W_oi| / 448
-};
-
-// "" → dense, "int8", "fp8"; anything else is refused naming `setting` and the choices.
-WeightFormat weight_format_by_name(const std::string& name, const std::string& setting);
-std::string weight_format_name(WeightFormat format);
 
 // E4M3 codes of x (any shape, float): nearest value, ties to the even code, beyond ±448 saturated.
 // Non-finite values are refused.

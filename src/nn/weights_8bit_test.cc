@@ -3,9 +3,12 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <map>
+#include <tuple>
 
 #include "core/error.h"
 #include "nn/linear.h"
+#include "nn/load_state.h"
 #include "nn/weights_8bit.h"
 #include "testing/fp8.h"
 
@@ -155,6 +158,52 @@ TEST(Linear8bit, StoreNamesTheLayerWithNonFiniteWeights) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("layer 'bad'"), std::string::npos) << e.what();
+  }
+}
+
+// Layers declared 8-bit before a load take their codes from load_state: E4M3 codes and row scales
+// as they are into an fp8 layer, the values quantized into an int8 one (as store_8bit would), and
+// the scales are not looked for in the file. NaN codes and non-finite scales name the tensor.
+TEST(Linear8bit, DeclaredLayersLoadTheirCodes) {
+  Linear plain(5, 3, false);
+  EXPECT_THROW(plain->load_8bit(at::zeros({3, 5})), Error);  // nothing declared
+  plain->expect_8bit(WeightFormat::int8);
+  EXPECT_THROW(plain->expect_8bit(WeightFormat::int8), Error);
+
+  torch::nn::Sequential mixed;
+  Linear a(5, 3, true), b(5, 3, false);
+  mixed->push_back("a", a);
+  mixed->push_back("b", b);
+  a->expect_8bit(WeightFormat::fp8);
+  b->expect_8bit(WeightFormat::int8);
+  const at::Tensor codes = finite_codes().narrow(0, 40, 15).reshape({3, 5}), scale = at::tensor({0.5f, 2.0f, 0.125f});
+  const at::Tensor values = at::randn({3, 5}), bias = at::randn({3});
+  std::map<std::string, StoredTensor> tensors = {{"a.weight", {codes, scale}}, {"a.bias", bias}, {"b.weight", values}};
+  load_state(*mixed, tensors, "file.safetensors", c10::kCPU, at::kFloat);
+  EXPECT_TRUE(torch::equal(a->weight, codes));
+  EXPECT_TRUE(torch::equal(a->weight_scale, scale));
+  EXPECT_TRUE(torch::equal(a->bias, bias));
+  const RowQuantized q = quantize_rows(values, WeightFormat::int8);
+  EXPECT_TRUE(torch::equal(b->weight, q.codes));
+  EXPECT_TRUE(torch::equal(b->weight_scale, q.scale));
+  // An E4M3 weight into an int8 layer: its values (code value × row scale) quantized.
+  tensors["b.weight"] = StoredTensor(codes, scale);
+  load_state(*mixed, tensors, "file.safetensors", c10::kCPU, at::kFloat);
+  EXPECT_TRUE(torch::equal(b->weight, quantize_rows(e4m3_decode(codes, at::kFloat) * scale.unsqueeze(1), WeightFormat::int8).codes));
+
+  for (const auto& [bad_codes, bad_scale, what] :
+       {std::tuple{codes.clone().index_fill_(1, at::tensor({int64_t{2}}), 0x7F), scale, "NaN codes"},
+        {codes, at::tensor({0.5f, NAN, 1.0f}), "scale is not finite"}}) {
+    tensors["a.weight"] = StoredTensor(bad_codes, bad_scale);
+    try {
+      load_state(*mixed, tensors, "file.safetensors", c10::kCPU, at::kFloat);
+      FAIL() << what;
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("file.safetensors"), std::string::npos) << m;
+      EXPECT_NE(m.find("'a.weight'"), std::string::npos) << m;
+      EXPECT_NE(m.find(what), std::string::npos) << m;
+    }
   }
 }
 

@@ -149,8 +149,9 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
     throw Error("model.offload_blocks needs model.gradient_checkpointing = true: a plain backward pass would keep "
                 "every offloaded block on the device");
   LoadOptions load = options;
-  const nn::WeightFormat weights = weight_format(m);
+  const WeightFormat weights = weight_format(m);
   load.device = load_device(options.device, weights, m.offload_blocks);
+  load.block_weights = weights;  // adapters are attached, never merged, so the blocks load in 8 bits
   out.denoiser = family.load_transformer(run.resolve(m.base), load);
   torch::nn::Module& module = out.denoiser->module();
   for (auto& p : module.parameters()) p.requires_grad_(false);
@@ -172,12 +173,12 @@ LoadedModel load_model(const RunConfig& run, const ModelConfig& m, const LoraCon
   return out;
 }
 
-nn::WeightFormat weight_format(const ModelConfig& m) {
-  return nn::weight_format_by_name(m.weight_dtype, "model.weight_dtype");
+WeightFormat weight_format(const ModelConfig& m) {
+  return weight_format_by_name(m.weight_dtype, "model.weight_dtype");
 }
 
 void check_full_training(const ModelConfig& m) {
-  if (weight_format(m) != nn::WeightFormat::dense)
+  if (weight_format(m) != WeightFormat::dense)
     throw Error("model.weight_dtype = \"" + m.weight_dtype + "\" stores frozen weights in 8 bits, and full training (train.method = full, distill) trains every weight: leave it empty");
   if (m.offload_blocks > 0)
     throw Error("model.offload_blocks offloads frozen weights, and full training (train.method = full, distill) trains every weight: set it to 0");

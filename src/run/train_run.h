@@ -50,7 +50,7 @@ void check_method(const RunConfig& run, const std::vector<std::string>& allowed)
 const Family& family_of(const RunConfig& run, const ModelConfig& model);
 LoadOptions load_options(const ModelConfig& model);
 // model.weight_dtype, checked.
-nn::WeightFormat weight_format(const ModelConfig& model);
+WeightFormat weight_format(const ModelConfig& model);
 // Where the VAE and text encoder of a model section (default: the run's [model]) come from, for
 // filling the data caches.
 CacheModels cache_models(const RunConfig& run, const ModelConfig& model);

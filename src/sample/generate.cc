@@ -49,13 +49,15 @@ std::vector<Image> decode_latents(const Family& family, const std::string& vae_p
   return images;
 }
 
-c10::Device load_device(c10::Device device, nn::WeightFormat weight_format, int64_t offload_blocks) {
-  return weight_format != nn::WeightFormat::dense || offload_blocks > 0 ? c10::Device(c10::kCPU) : device;
+c10::Device load_device(c10::Device device, WeightFormat weight_format, int64_t offload_blocks) {
+  return weight_format != WeightFormat::dense || offload_blocks > 0 ? c10::Device(c10::kCPU) : device;
 }
 
-void store_and_place(Denoiser& model, nn::WeightFormat weight_format, int64_t offload_blocks, c10::Device device) {
-  if (weight_format != nn::WeightFormat::dense) {
-    model.store_blocks_8bit(weight_format);
+void store_and_place(Denoiser& model, WeightFormat weight_format, int64_t offload_blocks, c10::Device device) {
+  if (weight_format != WeightFormat::dense) {
+    bool stored = false;  // loaded in 8 bits (LoadOptions::block_weights): codes are integers
+    for (const at::Tensor& t : model.module().parameters()) stored |= !t.is_floating_point();
+    if (!stored) model.store_blocks_8bit(weight_format);
     // The weights left in the model's dtype may be views of the checkpoint's memory map, which
     // would keep the whole full-precision file resident: they get memory of their own.
     torch::NoGradGuard no_grad;
@@ -72,6 +74,8 @@ std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>
   {
     LoadOptions load = m.options;
     load.device = load_device(m.options.device, m.weight_format, m.offload_blocks);
+    // Merged LoRA files change the block weights: their 8-bit storage waits for the merge.
+    if (loras.empty()) load.block_weights = m.weight_format;
     const std::unique_ptr<Denoiser> model = family.load_transformer(m.transformer, load);
     std::vector<std::pair<std::string, double>> files;
     for (const LoraFile& l : loras) files.emplace_back(l.path, l.strength);

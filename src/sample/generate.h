@@ -21,16 +21,16 @@ struct SamplingModels {
   std::string transformer, text_encoder, vae;
   LoadOptions options;
   int64_t offload_blocks = 0;  // model.offload_blocks (Denoiser::offload_blocks)
-  nn::WeightFormat weight_format = nn::WeightFormat::dense;  // model.weight_dtype
+  WeightFormat weight_format = WeightFormat::dense;  // model.weight_dtype
 };
 
 // Where a transformer with 8-bit or offloaded weights is loaded: in host memory, so that the device
 // never holds the full-precision weights (8-bit) or every block (offloading).
-c10::Device load_device(c10::Device device, nn::WeightFormat weight_format, int64_t offload_blocks);
-// After loading on load_device() and merging any LoRA: stores the block weights in 8 bits (and
-// releases the checkpoint's memory map), and moves the model to `device` unless its blocks are to
+c10::Device load_device(c10::Device device, WeightFormat weight_format, int64_t offload_blocks);
+// After loading on load_device() and merging any LoRA: stores the block weights in 8 bits unless
+// they were loaded so (LoadOptions::block_weights), releases the checkpoint's memory map, and moves the model to `device` unless its blocks are to
 // be offloaded (offload_blocks does that).
-void store_and_place(Denoiser& model, nn::WeightFormat weight_format, int64_t offload_blocks, c10::Device device);
+void store_and_place(Denoiser& model, WeightFormat weight_format, int64_t offload_blocks, c10::Device device);
 
 // Caption features by prompt text, on the CPU.
 using PromptFeatures = std::map<std::string, TextFeatures>;

@@ -174,11 +174,11 @@ std::shared_ptr<Qwen3Encoder> Qwen3Encoder::load(const std::string& path, const 
     for (const auto& name : ck.names()) shapes[bare || name.rfind("model.", 0) != 0 ? name : name.substr(6)] = ck.info(name).shape;
     c = Qwen3Config::from_shapes(shapes, path);
   }
-  std::map<std::string, at::Tensor> tensors;
+  std::map<std::string, StoredTensor> tensors;
   for (const auto& name : ck.names()) {
     // A tied head saved anyway is a copy of the embeddings.
     if (name == "lm_head.weight" && (c.tie_word_embeddings || !lm_head)) continue;
-    tensors.emplace(bare && name != "lm_head.weight" ? "model." + name : name, ck.get(name));
+    tensors.emplace(bare && name != "lm_head.weight" ? "model." + name : name, ck.stored(name));
   }
   auto encoder = std::make_shared<Qwen3Encoder>(c, tensors.count("lm_head.weight") > 0);
   nn::load_state(*encoder, tensors, path, options.device, options.compute_dtype);

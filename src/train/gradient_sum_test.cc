@@ -3,6 +3,7 @@
 // a parameter only one rank reaches and one no rank reaches.
 #include "train/gradient_sum.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/torch.h>
@@ -26,9 +27,10 @@ RankResult run_rank(const c10::intrusive_ptr<c10d::Store>& store, int r, bool la
   o.bind_address = "127.0.0.1";
   o.timeout = std::chrono::seconds(20);
   const dist::Group group(store, r, 2, o);
-  torch::manual_seed(1);  // the same parameters on both ranks
-  at::Tensor a = torch::randn({3000, 400}).requires_grad_(), b = torch::randn({5}).requires_grad_(),
-             c = torch::randn({2}).requires_grad_();
+  // The same parameters on both ranks, from a generator of this thread's own (the ranks are threads).
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(1);
+  at::Tensor a = at::randn({3000, 400}, generator).requires_grad_(), b = at::randn({5}, generator).requires_grad_(),
+             c = at::randn({2}, generator).requires_grad_();
   GradientSum sum(group, {a, b, c});
   ((r + 1) * a.sum()).backward();
   const bool runs = !(last_pass_empty_on_rank1 && r == 1);

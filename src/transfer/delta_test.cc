@@ -36,7 +36,7 @@ class TinyDenoiser : public Denoiser {
   torch::nn::Module& module() override { return module_; }
   void set_gradient_checkpointing(bool) override {}
   void offload_blocks(int, c10::Device) override { throw Error("the tiny denoiser has no blocks"); }
-  void store_blocks_8bit(nn::WeightFormat) override { throw Error("the tiny denoiser has no blocks"); }
+  void store_blocks_8bit(WeightFormat) override { throw Error("the tiny denoiser has no blocks"); }
   nn::LoraState& lora_state() override { return *state_; }
   std::string identity() const override { return "tiny"; }
 

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 
 #include "core/error.h"
 #include "io/checkpoint.h"
@@ -214,8 +215,8 @@ TEST(Flux2Model, OffloadedBlocksGiveTheSameOutputsAndGradients) {
 // dequantized computes; the golden error is printed beside bf16's (bench/RESULTS.md).
 TEST(Flux2Model, EightBitBlocksComputeTheirDequantizedWeights) {
   Flux2Transformer bf16 = load_transformer(kWeights, testing::test_load_options(c10::kBFloat16));
-  for (const auto [format, bound] : {std::pair{nn::WeightFormat::int8, 0.04}, {nn::WeightFormat::fp8, 0.16}}) {
-    const std::string name = nn::weight_format_name(format);
+  for (const auto [format, bound] : {std::pair{WeightFormat::int8, 0.04}, {WeightFormat::fp8, 0.16}}) {
+    const std::string name = weight_format_name(format);
     Flux2Transformer eight = load_transformer(kWeights, fp32()), dense = load_transformer(kWeights, fp32());
     eight->store_blocks_8bit(format);
     const std::vector<std::string> layers = testing::copy_dequantized(*eight, *dense);
@@ -278,9 +279,10 @@ TEST(Flux2Weights, ScaledFp8OriginalFileEqualsItsDecodedValues) {
   const auto plain_tensors = load_safetensors(plain);
   testing::write_scaled_fp8(file, NamedTensors(plain_tensors.begin(), plain_tensors.end()), "model.diffusion_model.scaled_fp8",
                             [](const std::string&) { return true; });
-  const std::map<std::string, at::Tensor> decoded = diffusers_tensors(Checkpoint::open(file));
-  write_model_folder((dir / "decoded").string(), "diffusion_pytorch_model.safetensors",
-                     NamedTensors(decoded.begin(), decoded.end()), Checkpoint::open(kWeights).config());
+  NamedTensors decoded;
+  for (const auto& [name, t] : diffusers_tensors(Checkpoint::open(file))) decoded.emplace_back(name, t.values());
+  write_model_folder((dir / "decoded").string(), "diffusion_pytorch_model.safetensors", decoded,
+                     Checkpoint::open(kWeights).config());
   EXPECT_GT(Checkpoint::open(file).fp8_scales().size(), 20u);
   Flux2Transformer fp8 = load_transformer(file, fp32()), reference = load_transformer((dir / "decoded").string(), fp32());
   Flux2Transformer original = load_transformer(kWeights, fp32());
@@ -294,12 +296,49 @@ TEST(Flux2Weights, ScaledFp8OriginalFileEqualsItsDecodedValues) {
   fs::remove_all(dir);
 }
 
+// Loaded with model.weight_dtype = fp8 (LoadOptions::block_weights), the same file's block weights
+// keep its bytes: every 8-bit layer holds one of the file's per-tensor scales on every row, and its
+// codes times that scale are the decoded file's weight exactly, which leaves one code per value
+// (quantizing the decoded weights again would scale each row by its own largest magnitude).
+TEST(Flux2Weights, ScaledFp8FileLoadedAsFp8KeepsItsBytes) {
+  const fs::path dir = temp_dir("fp8-kept");
+  const std::string plain = (dir / "plain.safetensors").string(), file = (dir / "klein_fp8_scaled.safetensors").string();
+  write_original_file(plain, golden_weights(), "model.diffusion_model.");
+  const auto plain_tensors = load_safetensors(plain);
+  testing::write_scaled_fp8(file, NamedTensors(plain_tensors.begin(), plain_tensors.end()), "model.diffusion_model.scaled_fp8",
+                            [](const std::string&) { return true; });
+  std::set<float> file_scales;
+  const auto raw = SafetensorsFile::open(file);
+  for (const TensorInfo& t : raw->tensors())
+    if (t.name.find(".scale_weight") != std::string::npos) file_scales.insert(raw->get(t.name).item<float>());
+  LoadOptions fp8 = fp32();
+  fp8.block_weights = WeightFormat::fp8;
+  Flux2Transformer kept = load_transformer(file, fp8), decoded = load_transformer(file, fp32());
+  auto decoded_modules = decoded->named_modules();
+  size_t layers = 0;
+  for (const auto& item : kept->named_modules()) {
+    auto* linear = item.value()->as<nn::LinearImpl>();
+    if (!linear || !linear->is_8bit()) continue;
+    ++layers;
+    const float s = linear->weight_scale[0].item<float>();
+    EXPECT_TRUE(file_scales.count(s) && linear->weight_scale.eq(s).all().item<bool>()) << item.key();
+    EXPECT_TRUE(torch::equal(nn::dequantize_rows(linear->weight, linear->weight_scale),
+                             decoded_modules[item.key()]->as<nn::LinearImpl>()->weight)) << item.key();
+  }
+  EXPECT_GT(layers, 10u);
+  torch::NoGradGuard no_grad;
+  const Case c = read_case("B");
+  const at::Tensor got = run(kept, c), full = run(decoded, c);
+  EXPECT_LE(max_abs_diff(got, full), 1e-5 * full.abs().max().item<double>());
+  fs::remove_all(dir);
+}
+
 // A misread layout (here q and k of one block exchanged) is far outside the tolerance.
 TEST(Flux2Weights, MisreadLayoutIsCaught) {
   auto weights = golden_weights();
   std::swap(weights.at("transformer_blocks.0.attn.to_q.weight"), weights.at("transformer_blocks.0.attn.to_k.weight"));
   Flux2Transformer swapped(Flux2Config::from_json(Checkpoint::open(kWeights).config(), kWeights));
-  nn::load_state(*swapped, weights, "test", c10::kCPU, c10::kFloat);
+  nn::load_state(*swapped, {weights.begin(), weights.end()}, "test", c10::kCPU, c10::kFloat);
   torch::NoGradGuard no_grad;
   const at::Tensor& g = golden().at("A.out");
   EXPECT_GT(max_abs_diff(run(swapped, read_case("A")), g), 100 * testing::golden_tolerance(g));

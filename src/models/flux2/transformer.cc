@@ -256,9 +256,9 @@ at::Tensor image_ids(int64_t h, int64_t w, int64_t t) {
   return torch::stack({torch::full_like(rows, t), rows, cols, torch::zeros_like(rows)}, -1);
 }
 
-void Flux2TransformerImpl::store_blocks_8bit(nn::WeightFormat format) {
+void Flux2TransformerImpl::store_blocks_8bit(WeightFormat format, nn::Store8bit when) {
   for (auto* blocks : {&transformer_blocks, &single_transformer_blocks})
-    for (size_t k = 0; k < (*blocks)->size(); ++k) nn::store_linears_8bit(*(*blocks)->ptr(k), format);
+    for (size_t k = 0; k < (*blocks)->size(); ++k) nn::store_linears_8bit(*(*blocks)->ptr(k), format, when);
 }
 
 void Flux2TransformerImpl::offload_blocks(int64_t n, c10::Device device) {

@@ -135,7 +135,7 @@ class Flux2TransformerImpl : public torch::nn::Module {
   void offload_blocks(int64_t n, c10::Device device);
   const nn::BlockOffloader* offloader() const { return offloader_.get(); }
   // Stores the Linear weights of every double- and single-stream block in 8 bits (nn/weights_8bit.h).
-  void store_blocks_8bit(nn::WeightFormat format);
+  void store_blocks_8bit(WeightFormat format, nn::Store8bit when = nn::Store8bit::now);
   const Flux2Config& config() const { return config_; }
 
   TimeGuidanceEmbed time_guidance_embed{nullptr};

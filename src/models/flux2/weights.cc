@@ -72,10 +72,10 @@ std::string describe_checkpoint(const Checkpoint& ck) {
          " single blocks";
 }
 
-std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {
+std::map<std::string, StoredTensor> diffusers_tensors(const Checkpoint& ck) {
   const lora::KeyMap& keys = lora_keys();
-  std::map<std::string, at::Tensor> out;
-  auto put = [&](const std::string& name, at::Tensor t, const std::string& from) {
+  std::map<std::string, StoredTensor> out;
+  auto put = [&](const std::string& name, StoredTensor t, const std::string& from) {
     if (!out.emplace(name, std::move(t)).second)
       throw file_error(ck.path(), "tensor '" + from + "' maps to '" + name + "', which another tensor already gave");
   };
@@ -85,7 +85,7 @@ std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {
     for (const auto& [original, diffusers] : kNorms)
       if (auto numbers = lora::match_template(original, name)) norm = lora::fill_template(diffusers, *numbers);
     if (!norm.empty() || !ends_with(name, ".weight")) {
-      put(norm.empty() ? name : norm, ck.get(raw), raw);
+      put(norm.empty() ? name : norm, ck.stored(raw), raw);
       continue;
     }
     const std::string module = name.substr(0, name.size() - std::strlen(".weight"));
@@ -98,18 +98,19 @@ std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {
         break;
       }
     if (!rule) {
-      put(name, ck.get(raw), raw);  // a diffusers name, or one the strict loader will report
+      put(name, ck.stored(raw), raw);  // a diffusers name, or one the strict loader will report
       continue;
     }
-    at::Tensor w = ck.get(raw);
+    StoredTensor w = ck.stored(raw);
     const int64_t parts = static_cast<int64_t>(rule->diffusers.size());
-    if (w.dim() != 2 || w.size(0) % parts || (rule->swap_halves && w.size(0) % 2))
+    if (w.sizes().size() != 2 || w.sizes()[0] % parts || (rule->swap_halves && w.sizes()[0] % 2))
       throw file_error(ck.path(), "'" + raw + "' has shape " + c10::str(w.sizes()) + ", not " + std::to_string(parts) +
                                       " equal row blocks of a matrix");
-    if (rule->swap_halves) w = swap_halves(w);
-    const int64_t rows = w.size(0) / parts;
+    if (rule->swap_halves) w = w.rows(swap_halves);
+    const int64_t rows = w.sizes()[0] / parts;
     for (int64_t i = 0; i < parts; ++i)
-      put(lora::fill_template(rule->diffusers[i], numbers) + ".weight", w.narrow(0, i * rows, rows), raw);
+      put(lora::fill_template(rule->diffusers[i], numbers) + ".weight",
+          w.rows([&](const at::Tensor& t) { return t.narrow(0, i * rows, rows); }), raw);
   }
   return out;
 }
@@ -117,7 +118,7 @@ std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {
 Flux2Transformer load_transformer(const std::string& path, const LoadOptions& options, const std::optional<Flux2Config>& config) {
   Checkpoint ck = Checkpoint::open(path);
   if (!is_flux2_checkpoint(ck)) throw file_error(path, "not a FLUX.2 transformer checkpoint (no single_stream_modulation)");
-  std::map<std::string, at::Tensor> tensors = diffusers_tensors(ck);
+  std::map<std::string, StoredTensor> tensors = diffusers_tensors(ck);
   Flux2Config c;
   if (config) c = *config;
   else if (!ck.config().empty()) c = Flux2Config::from_json(ck.config(), (std::filesystem::path(path) / "config.json").string());
@@ -127,6 +128,7 @@ Flux2Transformer load_transformer(const std::string& path, const LoadOptions& op
     c = infer_flux2_config(shapes, path);
   }
   Flux2Transformer model(c);
+  if (options.block_weights != WeightFormat::dense) model->store_blocks_8bit(options.block_weights, nn::Store8bit::on_load);
   nn::load_state(*model, tensors, path, options.device, options.compute_dtype);
   return model;
 }

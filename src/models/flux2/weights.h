@@ -27,8 +27,9 @@ std::string describe_checkpoint(const Checkpoint& ck);
 
 // Every tensor of the checkpoint in diffusers names: prefix ("model.diffusion_model.",
 // "diffusion_model.") stripped, original names mapped, fused qkv split into row thirds,
-// final_layer.adaLN_modulation.1 halves swapped to [scale ; shift].
-std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck);
+// final_layer.adaLN_modulation.1 halves swapped to [scale ; shift]. E4M3 weights stay codes with
+// their row scales (io/checkpoint.h), split and swapped alike.
+std::map<std::string, StoredTensor> diffusers_tensors(const Checkpoint& ck);
 
 // The model of a diffusers transformer folder or a single file. Config: `config` if given, else the
 // folder's config.json, else inferred from the tensor shapes. Strict: any missing, unexpected or

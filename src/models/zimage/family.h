@@ -17,7 +17,7 @@ class ZImageDenoiser : public Denoiser {
   torch::nn::Module& module() override { return *model_; }
   void set_gradient_checkpointing(bool on) override { model_->set_gradient_checkpointing(on); }
   void offload_blocks(int n, c10::Device device) override { model_->offload_blocks(n, device); }
-  void store_blocks_8bit(nn::WeightFormat format) override { model_->store_blocks_8bit(format); }
+  void store_blocks_8bit(WeightFormat format) override { model_->store_blocks_8bit(format); }
   nn::LoraState& lora_state() override { return *lora_state_; }
   std::string identity() const override;
 

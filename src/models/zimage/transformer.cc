@@ -232,9 +232,9 @@ at::Tensor ZImageTransformerImpl::run_block(TransformerBlock& block, const at::T
                         offloader_ ? offloader_->residency(*block) : nn::Residency{});
 }
 
-void ZImageTransformerImpl::store_blocks_8bit(nn::WeightFormat format) {
+void ZImageTransformerImpl::store_blocks_8bit(WeightFormat format, nn::Store8bit when) {
   for (auto* blocks : {&noise_refiner, &context_refiner, &layers})
-    for (size_t k = 0; k < (*blocks)->size(); ++k) nn::store_linears_8bit(*(*blocks)->ptr(k), format);
+    for (size_t k = 0; k < (*blocks)->size(); ++k) nn::store_linears_8bit(*(*blocks)->ptr(k), format, when);
 }
 
 void ZImageTransformerImpl::offload_blocks(int64_t n, c10::Device device) {

@@ -99,7 +99,7 @@ class ZImageTransformerImpl : public torch::nn::Module {
   void offload_blocks(int64_t n, c10::Device device);
   const nn::BlockOffloader* offloader() const { return offloader_.get(); }
   // Stores the Linear weights of every block (refiners and main layers) in 8 bits (nn/weights_8bit.h).
-  void store_blocks_8bit(nn::WeightFormat format);
+  void store_blocks_8bit(WeightFormat format, nn::Store8bit when = nn::Store8bit::now);
   const ZImageConfig& config() const { return config_; }
 
   torch::nn::ModuleDict all_x_embedder{nullptr};   // "2-1": Linear(pF·pH·pW·C → dim)

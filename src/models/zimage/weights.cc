@@ -63,9 +63,9 @@ std::string describe_checkpoint(const Checkpoint& ck) {
          std::to_string(dim) + (dim == 3840 ? " (Z-Image 6B)" : "") + ", " + std::to_string(layers) + " layers";
 }
 
-std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {
-  std::map<std::string, at::Tensor> out;
-  auto put = [&](const std::string& name, at::Tensor t, const std::string& from) {
+std::map<std::string, StoredTensor> diffusers_tensors(const Checkpoint& ck) {
+  std::map<std::string, StoredTensor> out;
+  auto put = [&](const std::string& name, StoredTensor t, const std::string& from) {
     if (!out.emplace(name, std::move(t)).second)
       throw file_error(ck.path(), "tensor '" + from + "' maps to '" + name + "', which another tensor already gave");
   };
@@ -76,17 +76,16 @@ std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {
     if (name == "norm_final.weight") continue;  // the final LayerNorm has no parameters
     const std::string qkv = ".attention.qkv.weight";
     if (name.size() > qkv.size() && name.compare(name.size() - qkv.size(), qkv.size(), qkv) == 0) {
-      at::Tensor fused = ck.get(raw);  // [3·dim, dim]: rows of q, then k, then v
-      if (fused.dim() != 2 || fused.size(0) % 3)
+      const StoredTensor fused = ck.stored(raw);  // [3·dim, dim]: rows of q, then k, then v
+      if (fused.sizes().size() != 2 || fused.sizes()[0] % 3)
         throw file_error(ck.path(), "fused '" + raw + "' must be [3·dim, dim]");
-      const int64_t rows = fused.size(0) / 3;
+      const int64_t rows = fused.sizes()[0] / 3;
       const std::string block = name.substr(0, name.size() - std::strlen("qkv.weight"));
-      put(block + "to_q.weight", fused.narrow(0, 0, rows), raw);
-      put(block + "to_k.weight", fused.narrow(0, rows, rows), raw);
-      put(block + "to_v.weight", fused.narrow(0, 2 * rows, rows), raw);
+      for (const auto& [i, part] : {std::pair{0, "to_q.weight"}, {1, "to_k.weight"}, {2, "to_v.weight"}})
+        put(block + part, fused.rows([&](const at::Tensor& t) { return t.narrow(0, i * rows, rows); }), raw);
       continue;
     }
-    put(name, ck.get(raw), raw);
+    put(name, ck.stored(raw), raw);
   }
   return out;
 }
@@ -94,7 +93,7 @@ std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck) {
 ZImageTransformer load_transformer(const std::string& path, const LoadOptions& options,
                                    const std::optional<ZImageConfig>& config) {
   Checkpoint ck = Checkpoint::open(path);
-  std::map<std::string, at::Tensor> tensors = diffusers_tensors(ck);
+  std::map<std::string, StoredTensor> tensors = diffusers_tensors(ck);
   ZImageConfig c;
   if (config) c = *config;
   else if (!ck.config().empty()) c = ZImageConfig::from_json(ck.config(), (std::filesystem::path(path) / "config.json").string());
@@ -104,6 +103,7 @@ ZImageTransformer load_transformer(const std::string& path, const LoadOptions& o
     c = infer_zimage_config(shapes, path);
   }
   ZImageTransformer model(c);
+  if (options.block_weights != WeightFormat::dense) model->store_blocks_8bit(options.block_weights, nn::Store8bit::on_load);
   nn::load_state(*model, tensors, path, options.device, options.compute_dtype);
   return model;
 }

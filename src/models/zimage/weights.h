@@ -32,7 +32,8 @@ std::string diffusers_name(const std::string& name);
 
 // Every tensor of the checkpoint in diffusers names: prefix stripped, ComfyUI names mapped, fused
 // qkv split into to_q/to_k/to_v, the parameter-free final norm's stray "norm_final.weight" dropped.
-std::map<std::string, at::Tensor> diffusers_tensors(const Checkpoint& ck);
+// E4M3 weights stay codes with their row scales (io/checkpoint.h), split alike.
+std::map<std::string, StoredTensor> diffusers_tensors(const Checkpoint& ck);
 
 // The model of a diffusers transformer folder or a single file. Config: `config` if given, else the
 // folder's config.json, else inferred from the tensor shapes. Strict: any missing, unexpected or

@@ -235,8 +235,8 @@ TEST(ZImageModel, OffloadedBlocksGiveTheSameOutputsAndGradients) {
 // 8-bit blocks changes nothing.
 TEST(ZImageModel, EightBitBlocksComputeTheirDequantizedWeights) {
   ZImageTransformer bf16 = load_transformer(kWeights, testing::test_load_options(c10::kBFloat16));
-  for (const auto [format, bound] : {std::pair{nn::WeightFormat::int8, 0.04}, {nn::WeightFormat::fp8, 0.16}}) {
-    const std::string name = nn::weight_format_name(format);
+  for (const auto [format, bound] : {std::pair{WeightFormat::int8, 0.04}, {WeightFormat::fp8, 0.16}}) {
+    const std::string name = weight_format_name(format);
     ZImageTransformer eight = load_transformer(kWeights, fp32()), dense = load_transformer(kWeights, fp32());
     eight->store_blocks_8bit(format);
     const std::vector<std::string> layers = testing::copy_dequantized(*eight, *dense);
@@ -272,8 +272,8 @@ TEST(ZImageModel, EightBitBlocksComputeTheirDequantizedWeights) {
 // 8-bit blocks under gradient checkpointing, and offloaded, give the gradients of plain 8-bit blocks.
 TEST(ZImageModel, OffloadedEightBitBlocksGiveTheSameOutputsAndGradients) {
   ZImageTransformer resident = load_transformer(kWeights, fp32()), offloaded = load_transformer(kWeights, LoadOptions{});
-  resident->store_blocks_8bit(nn::WeightFormat::int8);
-  offloaded->store_blocks_8bit(nn::WeightFormat::int8);
+  resident->store_blocks_8bit(WeightFormat::int8);
+  offloaded->store_blocks_8bit(WeightFormat::int8);
   const std::vector<at::Tensor> resident_lora = attach_test_adapters(resident, std::make_shared<nn::LoraState>());
   const std::vector<at::Tensor> offloaded_lora = attach_test_adapters(offloaded, std::make_shared<nn::LoraState>());
   offloaded->offload_blocks(2, testing::test_device());
@@ -357,7 +357,7 @@ TEST(ZImageWeights, ScaledFp8SingleFileEqualsItsDecodedValues) {
                             [](const std::string& name) { return name.find("pad_token") == std::string::npos; });
   std::map<std::string, at::Tensor> decoded;  // diffusers names
   // The decoded checkpoint, through the same name mapping, written as a diffusers folder.
-  for (const auto& [name, t] : diffusers_tensors(Checkpoint::open(file))) decoded[name] = t;
+  for (const auto& [name, t] : diffusers_tensors(Checkpoint::open(file))) decoded[name] = t.values();
   NamedTensors folder(decoded.begin(), decoded.end());
   write_model_folder((dir / "decoded").string(), "diffusion_pytorch_model.safetensors", folder,
                      Checkpoint::open(kWeights).config());
@@ -377,6 +377,71 @@ TEST(ZImageWeights, ScaledFp8SingleFileEqualsItsDecodedValues) {
     EXPECT_GT(max_abs_diff(a[i], o[i]), 1e-4 * scale);
     EXPECT_LT(max_abs_diff(a[i], o[i]), 0.25 * scale);
   }
+  fs::remove_all(dir);
+}
+
+// Loaded with model.weight_dtype = fp8 (LoadOptions::block_weights), a scaled fp8 file's block
+// weights keep their bytes: every block Linear holds the file's E4M3 codes (the fused qkv cut into
+// row thirds) and its scale_weight, where quantizing the decoded values again gives other codes
+// (the per-tensor scale maps only one row's largest magnitude to 448). The model computes what the
+// decoded file computes. Storing in 8 bits as the weights are read gives the codes of storing
+// after a full-precision load (int8 here).
+TEST(ZImageWeights, Fp8FileLoadedAsFp8KeepsItsBytes) {
+  const fs::path dir = temp_dir("fp8-kept");
+  const std::string file = (dir / "z_image_fp8_scaled.safetensors").string();
+  testing::write_scaled_fp8(file, to_comfy_layout(kWeights, "model.diffusion_model."), "model.diffusion_model.scaled_fp8",
+                            [](const std::string& name) { return name.find("pad_token") == std::string::npos; });
+  const ZImageConfig config = ZImageConfig::from_json(Checkpoint::open(kWeights).config(), kWeights);
+  LoadOptions fp8 = fp32();
+  fp8.block_weights = WeightFormat::fp8;
+  ZImageTransformer kept = load_transformer(file, fp8, config), decoded = load_transformer(file, fp32(), config);
+  ZImageTransformer requantized = load_transformer(file, fp32(), config);
+  requantized->store_blocks_8bit(WeightFormat::fp8);
+
+  // The file's bytes by diffusers name, read here without the loader's name mapping.
+  const auto raw = SafetensorsFile::open(file);
+  std::map<std::string, std::pair<at::Tensor, at::Tensor>> want;  // codes, scale per row
+  for (const TensorInfo& t : raw->tensors()) {
+    if (t.dtype != "F8_E4M3" || t.shape.size() != 2) continue;
+    const std::string stem = t.name.substr(0, t.name.size() - std::strlen(".weight"));
+    const at::Tensor codes = raw->get_float8_codes(t.name), scale = raw->get(stem + ".scale_weight");
+    const std::string name = diffusers_name(t.name);
+    const size_t qkv = name.find(".attention.qkv.weight");
+    if (qkv == std::string::npos) {
+      want[name] = {codes, scale.expand({codes.size(0)})};
+      continue;
+    }
+    const int64_t rows = codes.size(0) / 3;
+    for (int64_t i = 0; i < 3; ++i)
+      want[name.substr(0, qkv) + ".attention.to_" + "qkv"[i] + ".weight"] = {codes.narrow(0, i * rows, rows), scale.expand({rows})};
+  }
+  size_t layers = 0, moved = 0;
+  auto requantized_modules = requantized->named_modules();
+  for (const auto& item : kept->named_modules()) {
+    auto* linear = item.value()->as<nn::LinearImpl>();
+    if (!linear || !linear->is_8bit()) continue;
+    ++layers;
+    const auto& [codes, scale] = want.at(item.key() + ".weight");
+    EXPECT_TRUE(torch::equal(linear->weight, codes)) << item.key();
+    EXPECT_TRUE(torch::equal(linear->weight_scale, scale)) << item.key();
+    moved += !torch::equal(requantized_modules[item.key()]->as<nn::LinearImpl>()->weight, codes);
+  }
+  EXPECT_GT(layers, 10u);
+  EXPECT_GT(moved, layers / 2);
+  torch::NoGradGuard no_grad;
+  const Case c = read_case("B");
+  const auto got = kept->forward(c.x, c.t, c.caps), full = decoded->forward(c.x, c.t, c.caps);
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_LE(max_abs_diff(got[i], full[i]), 1e-5 * full[i].abs().max().item<double>()) << i;
+
+  LoadOptions int8 = fp32();
+  int8.block_weights = WeightFormat::int8;
+  ZImageTransformer on_load = load_transformer(kWeights, int8), after_load = load_transformer(kWeights, fp32());
+  after_load->store_blocks_8bit(WeightFormat::int8);
+  const auto after = after_load->named_parameters();
+  for (const auto& item : on_load->named_parameters()) EXPECT_TRUE(torch::equal(item.value(), after[item.key()])) << item.key();
+  const auto after_buffers = after_load->named_buffers();
+  for (const auto& item : on_load->named_buffers()) EXPECT_TRUE(torch::equal(item.value(), after_buffers[item.key()])) << item.key();
   fs::remove_all(dir);
 }
 
