@@ -15,8 +15,11 @@
 //   --profile: after the timings, one forward and one forward + backward of the last dtype under
 //   LibTorch's profiler, written as a Chrome trace (bench/profile_summary.py sums it per op).
 //   --full: the released Z-Image transformer (dim 3840, 30 layers) at 1024² (4096 image tokens).
+//   --first-passes N: before the timings, the first N forward + backward passes of the fresh model,
+//   each timed on its own (what a run's first steps cost against its later ones).
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <regex>
@@ -110,6 +113,18 @@ int main(int argc, char** argv) {
     std::vector<at::Tensor> x = {torch::randn({c.in_channels, 1, side, side})};
     std::vector<at::Tensor> caps = {torch::randn({caption_tokens, c.cap_feat_dim})};
     at::Tensor t = torch::tensor({0.5f});
+    if (const int first = std::stoi(option(argc, argv, "--first-passes", "0")); first > 0) {
+      std::printf("%s first passes (forward + backward), s:", name.c_str());
+      for (int i = 0; i < first; ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (auto& p : lora) p.mutable_grad() = at::Tensor();
+        model->forward(x, t, caps)[0].to(at::kFloat).pow(2).mean().backward();
+        dt::bench::sync(device);
+        std::printf(" %.3f", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        std::fflush(stdout);
+      }
+      std::printf("\n");
+    }
     const double gemm = dt::bench::gemm_rate(dtype, image_tokens + caption_tokens, c.dim, c.ffn_dim(), repeats, device);
     dt::bench::measure_choices(
         argc, argv, name, offload > 0, flops.forward, flops.backward, gemm, repeats, device,

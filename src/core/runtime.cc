@@ -2,12 +2,39 @@
 
 #include <sched.h>
 
+#include <climits>
 #include <cstdlib>
 #include <string>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <ATen/Parallel.h>
 
 namespace dt {
+namespace {
+
+// glibc's malloc first gives every block above 128 KiB a mapping of its own and hands the top of
+// its heap back to the system once 128 KiB of it are free, raising both limits only as it sees such
+// blocks freed. A training step's activations are then page-faulted in afresh, step after step,
+// until the limits have grown: the first forward + backward of the mid-size Z-Image took 2.1× (bf16)
+// and 1.6× (fp32) a later one, the second still 1.5× (bench/RESULTS.md, "First passes"). Blocks up
+// to 32 MiB (glibc's largest threshold) come from the heap here, freed memory stays for the next
+// step, and the heap grows 256 MiB at a time. Memory given back on purpose (malloc_trim after each
+// layer quantized to 8 bits) still goes back. A process started with malloc settings of its own
+// (GLIBC_TUNABLES or MALLOC_*_) keeps them.
+void keep_freed_memory() {
+#ifdef __GLIBC__
+  for (const char* name : {"GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_"})
+    if (std::getenv(name)) return;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
+  mallopt(M_TOP_PAD, 256 << 20);
+#endif
+}
+
+}  // namespace
 
 int available_cores() {
   cpu_set_t set;
@@ -20,6 +47,7 @@ int available_cores() {
 }
 
 void init_runtime() {
+  keep_freed_memory();
   int threads = available_cores();
   if (const char* env = std::getenv("DT_THREADS")) {
     int n = std::atoi(env);
