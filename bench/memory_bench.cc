@@ -4,13 +4,14 @@
 // one LoRA step, with the resident set size (VmRSS) and its peak (VmHWM, reset between phases
 // through /proc/self/clear_refs) at each phase.
 //
-//   build/memory_bench write zimage|klein-4b|klein-9b DIR
-//       a diffusers transformer folder in bf16. Each matrix is one random row repeated (a broadcast
+//   build/memory_bench write zimage|klein-4b|klein-9b DIR [--fp8]
+//       a diffusers transformer folder in bf16 (--fp8: its block matrices as random E4M3 codes with
+//       a per-tensor scale_weight, as ComfyUI's "scaled fp8" files hold them). Each matrix is one random row repeated (a broadcast
 //       view made contiguous one tensor at a time while writing), so writing never holds more than
 //       one tensor; the values matter to neither memory nor time.
 //   build/memory_bench step DIR [--weights dense|int8|fp8] [--side 256] [--text-tokens 128]
 //                        [--rank 16] [--checkpointing on|off] [--threads N]
-//       load (bf16, mmap), store the block weights in 8 bits if asked, attach a rank-16 attn-mlp
+//       load (bf16, mmap) as a run does, the block weights stored in 8 bits as they are read if asked, attach a rank-16 attn-mlp
 //       LoRA with AdamW, and run one training step at side × side pixels; prints one line of
 //       key=value pairs (sizes in GiB).
 //   build/memory_bench write qwen3-4b|qwen3-8b DIR
@@ -20,12 +21,16 @@
 //       tokens (random ids; the tokenizer costs nothing here).
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 
 #include "bench_util.h"
+#include "core/error.h"
 #include "core/runtime.h"
 #include "io/checkpoint.h"
 #include "lora/adapters.h"
@@ -77,7 +82,51 @@ dt::NamedTensors broadcast_weights(torch::nn::Module& model) {
   return out;
 }
 
-int write(const std::string& which, const std::string& dir) {
+// `tensors` as a ComfyUI "scaled fp8" single file: every matrix of the transformer blocks as random
+// E4M3 codes (no NaN) with a per-tensor scale_weight, everything else as given, and the scaled_fp8
+// marker. Written one tensor at a time (largest element size first, so every tensor is aligned).
+void write_scaled_fp8(const std::string& path, const dt::NamedTensors& tensors) {
+  struct Entry {
+    std::string name, dtype;
+    at::Tensor value;  // made on demand for the codes
+    std::vector<int64_t> shape;
+    size_t element;
+  };
+  std::vector<Entry> entries;
+  const std::regex block(R"(^(transformer_blocks|single_transformer_blocks|layers|noise_refiner|context_refiner)\.)");
+  for (const auto& [name, t] : tensors) {
+    if (t.dim() == 2 && std::regex_search(name, block)) {
+      entries.push_back({name, "F8_E4M3", {}, t.sizes().vec(), 1});
+      entries.push_back({name.substr(0, name.size() - 7) + ".scale_weight", "F32", torch::full({}, 1e-4f), {}, 4});
+    } else {
+      entries.push_back({name, "BF16", t, t.sizes().vec(), 2});
+    }
+  }
+  entries.push_back({"scaled_fp8", "F8_E4M3", torch::empty({0}, at::kByte), {0}, 1});
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.element > b.element; });
+  nlohmann::json header = nlohmann::json::object();
+  uint64_t offset = 0;
+  for (const Entry& e : entries) {
+    uint64_t bytes = e.element;
+    for (int64_t d : e.shape) bytes *= static_cast<uint64_t>(d);
+    header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string h = header.dump();
+  h.resize((h.size() + 7) / 8 * 8, ' ');
+  std::ofstream out(path, std::ios::binary);
+  const uint64_t length = h.size();
+  out.write(reinterpret_cast<const char*>(&length), 8);
+  out.write(h.data(), static_cast<std::streamsize>(h.size()));
+  for (const Entry& e : entries) {
+    at::Tensor t = e.value.defined() ? e.value.contiguous()
+                                     : torch::randint(0, 0x7F, e.shape, at::kByte).bitwise_or_(torch::randint(0, 2, e.shape, at::kByte) * 0x80);
+    out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
+  }
+  if (!out) throw dt::Error("could not write " + path);
+}
+
+int write(const std::string& which, const std::string& dir, bool fp8) {
   dt::NamedTensors tensors;
   nlohmann::json config;
   std::string weights_file = "diffusion_pytorch_model.safetensors";
@@ -104,7 +153,13 @@ int write(const std::string& which, const std::string& dir) {
   double params = 0;
   for (const auto& [name, t] : tensors) params += static_cast<double>(t.numel());
   const auto start = Clock::now();
-  dt::write_model_folder(dir, weights_file, tensors, config);
+  if (fp8) {
+    std::filesystem::create_directories(dir);
+    write_scaled_fp8((std::filesystem::path(dir) / weights_file).string(), tensors);
+    std::ofstream((std::filesystem::path(dir) / "config.json").string()) << config.dump(2);
+  } else {
+    dt::write_model_folder(dir, weights_file, tensors, config);
+  }
   std::printf("%s: %.3f B parameters, %.2f GiB in bf16, written in %.0f s\n", which.c_str(), params / 1e9,
               params * 2 / kGiB, seconds_since(start));
   return 0;
@@ -128,9 +183,12 @@ int step(int argc, char** argv, const std::string& dir) {
   auto start = Clock::now();
   dt::LoadOptions options;
   options.compute_dtype = at::kBFloat16;
+  options.block_weights = format;  // as a run loads: the blocks stored in 8 bits as they are read
   std::unique_ptr<dt::Denoiser> model = family.load_transformer(dir, options);
   for (auto& p : model->module().parameters()) p.requires_grad_(false);
-  const double load_s = seconds_since(start), bf16_bytes = dt::bench::weight_bytes(model->module()) / kGiB;
+  double parameters = 0;
+  for (const auto& p : model->module().parameters()) parameters += static_cast<double>(p.numel());
+  const double load_s = seconds_since(start), bf16_bytes = parameters * 2 / kGiB;
   // The weights are a memory map until read: the first read (8-bit: the quantization) brings them in.
   start = Clock::now();
   if (format == dt::WeightFormat::dense) {
@@ -222,7 +280,8 @@ int main(int argc, char** argv) {
   if (!option(argc, argv, "--threads", "").empty()) setenv("DT_THREADS", option(argc, argv, "--threads", "").c_str(), 1);
   dt::init_runtime();
   const std::string command = argc > 1 ? argv[1] : "";
-  if (command == "write" && argc >= 4) return write(argv[2], argv[3]);
+  if (command == "write" && argc >= 4)
+    return write(argv[2], argv[3], std::find(argv + 1, argv + argc, std::string("--fp8")) != argv + argc);
   if (command == "step" && argc >= 3) return step(argc, argv, argv[2]);
   if (command == "encode" && argc >= 3) return encode(argc, argv, argv[2]);
   std::fprintf(stderr, "usage: memory_bench write zimage|klein-4b|klein-9b DIR | step DIR [--weights dense|int8|fp8] [--side N]\n");

@@ -83,7 +83,11 @@ void load_state(torch::nn::Module& module, const std::map<std::string, StoredTen
     const StoredTensor& stored = tensors.at(name);
     const auto layer = stored_8bit.find(name);
     if (layer == stored_8bit.end()) {
-      target.set_data(stored.values().to(device, dtype));  // E4M3 weights decoded one at a time
+      const at::Tensor value = stored.values().to(device, dtype);  // E4M3 weights decoded one at a time
+      target.set_data(value);
+      // A copy (another dtype, decoded, or on a device) leaves the file's pages to the file: mapped
+      // and read, they would stay resident beside it.
+      if (value.data_ptr() != stored.data.data_ptr()) release_mapped_pages(stored.data);
       continue;
     }
     try {
