@@ -71,13 +71,14 @@ dt::NamedTensors broadcast_weights(torch::nn::Module& model) {
   for (const auto& item : model.named_parameters()) {
     const at::Tensor& p = item.value();
     at::Tensor t;
+    // Converted before the broadcast: converting a broadcast view would make it whole.
     if (p.dim() == 2) {
-      t = (torch::randn({1, p.size(1)}) / std::sqrt(static_cast<double>(p.size(1)))).expand(p.sizes());
+      t = (torch::randn({1, p.size(1)}) / std::sqrt(static_cast<double>(p.size(1)))).to(at::kBFloat16).expand(p.sizes());
     } else {
       const bool bias = item.key().size() > 5 && item.key().compare(item.key().size() - 5, 5, ".bias") == 0;
-      t = bias ? torch::zeros(p.sizes()) : 1 + 0.1 * torch::randn(p.sizes());
+      t = (bias ? torch::zeros(p.sizes()) : 1 + 0.1 * torch::randn(p.sizes())).to(at::kBFloat16);
     }
-    out.emplace_back(item.key(), t.to(at::kBFloat16));
+    out.emplace_back(item.key(), t);
   }
   return out;
 }

@@ -10,8 +10,10 @@
 #include "cli/forward.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "nn/attention.h"
+#include "testing/fp8.h"
 #include "testing/support.h"
 
 namespace dt {
@@ -154,6 +156,40 @@ TEST(Qwen3, SingleFileWithoutConfigInfersTheSizes) {
   write_safetensors(dir + "/broken.safetensors", missing);
   EXPECT_EQ(testing::error_of([&] { Qwen3Encoder::load(dir + "/broken.safetensors", LoadOptions{}); }),
             dir + "/broken.safetensors: no config.json, and no tensor 'layers.0.self_attn.q_norm.weight' to read the sizes from");
+  std::filesystem::remove_all(dir);
+}
+
+// ComfyUI's "scaled fp8" text-encoder files: the layers' matrices as E4M3 codes with a per-tensor
+// scale_weight (largest magnitude → 448), the embeddings and norms in float. The encoder computes
+// what a folder holding the decoded values (code value × scale) computes, bit for bit, and stays
+// within fp8's rounding of the original.
+TEST(Qwen3, ScaledFp8SingleFileEqualsItsDecodedValues) {
+  const auto golden_weights = load_safetensors(kGolden + "/weights/model.safetensors");
+  const std::string dir = dt::testing::temp_dir("qwen3_fp8");
+  const std::string file = dir + "/qwen_3_fp8_scaled.safetensors";
+  auto quantised = [](const std::string& name) { return name.find(".layers.") != std::string::npos; };
+  testing::write_scaled_fp8(file, NamedTensors(golden_weights.begin(), golden_weights.end()), "scaled_fp8", quantised);
+  NamedTensors decoded;
+  const Checkpoint ck = Checkpoint::open(file);
+  EXPECT_GT(ck.fp8_scales().size(), 10u);
+  for (const auto& name : ck.names()) decoded.emplace_back(name, ck.get(name));
+  write_safetensors(dir + "/decoded.safetensors", decoded);
+  auto fp8 = Qwen3Encoder::load(file, LoadOptions{}), reference = Qwen3Encoder::load(dir + "/decoded.safetensors", LoadOptions{});
+  auto original = Qwen3Encoder::load(kGolden + "/weights", LoadOptions{});
+  auto io = load_safetensors(kGolden + "/io.safetensors");
+  torch::NoGradGuard no_grad;
+  const std::vector<int64_t> layers = {2, 4};
+  const auto a = fp8->hidden_states(io.at("in.input_ids"), io.at("in.attention_mask"), layers);
+  const auto b = reference->hidden_states(io.at("in.input_ids"), io.at("in.attention_mask"), layers);
+  const auto o = original->hidden_states(io.at("in.input_ids"), io.at("in.attention_mask"), layers);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+    const at::Tensor valid = io.at("in.attention_mask").to(at::kBool);
+    const at::Tensor x = a[i].index({valid}), y = o[i].index({valid});
+    const double scale = y.abs().max().item<double>(), diff = (x - y).abs().max().item<double>();
+    EXPECT_GT(diff, 1e-5 * scale) << i;  // E4M3's 3 mantissa bits move the states...
+    EXPECT_LT(diff, 0.25 * scale) << i;  // ...but they stay the model's
+  }
   std::filesystem::remove_all(dir);
 }
 
