@@ -15,8 +15,9 @@
 //   --profile: after the timings, one forward and one forward + backward of the last dtype under
 //   LibTorch's profiler, written as a Chrome trace (bench/profile_summary.py sums it per op).
 //   --full: the released Z-Image transformer (dim 3840, 30 layers) at 1024² (4096 image tokens).
-//   --first-passes N: before the timings, the first N forward + backward passes of the fresh model,
-//   each timed on its own (what a run's first steps cost against its later ones).
+//   --first-passes N [--first-kind train|forward]: before the timings, the first N forward +
+//   backward passes (train: train, learn) or forward passes without gradients (forward: sample,
+//   record) of the fresh model, each timed on its own (a run's first steps against its later ones).
 #include <torch/torch.h>
 
 #include <chrono>
@@ -114,11 +115,17 @@ int main(int argc, char** argv) {
     std::vector<at::Tensor> caps = {torch::randn({caption_tokens, c.cap_feat_dim})};
     at::Tensor t = torch::tensor({0.5f});
     if (const int first = std::stoi(option(argc, argv, "--first-passes", "0")); first > 0) {
-      std::printf("%s first passes (forward + backward), s:", name.c_str());
+      const bool train = option(argc, argv, "--first-kind", "train") == "train";
+      std::printf("%s first passes (%s), s:", name.c_str(), train ? "forward + backward" : "forward");
       for (int i = 0; i < first; ++i) {
         const auto t0 = std::chrono::steady_clock::now();
-        for (auto& p : lora) p.mutable_grad() = at::Tensor();
-        model->forward(x, t, caps)[0].to(at::kFloat).pow(2).mean().backward();
+        if (train) {
+          for (auto& p : lora) p.mutable_grad() = at::Tensor();
+          model->forward(x, t, caps)[0].to(at::kFloat).pow(2).mean().backward();
+        } else {
+          torch::NoGradGuard no_grad;
+          model->forward(x, t, caps);
+        }
         dt::bench::sync(device);
         std::printf(" %.3f", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         std::fflush(stdout);
