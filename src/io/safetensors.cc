@@ -12,6 +12,7 @@
 #include <limits>
 #include <mutex>
 #include <set>
+#include <type_traits>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -305,18 +306,23 @@ at::Tensor SafetensorsFile::get_float8_codes(const std::string& name) const {
   return mapped(info, at::kByte, 1);
 }
 
-at::Tensor decode_float8(const at::Tensor& codes, bool e4m3) {
-  float table[256];
-  for (int v = 0; v < 256; ++v) table[v] = f8_to_float(static_cast<uint8_t>(v), e4m3);
-  // One table lookup per byte, in parallel: an index_select would first widen every code to an
-  // int64 index (8 bytes an element, the slowest part of loading a real-size fp8 file).
+at::Tensor decode_float8(const at::Tensor& codes, bool e4m3, at::ScalarType dtype) {
+  if (dtype != at::kFloat && dtype != at::kBFloat16) return decode_float8(codes, e4m3, at::kFloat).to(dtype);
+  // One table lookup per byte, in parallel (every float8 value is a bfloat16, so both tables are
+  // exact): an index_select would first widen every code to an int64 index.
   const at::Tensor in = codes.contiguous();
-  at::Tensor out = at::empty(in.sizes(), at::kFloat);
+  at::Tensor out = at::empty(in.sizes(), at::TensorOptions().dtype(dtype));
   const uint8_t* from = in.data_ptr<uint8_t>();
-  float* to = out.data_ptr<float>();
-  at::parallel_for(0, in.numel(), int64_t{1} << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) to[i] = table[from[i]];
-  });
+  const auto lookup = [&](auto* to) {
+    using T = std::remove_pointer_t<decltype(to)>;
+    T table[256];
+    for (int v = 0; v < 256; ++v) table[v] = static_cast<T>(f8_to_float(static_cast<uint8_t>(v), e4m3));
+    at::parallel_for(0, in.numel(), int64_t{1} << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) to[i] = table[from[i]];
+    });
+  };
+  if (dtype == at::kFloat) lookup(out.data_ptr<float>());
+  else lookup(out.data_ptr<at::BFloat16>());
   return out;
 }
 

@@ -84,9 +84,9 @@ std::string serialize_safetensors(const NamedTensors& tensors,
 // those bytes reads the file again. Memory that is not inside a live mapping is left alone.
 void release_mapped_pages(const at::Tensor& view);
 
-// float32 values of float8 codes (uint8, any shape), exact: E4M3 is the "fn" variant (no
-// infinities; S.1111.111 is NaN), E5M2 follows IEEE.
-at::Tensor decode_float8(const at::Tensor& codes, bool e4m3);
+// The values of float8 codes (uint8, any shape) in `dtype`, exact in float32 and bfloat16: E4M3 is
+// the "fn" variant (no infinities; S.1111.111 is NaN), E5M2 follows IEEE.
+at::Tensor decode_float8(const at::Tensor& codes, bool e4m3, at::ScalarType dtype = at::kFloat);
 
 // Convenience: every tensor of a file, copied out of the mapping.
 std::map<std::string, at::Tensor> load_safetensors(const std::string& path);

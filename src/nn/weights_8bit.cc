@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "io/safetensors.h"
 #include "nn/checkpoint.h"
 
 namespace dt::nn {
@@ -46,14 +47,7 @@ class Linear8bit : public torch::autograd::Function<Linear8bit> {
 }  // namespace
 
 at::Tensor e4m3_decode(const at::Tensor& codes, c10::ScalarType dtype) {
-  // Sign-extended to 16 bits and shifted by 4, a code's exponent and mantissa land on bfloat16's
-  // lowest exponent bits and top mantissa bits, and its sign (with copies above) on bit 15; masking
-  // the copies leaves a bfloat16 of value × 2⁻¹²⁰ (E4M3 subnormals become bfloat16 subnormals),
-  // which one exact multiplication by 2¹²⁰ restores.
-  at::Tensor bits = at::bitwise_left_shift(codes.view(at::kChar).to(at::kShort), 4);
-  bits.bitwise_and_(static_cast<int64_t>(static_cast<int16_t>(0x87F0)));
-  at::Tensor values = bits.view(at::kBFloat16).mul_(std::ldexp(1.0, 120));
-  return dtype == at::kBFloat16 ? values : values.to(dtype);
+  return decode_float8(codes, /*e4m3=*/true, dtype);
 }
 
 at::Tensor e4m3_encode(const at::Tensor& x) {
