@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 #include <torch/version.h>
 
