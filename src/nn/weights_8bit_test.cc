@@ -189,7 +189,10 @@ TEST(Linear8bit, DeclaredLayersLoadTheirCodes) {
   // An E4M3 weight into an int8 layer: its values (code value × row scale) quantized.
   tensors["b.weight"] = StoredTensor(codes, scale);
   load_state(*mixed, tensors, "file.safetensors", c10::kCPU, at::kFloat);
-  EXPECT_TRUE(torch::equal(b->weight, quantize_rows(e4m3_decode(codes, at::kFloat) * scale.unsqueeze(1), WeightFormat::int8).codes));
+  // Codes alone would not notice a lost row scale (quantizing a row is scale-invariant); its scale does.
+  const RowQuantized from_e4m3 = quantize_rows(e4m3_decode(codes, at::kFloat) * scale.unsqueeze(1), WeightFormat::int8);
+  EXPECT_TRUE(torch::equal(b->weight, from_e4m3.codes));
+  EXPECT_TRUE(torch::equal(b->weight_scale, from_e4m3.scale));
 
   for (const auto& [bad_codes, bad_scale, what] :
        {std::tuple{codes.clone().index_fill_(1, at::tensor({int64_t{2}}), 0x7F), scale, "NaN codes"},
