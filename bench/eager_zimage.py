@@ -9,7 +9,11 @@ session for honest ratios (scripts/device.sh does).
   DIFFUSERS_SRC=<diffusers tree> python3 bench/eager_zimage.py [--full] [--dim 1024] [--layers 8]
       [--refiners 2] [--image-tokens 1024] [--caption-tokens 128] [--rank 16] [--repeats 2]
       [--dtypes fp32,bf16] [--device cpu|cuda] [--checkpointing off,on] [--threads N]
-      [--ours build/zimage_bench]
+      [--ours build/zimage_bench] [--profile TRACE]
+
+With --profile, one forward and one forward + backward per dtype after the timed ones run under
+torch's profiler and are written as a Chrome trace (TRACE with the dtype before its extension), the
+same passes zimage_bench --profile records: bench/profile_summary.py sums either per op.
 
 With --ours, the two run interleaved in one session: for each dtype, `--repeats` rounds of one
 zimage_bench process on the same config (its own warm-up, then two timed passes of each kind)
@@ -217,6 +221,7 @@ def main():
     p.add_argument("--checkpointing", default="off")
     p.add_argument("--threads", type=int)
     p.add_argument("--ours", help="build/zimage_bench: time it on the same config, interleaved")
+    p.add_argument("--profile", help="write a profiler trace of one pass of each kind per dtype here")
     a = p.parse_args()
     a.dim = a.dim or (3840 if a.full else 1024)
     a.layers = a.layers or (30 if a.full else 8)
@@ -273,18 +278,24 @@ def main():
                 o = ours.get(key, (math.nan, math.nan))
                 print(f"| {name} | {key[0]} | {key[1]} | {o[0]:.3f} | {eager[key]:.3f} | {eager[key] / o[0]:.2f}× | {o[1]:.2f} |",
                       flush=True)
-            continue
-        gemm = gemm_rate(dtype, a.image_tokens + a.caption_tokens, a.dim, int(a.dim / 3 * 8), a.repeats, device)
-        for checkpointing in a.checkpointing.split(","):
-            set_checkpointing(checkpointing == "on")
-            for pass_name, f in passes.items():
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
-                s = best_time(a.repeats, f, device)
-                peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-                rate = flops[pass_name] / s
-                print(f"{name:<6} {'fused':<9} {checkpointing:<14} {pass_name:<18} {s:>10.3f} {rate / 1e9:>10.1f} "
-                      f"{gemm / 1e9:>12.1f} {rate / gemm:>10.2f} {peak:>10.2f}", flush=True)
+        else:
+            gemm = gemm_rate(dtype, a.image_tokens + a.caption_tokens, a.dim, int(a.dim / 3 * 8), a.repeats, device)
+            for checkpointing in a.checkpointing.split(","):
+                set_checkpointing(checkpointing == "on")
+                for pass_name, f in passes.items():
+                    if device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats(device)
+                    s = best_time(a.repeats, f, device)
+                    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+                    rate = flops[pass_name] / s
+                    print(f"{name:<6} {'fused':<9} {checkpointing:<14} {pass_name:<18} {s:>10.3f} {rate / 1e9:>10.1f} "
+                          f"{gemm / 1e9:>12.1f} {rate / gemm:>10.2f} {peak:>10.2f}", flush=True)
+        if a.profile:
+            root, ext = os.path.splitext(a.profile)
+            with torch.autograd.profiler.profile() as prof:
+                for f in passes.values():
+                    f()
+            prof.export_chrome_trace(f"{root}.{name}{ext}")
 
 
 if __name__ == "__main__":

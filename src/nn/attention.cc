@@ -25,12 +25,18 @@ at::Tensor combined_mask(const at::Tensor& key_mask, bool causal, int64_t lq, in
   return mask;
 }
 
+// float32 scales the [B, H, Lq, Lk] scores (the shipped worlds were trained so and rebuild bit for
+// bit). A 16-bit input is scaled on the [B, H, Lq, D] query instead and its scores stay 16-bit:
+// softmax computes in float32 inside and rounds its output once, so converting the scores to
+// float32 and the probabilities back — three passes over the largest tensor of the step, and
+// their backward — bought no precision the bf16 product that follows keeps.
 at::Tensor explicit_attention_formula(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       const at::Tensor& mask, double scale) {
-  at::Tensor scores = torch::matmul(q, k.transpose(-2, -1)).to(at::kFloat) * scale;  // [B, H, Lq, Lk]
+  const bool full_precision = q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble;
+  at::Tensor scores = full_precision ? torch::matmul(q, k.transpose(-2, -1)) * scale
+                                     : torch::matmul(q * scale, k.transpose(-2, -1));  // [B, H, Lq, Lk]
   if (mask.defined()) scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
-  at::Tensor probs = torch::softmax(scores, -1).to(v.scalar_type());
-  return torch::matmul(probs, v);
+  return torch::matmul(torch::softmax(scores, -1), v);
 }
 
 }  // namespace

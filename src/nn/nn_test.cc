@@ -112,6 +112,29 @@ TEST(Rope, AnglesPerAxisAndRelativePositionProperty) {
                      apply_rope_rotate_half(q.index_select(0, perm), ang.cos(), ang.sin())), 1e-6);
 }
 
+// The interleaved rotation is one complex product; it must round exactly as the real formula
+// (re·c − im·s, re·s + im·c) in float32 does, forward and backward: the shipped worlds were trained
+// with that formula and rebuild bit for bit. Head dims as the models have them (32 in the worlds,
+// 128 at full size): LibTorch's complex product is exact where a row of planes fills whole pairs
+// of vectors and may fuse a multiply-add in a shorter tail.
+TEST(Rope, InterleavedIsTheRealFormulaBitForBit) {
+  torch::manual_seed(6);
+  for (int64_t head_dim : {32, 128})
+    for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+      const at::Tensor angles = torch::randn({2, 5, 1, head_dim / 2}) * 10, g = torch::randn({2, 5, 3, head_dim});
+      const at::Tensor x0 = torch::randn({2, 5, 3, head_dim}).to(dtype);
+      at::Tensor a = x0.clone().requires_grad_(true), b = x0.clone().requires_grad_(true);
+      at::Tensor ya = apply_rope_interleaved(a, angles.cos(), angles.sin());
+      const at::Tensor pairs = b.to(at::kFloat).view({2, 5, 3, head_dim / 2, 2});
+      const at::Tensor re = pairs.select(-1, 0), im = pairs.select(-1, 1), c = angles.cos(), s = angles.sin();
+      at::Tensor yb = torch::stack({re * c - im * s, re * s + im * c}, -1).flatten(-2).to(dtype);
+      ya.backward(g.to(dtype));
+      yb.backward(g.to(dtype));
+      EXPECT_TRUE(torch::equal(ya, yb)) << dtype << " head dim " << head_dim;
+      EXPECT_TRUE(torch::equal(a.grad(), b.grad())) << dtype << " head dim " << head_dim;
+    }
+}
+
 // A block with a frozen Linear carrying a trainable LoRA with dropout: checkpointing must give the
 // same output and the same gradients for the input, the parameters and the adapter.
 TEST(GradientCheckpoint, SameGradientsAsWithout) {
