@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace dt {
@@ -44,17 +45,33 @@ std::string progress_line(const std::string& label, int64_t done, int64_t total,
   return line;
 }
 
+std::string first_and_later(const std::vector<double>& item_seconds) {
+  if (item_seconds.size() < 3) return "";
+  std::vector<double> later(item_seconds.begin() + 1, item_seconds.end());
+  std::nth_element(later.begin(), later.begin() + later.size() / 2, later.end());
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "first %.3f s, later %.3f s", item_seconds.front(), later[later.size() / 2]);
+  return buf;
+}
+
 Progress::Progress(std::string label, int64_t total, std::FILE* out)
     : label_(std::move(label)), total_(total), out_(out), terminal_(isatty(fileno(out)) != 0) {
-  start_ = last_draw_ = std::chrono::steady_clock::now();
+  start_ = last_draw_ = last_advance_ = std::chrono::steady_clock::now();
   draw(false);
 }
 
 Progress::~Progress() { finish(); }
 
+void Progress::skip(int64_t n) {
+  done_ += n;
+  last_advance_ = std::chrono::steady_clock::now();
+}
+
 void Progress::advance(int64_t n) {
   done_ += n;
   const auto now = std::chrono::steady_clock::now();
+  if (n > 0) item_seconds_.push_back(seconds_between(last_advance_, now) / static_cast<double>(n));
+  last_advance_ = now;
   if (seconds_between(last_draw_, now) >= (terminal_ ? kTerminalRedrawS : kPlainLineS)) draw(false);
 }
 
@@ -67,6 +84,7 @@ void Progress::finish() {
 void Progress::draw(bool final) {
   last_draw_ = std::chrono::steady_clock::now();
   std::string line = progress_line(label_, done_, total_, seconds_between(start_, last_draw_), note_);
+  if (const std::string timing = first_and_later(item_seconds_); final && !timing.empty()) line += "  (" + timing + ")";
   if (terminal_) {
     if (total_ > 0) {  // a 20-cell bar in front of the numbers
       const int64_t cells = std::min<int64_t>(20, 20 * done_ / total_);

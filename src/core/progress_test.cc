@@ -12,6 +12,11 @@ TEST(Progress, LineShowsCountRateAndEta) {
   EXPECT_EQ(progress_line("x", 0, 0, 0.0), "x  0  0.00 it/s  0:00");
 }
 
+TEST(Progress, FirstItemAgainstTheMedianOfTheOthers) {
+  EXPECT_EQ(first_and_later({0.9, 0.3}), "");
+  EXPECT_EQ(first_and_later({0.9, 0.3, 0.5, 0.4, 7.0}), "first 0.900 s, later 0.500 s");
+}
+
 TEST(Progress, PlainLinesWhenNotATerminal) {
   std::FILE* f = std::tmpfile();
   {

@@ -49,6 +49,18 @@ TEST(Attention, BothPathsMatchTheFormulaWithMaskCausalAndGroups) {
   }
 }
 
+// A bf16 input takes its own path (the scale on the query, the scores kept in bf16).
+TEST(Attention, ExplicitBf16PathMatchesTheFormula) {
+  ExplicitAttention guard(true);
+  torch::manual_seed(7);
+  const at::Tensor q = torch::randn({2, 3, 40, 32}), k = torch::randn({2, 3, 40, 32}), v = torch::randn({2, 3, 40, 32});
+  const at::Tensor mask = (torch::arange(40) < 33).view({1, 40}).expand({2, 40});
+  const at::Tensor bf16 = attention(q.to(at::kBFloat16), k.to(at::kBFloat16), v.to(at::kBFloat16), mask);
+  EXPECT_EQ(bf16.scalar_type(), at::kBFloat16);
+  EXPECT_LT(max_diff(bf16, reference_attention(q, k, v, mask, false, 1 / std::sqrt(32.0))), 0.05);
+  EXPECT_GT(max_diff(bf16, reference_attention(q, k, v, mask, false, 0.5 / std::sqrt(32.0))), 0.05);
+}
+
 TEST(Attention, MaskedKeysDoNotMatter) {
   torch::manual_seed(1);
   at::Tensor q = torch::randn({1, 2, 4, 8}), k = torch::randn({1, 2, 6, 8}), v = torch::randn({1, 2, 6, 8});

@@ -218,7 +218,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
   };
 
   Progress progress(objective.name(), trains ? total_steps : total_batches);
-  progress.advance(trains ? step : next_batch);
+  progress.skip(trains ? step : next_batch);
   double step_loss = 0;
   int64_t step_items = 0;
   auto step_start = std::chrono::steady_clock::now();
