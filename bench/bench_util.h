@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "nn/attention.h"
+#include "nn/split_matmul.h"
 #include "nn/linear.h"
 
 #ifdef DT_CUDA
@@ -75,11 +76,12 @@ double best_time(int repeats, F&& f, c10::Device d = c10::kCPU) {  // best of `r
   return best;
 }
 
-// GEMM rate of this machine for a dtype: the FFN-shaped product [L, d]·[d, f]ᵀ, FLOP/s.
+// GEMM rate of this machine for a dtype: the FFN-shaped product [L, d]·[d, f]ᵀ as a layer makes it
+// (float32 split across the cores, nn/split_matmul.h), FLOP/s.
 inline double gemm_rate(at::ScalarType dtype, int64_t tokens, int64_t dim, int64_t hidden, int repeats,
                         c10::Device d = c10::kCPU) {
   at::Tensor x = torch::randn({tokens, dim}).to(d, dtype), w = torch::randn({hidden, dim}).to(d, dtype);
-  const double t = best_time(repeats + 2, [&] { torch::nn::functional::linear(x, w); }, d);
+  const double t = best_time(repeats + 2, [&] { nn::split_linear(x, w, {}); }, d);  // as the models' layers run it
   return 2.0 * tokens * dim * hidden / t;
 }
 

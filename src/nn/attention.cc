@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "nn/split_matmul.h"
+
 namespace dt::nn {
 namespace {
 
@@ -25,6 +27,14 @@ at::Tensor combined_mask(const at::Tensor& key_mask, bool causal, int64_t lq, in
   return mask;
 }
 
+// [..., n, m] · [..., m, p] with equal batch dimensions, folded into one batched product as
+// torch::matmul folds it.
+at::Tensor batched_matmul(const at::Tensor& a, const at::Tensor& b) {
+  std::vector<int64_t> shape = a.sizes().vec();
+  shape.back() = b.size(-1);
+  return split_bmm(a.reshape({-1, a.size(-2), a.size(-1)}), b.reshape({-1, b.size(-2), b.size(-1)})).view(shape);
+}
+
 // float32 scales the [B, H, Lq, Lk] scores (the shipped worlds were trained so and rebuild bit for
 // bit). A 16-bit input is scaled on the [B, H, Lq, D] query instead and its scores stay 16-bit:
 // softmax computes in float32 inside and rounds its output once, so converting the scores to
@@ -33,10 +43,11 @@ at::Tensor combined_mask(const at::Tensor& key_mask, bool causal, int64_t lq, in
 at::Tensor explicit_attention_formula(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       const at::Tensor& mask, double scale) {
   const bool full_precision = q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble;
-  at::Tensor scores = full_precision ? torch::matmul(q, k.transpose(-2, -1)) * scale
+  at::Tensor scores = full_precision ? batched_matmul(q, k.transpose(-2, -1)) * scale
                                      : torch::matmul(q * scale, k.transpose(-2, -1));  // [B, H, Lq, Lk]
   if (mask.defined()) scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
-  return torch::matmul(torch::softmax(scores, -1), v);
+  const at::Tensor probs = torch::softmax(scores, -1);
+  return full_precision ? batched_matmul(probs, v) : torch::matmul(probs, v);
 }
 
 }  // namespace

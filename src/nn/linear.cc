@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "nn/split_matmul.h"
 
 namespace dt::nn {
 namespace {
@@ -85,7 +86,7 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
     y = linear_8bit(x, weight, weight_scale);
     if (bias.defined()) y.add_(bias);
   } else {
-    y = torch::nn::functional::linear(x, weight, bias);
+    y = split_linear(x, weight, bias);
   }
   if (!lora || !lora->state) return y;
   if (lora->merged) {
