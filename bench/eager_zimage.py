@@ -9,7 +9,7 @@ session for honest ratios (scripts/device.sh does).
   DIFFUSERS_SRC=<diffusers tree> python3 bench/eager_zimage.py [--full] [--dim 1024] [--layers 8]
       [--refiners 2] [--image-tokens 1024] [--caption-tokens 128] [--rank 16] [--repeats 2]
       [--dtypes fp32,bf16] [--device cpu|cuda] [--checkpointing off,on] [--threads N]
-      [--ours build/zimage_bench] [--profile TRACE]
+      [--ours build/zimage_bench] [--ours-env NAME=VALUE ...] [--profile TRACE]
 
 With --profile, one forward and one forward + backward per dtype after the timed ones run under
 torch's profiler and are written as a Chrome trace (TRACE with the dtype before its extension), the
@@ -197,7 +197,8 @@ def ours_rows(a, name, checkpointing):
             "--repeats", str(TIMED_PER_ROUND), "--dtypes", name, "--device", a.device, "--checkpointing", checkpointing]
     if a.threads:
         args += ["--threads", str(a.threads)]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, **dict(kv.split("=", 1) for kv in a.ours_env))
+    out = subprocess.run(args, check=True, capture_output=True, text=True, env=env).stdout
     rows = {}
     for line in out.splitlines():
         f = line.split()
@@ -222,6 +223,9 @@ def main():
     p.add_argument("--threads", type=int)
     p.add_argument("--ours", help="build/zimage_bench: time it on the same config, interleaved")
     p.add_argument("--profile", help="write a profiler trace of one pass of each kind per dtype here")
+    p.add_argument("--ours-env", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="environment of the zimage_bench processes only (e.g. OPENBLAS_NUM_THREADS=1 beside an eager "
+                        "side that keeps OpenBLAS's own threads)")
     a = p.parse_args()
     a.dim = a.dim or (3840 if a.full else 1024)
     a.layers = a.layers or (30 if a.full else 8)
