@@ -84,6 +84,27 @@ TEST(RMSNorm, MatchesFormulaAndKeepsDtype) {
   EXPECT_LT(max_diff(y, expected), 0.05 * expected.abs().max().item<double>());
 }
 
+// bf16 with a frozen weight runs fused (one pass per row each way); it rounds as the formula does,
+// up to the order of the mean's sum: forward within one bf16 step, backward close.
+TEST(RMSNorm, FusedBf16AgreesWithTheFormula) {
+  torch::manual_seed(11);
+  const at::Tensor w = torch::randn({1029}).to(at::kBFloat16);  // not a multiple of 8: the tail too
+  const at::Tensor x0 = (torch::randn({2, 37, 1029}) * 3).to(at::kBFloat16), dy = torch::randn({2, 37, 1029}).to(at::kBFloat16);
+  at::Tensor a = x0.clone().requires_grad_(true), b = x0.clone().requires_grad_(true);
+  at::Tensor fused = rms_norm(a, w, 1e-6);
+  ASSERT_NE(fused.grad_fn()->name().find("FusedRmsNorm"), std::string::npos) << fused.grad_fn()->name();
+  const at::Tensor b32 = b.to(at::kFloat);
+  at::Tensor formula = (b32 * torch::rsqrt(b32.pow(2).mean(-1, true) + 1e-6)).to(at::kBFloat16) * w;
+  fused.backward(dy);
+  formula.backward(dy);
+  EXPECT_EQ(fused.scalar_type(), at::kBFloat16);
+  const at::Tensor f = fused.detach().to(at::kFloat), r = formula.detach().to(at::kFloat);
+  EXPECT_GT(f.eq(r).to(at::kFloat).mean().item<float>(), 0.98f);
+  EXPECT_TRUE(((f - r).abs() <= r.abs() * (1.0f / 64)).all().item<bool>());  // two bf16 steps at most
+  EXPECT_LT(max_diff(a.grad(), b.grad()), 0.02 * b.grad().abs().max().item<double>());
+  EXPECT_GT(max_diff(a.grad(), torch::zeros_like(b.grad())), 0.5 * b.grad().abs().max().item<double>());
+}
+
 TEST(TimestepEmbedding, CosinesFirstWithGeometricFrequencies) {
   at::Tensor e = timestep_embedding(torch::tensor({0.0f, 500.0f}), 9);
   ASSERT_EQ(e.sizes(), (std::vector<int64_t>{2, 9}));
