@@ -30,18 +30,17 @@ bool blas_single_threaded() {
   return single;
 }
 
-// Into how many parts a product of `rows` output rows is split (1: not split).
-int64_t parts_for(const at::Tensor& a, const at::Tensor& b, int64_t rows, int64_t flops) {
-  if (!a.device().is_cpu() || a.scalar_type() != at::kFloat || b.scalar_type() != at::kFloat) return 1;
-  if (flops < kMinSplitFlops || at::in_parallel_region() || at::get_num_threads() < 2 || !blas_single_threaded()) return 1;
-  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / kMinRowsPerPart));
+// Whether a float32 product of `flops` is split here.
+bool split_pays(const at::Tensor& a, const at::Tensor& b, int64_t flops) {
+  return a.device().is_cpu() && a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && flops >= kMinSplitFlops &&
+         !at::in_parallel_region() && at::get_num_threads() > 1 && blas_single_threaded();
 }
 
 // a [M, K] · b [K, N] (+ bias [N] inside the product, as addmm adds it, when defined).
 at::Tensor product(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias = {}) {
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
-  const int64_t parts = parts_for(a, b, m, 2 * m * n * k);
-  if (parts == 1) return bias.defined() ? at::addmm(bias, a, b) : at::mm(a, b);
+  const int64_t parts = split_pays(a, b, 2 * m * n * k) ? std::min<int64_t>(at::get_num_threads(), m / kMinRowsPerPart) : 1;
+  if (parts < 2) return bias.defined() ? at::addmm(bias, a, b) : at::mm(a, b);
   at::Tensor out = at::empty({m, n}, a.options());
   at::parallel_for(0, parts, 1, [&](int64_t first, int64_t end) {
     at::NoGradGuard no_grad;  // grad mode is per thread; the Function records the product, not its parts
@@ -55,10 +54,11 @@ at::Tensor product(const at::Tensor& a, const at::Tensor& b, const at::Tensor& b
   return out;
 }
 
-// a [B, M, K] · b [B, K, N]: torch::bmm multiplies batch by batch, so do the parts.
+// a [B, M, K] · b [B, K, N]: torch::bmm calls the BLAS batch by batch (below 400 multiply-adds a
+// batch it computes them itself, and is left to), so the batches are the parts.
 at::Tensor batched_product(const at::Tensor& a, const at::Tensor& b) {
   const int64_t batch = a.size(0), m = a.size(1), k = a.size(2), n = b.size(2);
-  if (batch < 2 || parts_for(a, b, batch * kMinRowsPerPart, 2 * batch * m * n * k) == 1) return at::bmm(a, b);
+  if (batch < 2 || m * n * k < 400 || !split_pays(a, b, 2 * batch * m * n * k)) return at::bmm(a, b);
   at::Tensor out = at::empty({batch, m, n}, a.options());
   at::parallel_for(0, batch, 1, [&](int64_t first, int64_t end) {
     at::NoGradGuard no_grad;

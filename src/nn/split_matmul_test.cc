@@ -65,6 +65,9 @@ TEST(SplitMatmul, BatchedIsTorchBmmBitForBit) {
   const at::Tensor r = torch::randn({6, 257, 257});
   expect_same_bits(outputs_and_grads([](const auto& t) { return split_bmm(t[0], t[1]); }, {q, k}, r),
                    outputs_and_grads([](const auto& t) { return at::bmm(t[0], t[1]); }, {q, k}, r), "q·kᵀ");
+  // Many tiny batches, which torch::bmm multiplies itself instead of calling the BLAS.
+  const at::Tensor a = torch::randn({300000, 4, 7}), b = torch::randn({300000, 7, 4});
+  EXPECT_TRUE(torch::equal(split_bmm(a, b), at::bmm(a, b)));
 }
 
 // Below the split's size, and for other dtypes, the calls are LibTorch's own.
