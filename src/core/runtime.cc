@@ -34,6 +34,16 @@ void keep_freed_memory() {
 #endif
 }
 
+// LibTorch 1.13 initialises each thread's thread count lazily, on the thread's first ATen call,
+// and that initialisation re-creates its pthreadpool (kept for QNNPACK), whose new threads spin
+// before they sleep. Left to the first step, every OpenMP worker does so in the middle of the
+// step's first operations, and the spinning threads take the cores from it: the first forward of
+// a small model took twice a later one (bench/RESULTS.md, "First passes"). One empty parallel
+// region here has the workers do it at start.
+void start_pool_threads() {
+  at::parallel_for(0, at::get_num_threads(), 1, [](int64_t, int64_t) { at::get_num_threads(); });
+}
+
 }  // namespace
 
 int available_cores() {
@@ -54,6 +64,7 @@ void init_runtime() {
     if (n > 0) threads = n;
   }
   at::set_num_threads(threads);
+  start_pool_threads();
 }
 
 }  // namespace dt
