@@ -2,12 +2,15 @@
 //
 // LibTorch 1.13 hands a float32 product to the BLAS as one call, and Debian's OpenBLAS then runs
 // it on one core (OPENBLAS_NUM_THREADS=1: its own threads would spin against LibTorch's), so the
-// other cores idle through most of a float32 step (bench/RESULTS.md, "Products on every core").
-// Each element of a product is the same sum in the same order whichever rows are computed with it,
-// so a product split by rows — each part one BLAS call on a thread of LibTorch's pool — is bit for
-// bit the whole product. Where the split is not known to be exact or does not pay (other dtypes
-// and devices, a BLAS that threads itself, small products, inside a parallel region) these are
-// LibTorch's own calls. Autograd sees the same products in its backward as LibTorch's would make.
+// other cores idle through most of a float32 step (bench/RESULTS.md, "BLAS threads"). Here a
+// product is split by rows of its output, each part one BLAS call on a thread of LibTorch's pool.
+// Batched products split by batch, as torch::bmm calls the BLAS batch by batch: the same calls,
+// the same bits. A row split is bit for bit the whole product where the BLAS gives a row the same
+// sum whichever rows share its call (OpenBLAS's SkylakeX kernels); other kernel sets (Haswell's)
+// round a row's sum by where it falls in the call's blocks, within fp32 rounding, so there the
+// result depends on the thread count as LibTorch's own reductions do (docs/training.md, "What is
+// bitwise"). Other dtypes and devices, a BLAS that threads itself, small products and calls inside
+// a parallel region are LibTorch's own. Autograd's backward makes the products LibTorch's would.
 #pragma once
 #include <ATen/Tensor.h>
 

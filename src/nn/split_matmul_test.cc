@@ -1,5 +1,9 @@
-// Split products against LibTorch's own, bit for bit, forward and backward.
+// Split products against LibTorch's own, forward and backward.
 #include "nn/split_matmul.h"
+
+#include <dlfcn.h>
+
+#include <cmath>
 
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
@@ -33,9 +37,29 @@ void expect_same_bits(const std::vector<at::Tensor>& a, const std::vector<at::Te
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << what << ": tensor " << i;
 }
 
+// Within the rounding of sums of `terms` products (K·2⁻²⁴ of the terms' magnitudes, which for random
+// inputs are about √K times the largest result): a lost or misplaced row is far outside it.
+void expect_within_rounding(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b, int64_t terms,
+                            const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double scale = b[i].abs().max().item<double>(), diff = (a[i] - b[i]).abs().max().item<double>();
+    EXPECT_LE(diff, static_cast<double>(terms) * std::sqrt(static_cast<double>(terms)) * std::ldexp(1.0, -24) * scale)
+        << what << ": tensor " << i;
+  }
+}
+
+// OpenBLAS's kernel set. Its SkylakeX kernels give a row the same sum whichever rows share the
+// call (checked there on many shapes and layouts); others (Haswell's) round a row's sum by where
+// it falls in the call's blocks.
+std::string blas_kernels() {
+  auto name = reinterpret_cast<char* (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return name ? name() : "";
+}
+
 // Shapes large enough to be split; the biased cases cover at::linear's two ways of adding a
 // bias (inside the product for 2-D and contiguous 3-D inputs, after it otherwise).
-TEST(SplitMatmul, LinearIsTorchLinearBitForBit) {
+TEST(SplitMatmul, LinearIsTorchLinear) {
   TwoThreads threads;
   if (!products_split()) GTEST_SKIP() << "OpenBLAS runs its own threads here (OPENBLAS_NUM_THREADS is not 1): nothing is split";
   torch::manual_seed(8);
@@ -49,9 +73,11 @@ TEST(SplitMatmul, LinearIsTorchLinearBitForBit) {
     for (bool with_bias : {true, false}) {
       const at::Tensor r = torch::randn(at::linear(x, weight).sizes());
       const std::vector<at::Tensor> in = {x, weight, with_bias ? bias : at::Tensor()};
-      expect_same_bits(outputs_and_grads([](const auto& t) { return split_linear(t[0], t[1], t[2]); }, in, r),
-                       outputs_and_grads([](const auto& t) { return torch::nn::functional::linear(t[0], t[1], t[2]); }, in, r),
-                       name + (with_bias ? " with bias" : ""));
+      const auto split = outputs_and_grads([](const auto& t) { return split_linear(t[0], t[1], t[2]); }, in, r);
+      const auto whole = outputs_and_grads([](const auto& t) { return torch::nn::functional::linear(t[0], t[1], t[2]); }, in, r);
+      const std::string what = name + (with_bias ? " with bias" : "");
+      expect_within_rounding(split, whole, 515, what);  // the longest sum: the input's gradient, over the 515 outputs
+      if (blas_kernels() == "SkylakeX") expect_same_bits(split, whole, what + " (SkylakeX kernels)");
     }
 }
 
