@@ -84,7 +84,8 @@ void Progress::finish() {
 void Progress::draw(bool final) {
   last_draw_ = std::chrono::steady_clock::now();
   std::string line = progress_line(label_, done_, total_, seconds_between(start_, last_draw_), note_);
-  if (const std::string timing = first_and_later(item_seconds_); final && !timing.empty()) line += "  (" + timing + ")";
+  if (final)
+    if (const std::string timing = first_and_later(item_seconds_); !timing.empty()) line += "  (" + timing + ")";
   if (terminal_) {
     if (total_ > 0) {  // a 20-cell bar in front of the numbers
       const int64_t cells = std::min<int64_t>(20, 20 * done_ / total_);

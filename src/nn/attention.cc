@@ -44,10 +44,9 @@ at::Tensor explicit_attention_formula(const at::Tensor& q, const at::Tensor& k, 
                                       const at::Tensor& mask, double scale) {
   const bool full_precision = q.scalar_type() == at::kFloat || q.scalar_type() == at::kDouble;
   at::Tensor scores = full_precision ? batched_matmul(q, k.transpose(-2, -1)) * scale
-                                     : torch::matmul(q * scale, k.transpose(-2, -1));  // [B, H, Lq, Lk]
+                                     : batched_matmul(q * scale, k.transpose(-2, -1));  // [B, H, Lq, Lk]
   if (mask.defined()) scores = scores.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity());
-  const at::Tensor probs = torch::softmax(scores, -1);
-  return full_precision ? batched_matmul(probs, v) : torch::matmul(probs, v);
+  return batched_matmul(torch::softmax(scores, -1), v);
 }
 
 }  // namespace
