@@ -65,6 +65,8 @@ int run_sample(int argc, char** argv) {
   app.add_option("--dtype", model.dtype, "fp32 or bf16; default bf16 on CUDA, fp32 on the CPU");
   app.add_option("--offload-blocks", model.offload_blocks, "keep this many transformer blocks in host memory, copied to the GPU per use (model.offload_blocks)");
   app.add_option("--weight-dtype", model.weight_dtype, "int8 or fp8: store the transformer blocks' weights in 8 bits, LoRAs merged first (model.weight_dtype)");
+  bool no_warm_up = false;
+  app.add_flag("--no-warm-up", no_warm_up, "skip the warm-up step: one step of the largest prompt, nothing kept, before the first (its memory taken and checked up front, so that the first step runs at full speed)");
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
 
@@ -100,7 +102,7 @@ int run_sample(int argc, char** argv) {
   models.options = load_options(model);
   models.offload_blocks = model.offload_blocks;
   models.weight_format = weight_format(model);
-  const std::vector<Image> images = generate(models, loras, prompts);
+  const std::vector<Image> images = generate(models, loras, prompts, !no_warm_up);
   fs::create_directories(out);
 
   for (size_t i = 0; i < images.size(); ++i) {

@@ -95,6 +95,7 @@ struct TrainConfig {
   int64_t save_every = 0;
   int64_t checkpoint_every = 50;
   int64_t keep_checkpoints = 2;
+  bool warm_up_pass = true;
   template <class V>
   void fields(V& v) {
     v("method", method, "lora: train LoRA adapters ([lora]); full: train every transformer weight (fine-tuning, or from scratch), saved as a diffusers model (output.model; needs model.dtype = fp32)");
@@ -129,6 +130,7 @@ struct TrainConfig {
     v("save_every", save_every, "write the LoRA (lora-step-N.safetensors) or model (model-step-N/) every N optimizer steps (besides the end); 0 = only at the end");
     v("checkpoint_every", checkpoint_every, "write a resumable checkpoint every N optimizer steps; 0 = never");
     v("keep_checkpoints", keep_checkpoints, "how many checkpoints to keep (oldest removed first)");
+    v("warm_up_pass", warm_up_pass, "before the first step, run the largest batch once with nothing kept (train, record, learn, distill): the memory of the largest step is taken and checked up front, and no step pays for it; costs about one step");
   }
 
   PlanOptions plan_options() const;

@@ -271,6 +271,7 @@ LoopSettings loop_settings(const RunConfig& run, const LoadedModel& model) {
   s.save_every = t.save_every;
   s.checkpoint_every = t.checkpoint_every;
   s.keep_checkpoints = t.keep_checkpoints;
+  s.warm_up_pass = t.warm_up_pass;
   s.tensorboard = run.output.tensorboard;
   s.loss_smoothing = run.output.loss_smoothing;
   if (model.adapters) {

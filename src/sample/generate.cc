@@ -3,6 +3,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
 
 #include "core/progress.h"
 #include "lora/file.h"
@@ -67,7 +70,19 @@ void store_and_place(Denoiser& model, WeightFormat weight_format, int64_t offloa
   if (offload_blocks == 0) model.module().to(device);
 }
 
-std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>& loras, const std::vector<SamplePrompt>& prompts) {
+double warm_up_step(Denoiser& model, const Family& family, const std::vector<SamplePrompt>& prompts,
+                    const PromptFeatures& features, const LoadOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  SamplePrompt largest = *std::max_element(prompts.begin(), prompts.end(), [](const SamplePrompt& a, const SamplePrompt& b) {
+    return a.width * a.height < b.width * b.height;
+  });
+  largest.steps = 1;
+  sample_prompt(model, family, largest, features, options);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>& loras, const std::vector<SamplePrompt>& prompts,
+                            bool warm_up) {
   const Family& family = *m.family;
   const PromptFeatures features = encode_prompts(family, m.text_encoder, m.options, prompts);
   std::vector<at::Tensor> latents;
@@ -83,6 +98,12 @@ std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>
     store_and_place(*model, m.weight_format, m.offload_blocks, m.options.device);
     if (m.offload_blocks > 0) model->offload_blocks(static_cast<int>(m.offload_blocks), m.options.device);
     model->module().eval();
+    if (warm_up && !prompts.empty()) {
+      const double seconds = warm_up_step(*model, family, prompts, features, m.options);
+      char line[96];
+      std::snprintf(line, sizeof line, "warm-up step on the largest prompt, nothing kept: %.3f s\n", seconds);
+      std::cout << line;
+    }
     int64_t total = 0;
     for (const SamplePrompt& p : prompts) total += p.steps;
     Progress progress("sample", total);

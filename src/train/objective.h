@@ -63,6 +63,9 @@ class Objective {
   // Called once before the first step (after a resume too).
   virtual void begin(Denoiser& model, const Plan& plan) {}
   virtual StepResult step(Denoiser& model, const Batch& batch) = 0;
+  // The step's computation on `batch` with none of its side effects (the loop's warm-up pass; the
+  // loop drops the gradients and puts the generators back): step() itself unless it has some.
+  virtual StepResult warm_up(Denoiser& model, const Batch& batch) { return step(model, batch); }
   // Makes the objective's own output durable (called before the loop writes a checkpoint).
   virtual void flush() {}
   // For an objective whose output is its own durable progress (a record store): how many plan

@@ -40,6 +40,15 @@ std::pair<int64_t, int64_t> share_of(int64_t n, const dist::Group& ranks) {
   return {first, first + base + (r < extra ? 1 : 0)};
 }
 
+// This rank's part of plan batch `index` in the loop: a training objective shares each batch's
+// items (one gradient per global batch); one that does not train (record) shares whole batches,
+// each computed as one process computes it.
+std::pair<int64_t, int64_t> part_of_batch(const Plan& plan, int64_t index, bool trains, const dist::Group& ranks) {
+  const auto items = static_cast<int64_t>(plan.batches[index].items.size());
+  if (trains) return share_of(items, ranks);
+  return index % ranks.size() == ranks.rank() ? std::pair<int64_t, int64_t>{0, items} : std::pair<int64_t, int64_t>{0, 0};
+}
+
 Batch make_batch(const Plan& plan, int64_t index, int64_t first, int64_t end, SampleSource& source, c10::Device device,
                  c10::ScalarType dtype) {
   Batch b;
@@ -123,14 +132,62 @@ bool restore_rank_rng_state(const dist::Group& ranks, const std::map<std::string
   return !own.empty();
 }
 
+// Of batches [from, to), the first with the most pixels (items × width × height): the one whose
+// pass needs the most memory.
+int64_t largest_batch(const Plan& plan, int64_t from, int64_t to) {
+  int64_t best = from, best_pixels = -1;
+  for (int64_t b = from; b < to; ++b) {
+    const auto& items = plan.batches[b].items;
+    if (items.empty()) continue;
+    const PlanSample& s = plan.samples[items.front().sample];
+    const int64_t pixels = static_cast<int64_t>(items.size()) * s.width * s.height;
+    if (pixels > best_pixels) best = b, best_pixels = pixels;
+  }
+  return best;
+}
+
 bool is_out_of_memory(const std::string& what) {
   return what.find("out of memory") != std::string::npos || what.find("not enough memory") != std::string::npos;
 }
 
-[[noreturn]] void out_of_memory(const LoopSettings& s, int64_t step) {
-  throw Error("out of memory at step " + std::to_string(step) + " (" + s.memory_settings + "): lower train.batch_size " +
+// `where`: "at step N" or "in the warm-up pass".
+[[noreturn]] void out_of_memory(const LoopSettings& s, const std::string& where) {
+  throw Error("out of memory " + where + " (" + s.memory_settings + "): lower train.batch_size " +
               "(raise train.gradient_accumulation to keep the effective batch), set model.gradient_checkpointing = true, " +
               "or use model.dtype = \"bf16\"");
+}
+
+// The warm-up pass (LoopSettings::warm_up_pass): the objective's computation on plan batch
+// `index` (the largest still to run), forward and (when it trains) backward, with nothing kept: gradients
+// dropped, the default generators put back, nothing written. The process thereby takes the
+// memory of its largest pass before the first step (the kernel zeroes each new page on its first
+// touch, a fixed cost that made the first step of a small model 1.3–1.7× a later one:
+// bench/RESULTS.md, "First passes"), and a batch that does not fit fails now rather than when it
+// comes. Returns the seconds it took.
+double warm_up_pass(const LoopSettings& t, Denoiser& model, const std::vector<at::Tensor>& params, const Plan& plan,
+                    int64_t index, SampleSource& source, Objective& objective, const dist::Group& ranks) {
+  const auto start = std::chrono::steady_clock::now();
+  const bool trains = objective.trains();
+  const auto [first, end] = part_of_batch(plan, index, trains, ranks);
+  if (first == end) return 0;
+  const std::map<std::string, at::Tensor> generators = rng_state();
+  try {
+    const Batch batch = make_batch(plan, index, first, end, source, t.device, t.dtype);
+    if (trains) {
+      objective.warm_up(model, batch).loss.backward();
+    } else {
+      torch::NoGradGuard no_grad;
+      objective.warm_up(model, batch);
+    }
+  } catch (const c10::Error& e) {
+    if (is_out_of_memory(e.what())) out_of_memory(t, "in the warm-up pass");
+    throw;
+  } catch (const std::bad_alloc&) {
+    out_of_memory(t, "in the warm-up pass");
+  }
+  for (at::Tensor p : params) p.mutable_grad().reset();
+  set_rng_state(generators);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace
@@ -217,6 +274,17 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     if (writes) last_checkpoint = write_train_checkpoint(run_dir, std::move(c), t.keep_checkpoints);
   };
 
+  if (t.warm_up_pass && next_batch < total_batches) {
+    const int64_t index = largest_batch(plan, next_batch, total_batches);
+    const double seconds = warm_up_pass(t, model, params, plan, index, source, objective, ranks);
+    const auto& items = plan.batches[index].items;
+    const PlanSample& size = plan.samples[items.front().sample];
+    char line[160];
+    std::snprintf(line, sizeof line, "warm-up pass on the largest batch (%zu × %lld×%lld), nothing kept: %.3f s\n",
+                  items.size(), static_cast<long long>(size.width), static_cast<long long>(size.height), seconds);
+    if (writes) std::cout << line;
+  }
+
   Progress progress(objective.name(), trains ? total_steps : total_batches);
   progress.skip(trains ? step : next_batch);
   double step_loss = 0;
@@ -227,11 +295,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     const int64_t group_size = std::min(accumulation, total_batches - group_start);
     StepResult r;
     const int64_t batch_items = static_cast<int64_t>(plan.batches[next_batch].items.size());
-    // Training shares each batch's items (one gradient per global batch); an objective that does
-    // not train (record) shares whole batches, each computed as one process computes it.
-    const auto [first, end] = trains ? share_of(batch_items, ranks)
-                                     : next_batch % ranks.size() == ranks.rank() ? std::pair<int64_t, int64_t>{0, batch_items}
-                                                                                : std::pair<int64_t, int64_t>{0, 0};
+    const auto [first, end] = part_of_batch(plan, next_batch, trains, ranks);
     try {
       step_items += end - first;
       if (first == end) {
@@ -254,10 +318,10 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
         r = objective.step(model, make_batch(plan, next_batch, first, end, source, device, dtype));
       }
     } catch (const c10::Error& e) {
-      if (is_out_of_memory(e.what())) out_of_memory(t, step + 1);
+      if (is_out_of_memory(e.what())) out_of_memory(t, "at step " + std::to_string(step + 1));
       throw;
     } catch (const std::bad_alloc&) {
-      out_of_memory(t, step + 1);
+      out_of_memory(t, "at step " + std::to_string(step + 1));
     }
     ++next_batch;
     if (!trains) {

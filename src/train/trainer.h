@@ -30,6 +30,9 @@ struct LoopSettings {
   c10::Device device = c10::kCPU;
   c10::ScalarType dtype = c10::kFloat;  // compute dtype of the model's inputs
   bool gradient_checkpointing = false;
+  // Before the first step, the objective's pass on the largest batch with nothing kept: the
+  // memory of the largest step taken (and checked) up front, so that no step pays for it.
+  bool warm_up_pass = true;
   // Outputs: checkpoints/ and metrics in run_dir; the final result at output_path.
   std::string run_dir;
   std::string output_path;

@@ -84,6 +84,27 @@ class NanObjective : public FlowObjective {
   }
 };
 
+// Counts its steps and notes the batch of each warm-up pass; with `out_of_memory`, its warm-up
+// fails as LibTorch's allocator does.
+class WarmUpWatcher : public FlowObjective {
+ public:
+  explicit WarmUpWatcher(bool out_of_memory = false) : out_of_memory_(out_of_memory) {}
+  StepResult warm_up(Denoiser& model, const Batch& batch) override {
+    warm_ups.push_back(batch.index);
+    TORCH_CHECK(!out_of_memory_, "DefaultCPUAllocator: not enough memory: you tried to allocate 123 bytes.");
+    return FlowObjective::step(model, batch);  // what the default warm_up() runs, not counted as a step
+  }
+  StepResult step(Denoiser& model, const Batch& batch) override {
+    ++steps;
+    return FlowObjective::step(model, batch);
+  }
+  std::vector<int64_t> warm_ups;
+  int steps = 0;
+
+ private:
+  bool out_of_memory_;
+};
+
 std::map<std::string, at::Tensor> read_lora_tensors(const RunConfig& run) {
   return load_safetensors((fs::path(run.resolve(run.output.run_dir)) / "lora.safetensors").string());
 }
@@ -212,6 +233,45 @@ TEST(Trainer, ResumedRunIsBitwiseIdentical) {
     ASSERT_EQ(resumed.size(), reference.size());
     for (const auto& [name, t] : reference) EXPECT_TRUE(torch::equal(t, resumed.at(name))) << name << " crash at " << crash_at;
   }
+}
+
+// The warm-up pass runs the largest batch still to run and keeps nothing: the LoRA is bit for bit
+// that of a run without it (LoRA dropout's draws, accumulated gradients), and a largest batch that
+// does not fit stops the run before the first step, saying so.
+TEST(Trainer, WarmUpPassRunsTheLargestBatchAndKeepsNothing) {
+  TinyWorld w("warm_up");
+  w.run.train.gradient_accumulation = 2;
+  w.run.train.checkpoint_every = 0;
+  w.run.lora.dropout = 0.2;
+  FixedSource source(2);
+  // Pixels per batch 4096, 8192, 8192, 16384 (sample 1 is listed at 128×64), 8192.
+  const Plan plan = plan_from_batches({{"s0", 1, 1, 64, 64, 1.0, 0.0}, {"s1", 1, 1, 128, 64, 1.0, 0.0}}, "w",
+                                      {{0, {{0, 0, 0.5f, 1}}},
+                                       {0, {{0, 0, 0.3f, 2}, {1, 0, 0.6f, 3}}},
+                                       {0, {{1, 0, 0.7f, 4}}},
+                                       {0, {{1, 0, 0.4f, 5}, {1, 0, 0.2f, 6}}},
+                                       {0, {{0, 0, 0.8f, 7}, {1, 0, 0.9f, 8}}}},
+                                      {});
+  std::map<std::string, at::Tensor> without;
+  for (const bool warm_up : {false, true}) {
+    RunConfig run = w.run;
+    run.train.warm_up_pass = warm_up;
+    LoadedModel model = load_model(run, run.model, run.lora);
+    WarmUpWatcher watcher;
+    run_loop(run, model, plan, source, watcher, false);
+    EXPECT_EQ(watcher.warm_ups, warm_up ? std::vector<int64_t>{3} : std::vector<int64_t>{});
+    EXPECT_EQ(watcher.steps, 5);
+    const auto lora = read_lora_tensors(run);
+    if (!warm_up) without = lora;
+    else
+      for (const auto& [name, t] : without) EXPECT_TRUE(torch::equal(t, lora.at(name))) << name;
+  }
+
+  LoadedModel model = load_model(w.run, w.run.model, w.run.lora);
+  WarmUpWatcher too_large(true);
+  const std::string why = testing::error_of([&] { run_loop(w.run, model, plan, source, too_large, false); });
+  EXPECT_EQ(why.rfind("out of memory in the warm-up pass (batch_size ", 0), 0u) << why;
+  EXPECT_EQ(too_large.steps, 0);
 }
 
 std::map<std::string, at::Tensor> read_model_tensors(const fs::path& folder) {

@@ -87,6 +87,12 @@ StepResult RecordObjective::step(Denoiser& model, const Batch& batch) {
   return result;
 }
 
+// δc's passes only: δu's (the exact form) repeat them with the empty caption, which is no longer.
+StepResult RecordObjective::warm_up(Denoiser& model, const Batch& batch) {
+  delta(model, batch, batch.text);
+  return {};
+}
+
 void RecordObjective::flush() { store_.sync(); }
 
 // ---- learn -------------------------------------------------------------------------------------

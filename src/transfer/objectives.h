@@ -23,6 +23,7 @@ class RecordObjective : public Objective {
   std::string name() const override { return "transfer-record"; }
   bool trains() const override { return false; }
   StepResult step(Denoiser& model, const Batch& batch) override;
+  StepResult warm_up(Denoiser& model, const Batch& batch) override;  // the deltas, not stored
   void flush() override;
   std::optional<int64_t> completed_batches() override;
   void end() override { flush(); }
