@@ -1,4 +1,4 @@
-// deltatrain make-tiny --out DIR [--family NAME] [--images N] [--resolution PX]
+// deltatrain make-tiny --out DIR [--family NAME] [--images N] [--resolution PX] [--transformer-config JSON]
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -18,6 +18,8 @@ int run_make_tiny(int argc, char** argv) {
   app.add_option("--family", o.family, "model family (default: " + families().front()->name() + ")");
   app.add_option("--images", o.images, "number of generated images");
   app.add_option("--resolution", o.resolution, "side of the generated images in pixels (multiple of 16)");
+  app.add_option("--transformer-config", o.transformer_config,
+                 "entries of the transformers' config.json to change, as JSON (a larger model for a benchmark: '{\"dim\": 1024, \"n_layers\": 8}')");
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
   make_tiny_world(out, o);

@@ -66,7 +66,7 @@ int run_sample(int argc, char** argv) {
   app.add_option("--offload-blocks", model.offload_blocks, "keep this many transformer blocks in host memory, copied to the GPU per use (model.offload_blocks)");
   app.add_option("--weight-dtype", model.weight_dtype, "int8 or fp8: store the transformer blocks' weights in 8 bits, LoRAs merged first (model.weight_dtype)");
   bool no_warm_up = false;
-  app.add_flag("--no-warm-up", no_warm_up, "skip the warm-up step: one step of the largest prompt, nothing kept, before the first (its memory taken and checked up front, so that the first step runs at full speed)");
+  app.add_flag("--no-warm-up", no_warm_up, "skip the warm-up: one forward of the largest prompt, nothing kept, before the first step (its memory taken and checked up front, so that the first step runs at full speed; costs one forward)");
   int code = 0;
   if (!parse_args(app, argc, argv, code)) return code;
 

@@ -27,6 +27,12 @@ namespace dt {
 nlohmann::json with_fields(nlohmann::json config, const std::string& changes) {
   const nlohmann::json parsed = nlohmann::json::parse(changes, nullptr, /*allow_exceptions=*/false);
   if (!parsed.is_object()) throw Error("transformer config changes are not a JSON object: " + changes);
+  for (const auto& [key, value] : parsed.items())
+    if (!config.contains(key)) {
+      std::string known;
+      for (const auto& entry : config.items()) known += (known.empty() ? "" : ", ") + entry.key();
+      throw Error("transformer config changes: '" + key + "' is not an entry of the config (" + known + ")");
+    }
   config.update(parsed);
   return config;
 }

@@ -23,7 +23,7 @@ struct TinyPipelineParts {
 void write_tiny_pipeline_parts(const std::string& dir, const TinyPipelineParts& parts);
 
 // `config` with the fields of `changes` (the text of a JSON object) replacing its own; dt::Error
-// when `changes` is not a JSON object.
+// when `changes` is not a JSON object or names a field `config` does not have.
 nlohmann::json with_fields(nlohmann::json config, const std::string& changes);
 
 }  // namespace dt

@@ -82,8 +82,8 @@ void make_tiny_world(const std::string& dir, const TinyWorldOptions& o) {
   fs::create_directories(root);
   // Base and distilled share text encoder and VAE (one seed), as the real pairs do.
   const std::string student = family.defaults().distilled_name;
-  family.write_tiny_pipeline((root / "base").string(), 1, false, "{}");
-  family.write_tiny_pipeline((root / student).string(), 1, true, "{}");
+  family.write_tiny_pipeline((root / "base").string(), 1, false, o.transformer_config);
+  family.write_tiny_pipeline((root / student).string(), 1, true, o.transformer_config);
   write_dataset(root / "dataset" / "shapes", o.images, o.resolution);
 
   RunConfig train = tiny_train_config();

@@ -15,6 +15,9 @@ struct TinyWorldOptions {
   std::string family;  // empty: the first registered family
   int images = 8;
   int64_t resolution = 64;  // pixels per side of the generated images
+  // Entries of the transformers' config.json to change (a JSON object), e.g. a larger model for a
+  // benchmark: {"dim": 1024, "n_layers": 8}.
+  std::string transformer_config = "{}";
 };
 
 void make_tiny_world(const std::string& dir, const TinyWorldOptions& options = {});

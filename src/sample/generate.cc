@@ -70,13 +70,14 @@ void store_and_place(Denoiser& model, WeightFormat weight_format, int64_t offloa
   if (offload_blocks == 0) model.module().to(device);
 }
 
-double warm_up_step(Denoiser& model, const Family& family, const std::vector<SamplePrompt>& prompts,
+double warm_up_forward(Denoiser& model, const Family& family, const std::vector<SamplePrompt>& prompts,
                     const PromptFeatures& features, const LoadOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   SamplePrompt largest = *std::max_element(prompts.begin(), prompts.end(), [](const SamplePrompt& a, const SamplePrompt& b) {
     return a.width * a.height < b.width * b.height;
   });
   largest.steps = 1;
+  largest.cfg = 1;  // one forward: CFG's second is another of the same size
   sample_prompt(model, family, largest, features, options);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -99,9 +100,9 @@ std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>
     if (m.offload_blocks > 0) model->offload_blocks(static_cast<int>(m.offload_blocks), m.options.device);
     model->module().eval();
     if (warm_up && !prompts.empty()) {
-      const double seconds = warm_up_step(*model, family, prompts, features, m.options);
+      const double seconds = warm_up_forward(*model, family, prompts, features, m.options);
       char line[96];
-      std::snprintf(line, sizeof line, "warm-up step on the largest prompt, nothing kept: %.3f s\n", seconds);
+      std::snprintf(line, sizeof line, "warm-up forward on the largest prompt, nothing kept: %.3f s\n", seconds);
       std::cout << line;
     }
     int64_t total = 0;

@@ -47,16 +47,16 @@ at::Tensor sample_prompt(Denoiser& model, const Family& family, const SampleProm
 std::vector<Image> decode_latents(const Family& family, const std::string& vae_path, const LoadOptions& options,
                                   const std::vector<at::Tensor>& latents);
 
-// One sampling step of the largest of `prompts` (in pixels; with its CFG, if any) with nothing
-// kept: the process takes the memory of its largest step (the kernel zeroes each new page on its
+// One forward of a sampling step of the largest of `prompts` (in pixels; without CFG, whose two
+// forwards are each of that size) with nothing kept: the process takes the memory of its largest step (the kernel zeroes each new page on its
 // first touch, which made the first step of a small model 1.2–1.3× a later one) and a prompt that
 // does not fit fails before any other is drawn. The training loop's warm-up pass does the same
 // (train/trainer.h). Returns the seconds it took.
-double warm_up_step(Denoiser& model, const Family& family, const std::vector<SamplePrompt>& prompts,
+double warm_up_forward(Denoiser& model, const Family& family, const std::vector<SamplePrompt>& prompts,
                     const PromptFeatures& features, const LoadOptions& options);
 
 // The whole pipeline for resolved prompts; LoRA files are merged into the transformer's weights
-// at their strengths (any number; their deltas add up). `warm_up`: warm_up_step() before the first
+// at their strengths (any number; their deltas add up). `warm_up`: warm_up_forward() before the first
 // prompt, its time printed.
 std::vector<Image> generate(const SamplingModels& models, const std::vector<LoraFile>& loras,
                             const std::vector<SamplePrompt>& prompts, bool warm_up = true);

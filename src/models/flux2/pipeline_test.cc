@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/checkpoint.h"
+#include "io/json_file.h"
 #include "lora/file.h"
 #include "models/flux2/conditioning.h"
 #include "models/flux2/family.h"
@@ -16,6 +17,7 @@
 #include "run/transfer_run.h"
 #include "testing/families.h"
 #include "testing/images.h"
+#include "testing/support.h"
 #include "text/prompt.h"
 #include "text/qwen3.h"
 #include "text/tokenizer.h"
@@ -38,6 +40,16 @@ struct TinyPipelines {
 TinyPipelines& pipelines() {
   static TinyPipelines p;
   return p;
+}
+
+// A changed transformer config (make-tiny --transformer-config) is applied; a misspelt entry is
+// refused rather than left out.
+TEST(Flux2Pipeline, TinyTransformerConfigChangesAreChecked) {
+  testing::ScratchDir dir{"flux2_tiny_config"};
+  write_tiny_pipeline(dir / "wide", 1, false, R"({"num_single_layers": 3})");
+  EXPECT_EQ(read_json_file(dir / "wide/transformer/config.json")["num_single_layers"], 3);
+  const std::string why = testing::error_of([&] { write_tiny_pipeline(dir / "typo", 1, false, R"({"num_single_layer": 3})"); });
+  EXPECT_EQ(why.rfind("transformer config changes: 'num_single_layer' is not an entry of the config (", 0), 0u) << why;
 }
 
 TEST(Flux2Pipeline, TextFeaturesAreLayers9_18_27OfAll512Positions) {
