@@ -79,10 +79,16 @@ void make_tiny_world(const std::string& dir, const TinyWorldOptions& o) {
     throw Error("make-tiny: needs at least one image and a resolution that is a multiple of " +
                 std::to_string(family.pixel_multiple()));
   const fs::path root(dir);
+  const bool existed = fs::exists(root);
   fs::create_directories(root);
   // Base and distilled share text encoder and VAE (one seed), as the real pairs do.
   const std::string student = family.defaults().distilled_name;
-  family.write_tiny_pipeline((root / "base").string(), 1, false, o.transformer_config);
+  try {
+    family.write_tiny_pipeline((root / "base").string(), 1, false, o.transformer_config);
+  } catch (const Error&) {
+    if (!existed) fs::remove_all(root);  // a refused --transformer-config leaves nothing behind
+    throw;
+  }
   family.write_tiny_pipeline((root / student).string(), 1, true, o.transformer_config);
   write_dataset(root / "dataset" / "shapes", o.images, o.resolution);
 

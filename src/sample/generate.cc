@@ -100,10 +100,10 @@ std::vector<Image> generate(const SamplingModels& m, const std::vector<LoraFile>
     if (m.offload_blocks > 0) model->offload_blocks(static_cast<int>(m.offload_blocks), m.options.device);
     model->module().eval();
     if (warm_up && !prompts.empty()) {
-      const double seconds = warm_up_forward(*model, family, prompts, features, m.options);
-      char line[96];
-      std::snprintf(line, sizeof line, "warm-up forward on the largest prompt, nothing kept: %.3f s\n", seconds);
-      std::cout << line;
+      std::cout << "warm-up forward on the largest prompt, nothing kept: " << std::flush;
+      char seconds[32];
+      std::snprintf(seconds, sizeof seconds, "%.3f s\n", warm_up_forward(*model, family, prompts, features, m.options));
+      std::cout << seconds;
     }
     int64_t total = 0;
     for (const SamplePrompt& p : prompts) total += p.steps;

@@ -276,12 +276,15 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
 
   if (t.warm_up_pass && next_batch < total_batches) {
     const int64_t index = largest_batch(plan, next_batch, total_batches);
-    const double seconds = warm_up_pass(t, model, params, plan, index, source, objective, ranks);
     const auto& items = plan.batches[index].items;
     const PlanSample& size = plan.samples[items.front().sample];
     char line[160];
-    std::snprintf(line, sizeof line, "warm-up pass on the largest batch (%zu × %lld×%lld), nothing kept: %.3f s\n",
-                  items.size(), static_cast<long long>(size.width), static_cast<long long>(size.height), seconds);
+    // Said before it runs: on a large model the pass takes as long as a step.
+    std::snprintf(line, sizeof line, "warm-up pass on the largest batch (%zu × %lld×%lld), nothing kept: ", items.size(),
+                  static_cast<long long>(size.width), static_cast<long long>(size.height));
+    if (writes) std::cout << line << std::flush;
+    const double seconds = warm_up_pass(t, model, params, plan, index, source, objective, ranks);
+    std::snprintf(line, sizeof line, "%.3f s\n", seconds);
     if (writes) std::cout << line;
   }
 
