@@ -1,7 +1,9 @@
 #include "run/transfer_run.h"
 
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <optional>
 
 #include "core/error.h"
@@ -48,6 +50,67 @@ bool already_recorded(const std::string& dir, const StoreManifest& m) {
   } catch (const Error&) {
     return false;  // incomplete or damaged: the writer repairs or explains
   }
+}
+
+// Writes the store `dir` of manifest `m` by running the objective `make` builds on its writer over
+// `plan` on `model`. On several ranks each appends the records of its batches to its own shard of
+// the store (rank 0 creates the store first), and rank 0 merges them once all are done.
+// `announce` prints the step's line once the writer knows how much is already there.
+void write_store(const RunConfig& run, LoadedModel& model, const Plan& plan, SampleSource& source, const std::string& dir,
+                 const StoreManifest& m, bool resume, const std::function<std::unique_ptr<Objective>(DeltaStoreWriter&)>& make,
+                 const std::function<void(const DeltaStoreWriter&)>& announce) {
+  const dist::Group& ranks = dist::world();
+  const StoreShard shard{ranks.rank(), ranks.size()};
+  std::optional<DeltaStoreWriter> writer;
+  if (ranks.is_main()) writer.emplace(dir, m, resume, shard);
+  ranks.barrier("the wait for rank 0 to open the store " + dir);
+  if (!ranks.is_main()) writer.emplace(dir, m, resume, shard);
+  if (writer->torn_bytes_cut() > 0) std::cerr << "cut " << writer->torn_bytes_cut() << " bytes of an interrupted record\n";
+  announce(*writer);
+  const std::unique_ptr<Objective> objective = make(*writer);
+  run_loop(run, model, plan, source, *objective, resume);
+  writer->sync();
+  if (ranks.size() == 1) {
+    if (writer->done() != m.count)
+      throw Error(objective->name() + " stopped after " + std::to_string(writer->done()) + " of " + std::to_string(m.count) + " records");
+    return;
+  }
+  writer.reset();
+  ranks.barrier("the wait for every rank's records");
+  if (ranks.is_main()) merge_record_shards(dir, m, ranks.size());
+  ranks.barrier("the wait for rank 0 to merge the records");
+}
+
+// Learn's kept priors (transfer.keep_prior): S0 of every record of `store` on the student, into
+// <run_dir>/priors, unless a resumed run finds them complete. A new run computes them afresh.
+std::shared_ptr<const DeltaStore> keep_priors(const RunConfig& run, const Family& family, const ModelConfig& student_config,
+                                              LoadedModel& student, const DeltaStore& store, RunData& data,
+                                              int64_t batch_size, bool resume) {
+  const std::string dir = (fs::path(run.resolve(run.output.run_dir)) / "priors").string();
+  StoreManifest m = store.manifest();  // the records' plan, count, latent space and noise
+  m.family = family.name();
+  m.teacher_model = family.transformer_identity(run.resolve(student_config.base));  // the student's, LoRA off
+  m.teacher_lora = "";
+  m.dtype = m.compute_dtype = run.model.dtype;
+  m.exact = false;
+  if (resume && already_recorded(dir, m)) {
+    std::cout << "priors " << dir << " are complete (" << m.count << " records)\n";
+    return DeltaStore::open(dir);
+  }
+  if (!resume && dist::world().is_main()) fs::remove_all(dir);  // before rank 0 creates it anew (write_store)
+  const Plan plan = prior_plan(store, data.plan.samples, data.manifest->hash, batch_size);
+  const fs::path records = fs::path(dir) / "records.bin";
+  const uint64_t have = resume && fs::exists(records) ? fs::file_size(records) : 0, need = store_bytes(family, plan, m);
+  check_disk_space(dir, need > have ? need - have : 0, m.count);
+  RunConfig prior_run = run;
+  prior_run.train.max_steps = 0;  // every record's prior, wherever learn stops
+  write_store(prior_run, student, plan, *data.source, dir, m, resume,
+              [&](DeltaStoreWriter& w) { return std::make_unique<PriorObjective>(w, store, plan); },
+              [&](const DeltaStoreWriter& w) {
+                std::cout << "priors: S0 of every record on the student, kept for every pass, " << w.done() << " of "
+                          << m.count << " already in " << dir << "\n";
+              });
+  return DeltaStore::open(dir);
 }
 
 }  // namespace
@@ -100,28 +163,15 @@ void record(const RunConfig& run, bool resume) {
   lora.init = t.teacher_lora;
   lora.dropout = 0;
   LoadedModel teacher = load_model(teacher_run, with_base(teacher_run, t.teacher), lora);
-  // On several ranks each appends the records of its batches to its own shard of the store (rank 0
-  // creates the store first), and rank 0 merges them once all are done.
-  const dist::Group& ranks = dist::world();
-  const StoreShard shard{ranks.rank(), ranks.size()};
-  std::optional<DeltaStoreWriter> writer;
-  if (ranks.is_main()) writer.emplace(dir, m, resume, shard);
-  ranks.barrier("the wait for rank 0 to open the delta store");
-  if (!ranks.is_main()) writer.emplace(dir, m, resume, shard);
-  if (writer->torn_bytes_cut() > 0) std::cerr << "cut " << writer->torn_bytes_cut() << " bytes of an interrupted record\n";
-  std::cout << "record: teacher " << family.name() << " + " << t.teacher_lora << " in " << m.compute_dtype << ", "
-            << (t.exact ? "exact" : "approximate") << " form, " << writer->done() << " of " << m.count << " records already in " << dir << "\n";
-  RecordObjective objective(*writer, plan, *data->source, t.exact, t.paired_forward);
-  run_loop(teacher_run, teacher, plan, *data->source, objective, resume);
-  writer->sync();
-  if (ranks.size() == 1) {
-    if (writer->done() != m.count) throw Error("record stopped after " + std::to_string(writer->done()) + " of " + std::to_string(m.count) + " records");
-    return;
-  }
-  writer.reset();
-  ranks.barrier("the wait for every rank's records");
-  if (ranks.is_main()) merge_record_shards(dir, m, ranks.size());
-  ranks.barrier("the wait for rank 0 to merge the records");
+  write_store(teacher_run, teacher, plan, *data->source, dir, m, resume,
+              [&](DeltaStoreWriter& w) {
+                return std::make_unique<RecordObjective>(w, plan, *data->source, t.exact, t.paired_forward);
+              },
+              [&](const DeltaStoreWriter& w) {
+                std::cout << "record: teacher " << family.name() << " + " << t.teacher_lora << " in " << m.compute_dtype
+                          << ", " << (t.exact ? "exact" : "approximate") << " form, " << w.done() << " of " << m.count
+                          << " records already in " << dir << "\n";
+              });
 }
 
 LoopResult learn(const RunConfig& run, bool resume) {
@@ -157,7 +207,13 @@ LoopResult learn(const RunConfig& run, bool resume) {
   std::cout << "learn: student " << family.name() << " (LoRA " << (lora.init.empty() ? "fresh" : lora.init) << "), "
             << store->size() << " records × " << t.learn_passes << " passes in " << plan.plan.batches.size()
             << " batches, g = " << guidance << ", " << (store->manifest().exact ? "exact" : "approximate") << " form\n";
-  LearnObjective objective(store, plan, *data->source, guidance, loss);
+  // S0 is the same in every pass (the student's base is frozen, and x_σ, σ and c are the record's):
+  // with more than one pass run, computed once and kept.
+  const int64_t batches = loop_batches(plan.plan, run.train.max_steps, run.train.gradient_accumulation);
+  const bool several_passes = batches > 0 && plan.plan.batches[batches - 1].epoch > 0;
+  const std::shared_ptr<const DeltaStore> priors =
+      t.keep_prior && several_passes ? keep_priors(run, family, student_config, student, *store, *data, batch_size, resume) : nullptr;
+  LearnObjective objective(store, plan, *data->source, guidance, loss, priors);
   return run_loop(run, student, plan.plan, *data->source, objective, resume,
                   sampler ? sampler->begin(*student.denoiser, resume) : AfterStep{});
 }

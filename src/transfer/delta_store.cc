@@ -276,11 +276,11 @@ void check_disk_space(const std::string& dir, uint64_t needed_bytes, uint64_t re
   const fs::space_info space = fs::space(probe.empty() ? fs::path(".") : probe, ec);
   if (ec) throw file_error(dir, "cannot read the free disk space: " + ec.message());
   auto mib = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20) + " MiB"; };
-  std::printf("delta store: %llu records to write, %s needed, %s free on the disk of %s\n",
-              static_cast<unsigned long long>(records), mib(needed_bytes).c_str(), mib(space.available).c_str(), dir.c_str());
+  std::printf("%llu records to write to %s: %s needed, %s free on its disk\n", static_cast<unsigned long long>(records),
+              dir.c_str(), mib(needed_bytes).c_str(), mib(space.available).c_str());
   std::fflush(stdout);
   if (space.available < needed_bytes)
-    throw file_error(dir, "not enough disk space for the delta store: it needs " + mib(needed_bytes) + ", the disk has " +
+    throw file_error(dir, "not enough disk space for the store: it needs " + mib(needed_bytes) + ", the disk has " +
                               mib(space.available) + " free");
 }
 

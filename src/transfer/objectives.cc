@@ -97,13 +97,10 @@ void RecordObjective::flush() { store_.sync(); }
 
 // ---- learn -------------------------------------------------------------------------------------
 
-LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> samples, const std::string& manifest_hash,
-                          int64_t batch_size, int64_t passes, const std::string& order, uint64_t seed) {
-  if (batch_size < 1) throw Error("transfer.learn_batch_size must be at least 1");
-  if (passes < 1) throw Error("transfer.learn_passes must be at least 1");
-  if (order != "recorded" && order != "shuffled")
-    throw Error("transfer.learn_order must be \"recorded\" or \"shuffled\", not \"" + order + "\"");
+namespace {
 
+// The plan item of each record of `store` (its sample among `samples`, caption, σ, noise seed).
+std::vector<PlanItem> store_items(const DeltaStore& store, const std::vector<PlanSample>& samples) {
   std::map<std::string, int32_t> by_key;
   for (size_t i = 0; i < samples.size(); ++i) by_key[samples[i].key] = static_cast<int32_t>(i);
   std::vector<PlanItem> items(store.size());
@@ -115,7 +112,19 @@ LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> sampl
                                         "', which the student's dataset does not have (the data changed since recording)");
     items[r] = {it->second, info.caption_index, static_cast<float>(info.sigma), info.noise_seed};
   }
+  return items;
+}
 
+}  // namespace
+
+LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> samples, const std::string& manifest_hash,
+                          int64_t batch_size, int64_t passes, const std::string& order, uint64_t seed) {
+  if (batch_size < 1) throw Error("transfer.learn_batch_size must be at least 1");
+  if (passes < 1) throw Error("transfer.learn_passes must be at least 1");
+  if (order != "recorded" && order != "shuffled")
+    throw Error("transfer.learn_order must be \"recorded\" or \"shuffled\", not \"" + order + "\"");
+
+  const std::vector<PlanItem> items = store_items(store, samples);
   LearnPlan out;
   std::vector<PlanBatch> batches;
   std::mt19937_64 rng(seed);
@@ -135,9 +144,60 @@ LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> sampl
   return out;
 }
 
+Plan prior_plan(const DeltaStore& store, std::vector<PlanSample> samples, const std::string& manifest_hash,
+                int64_t batch_size) {
+  if (batch_size < 1) throw Error("transfer.learn_batch_size must be at least 1");
+  std::vector<PlanBatch> batches;
+  const PlanSample* bucket = nullptr;
+  for (const PlanItem& item : store_items(store, samples)) {
+    const PlanSample& s = samples[item.sample];
+    if (batches.empty() || static_cast<int64_t>(batches.back().items.size()) == batch_size || s.width != bucket->width ||
+        s.height != bucket->height)
+      batches.push_back({0, {}});
+    batches.back().items.push_back(item);
+    bucket = &s;
+  }
+  const StoreManifest& m = store.manifest();
+  return plan_from_batches(std::move(samples), manifest_hash, std::move(batches), {m.noise_offset, m.noise_perturbation});
+}
+
+PriorObjective::PriorObjective(DeltaStoreWriter& priors, const DeltaStore& store, const Plan& plan)
+    : priors_(priors), store_(store), first_item_(1, 0) {
+  for (const auto& b : plan.batches) first_item_.push_back(first_item_.back() + b.items.size());
+}
+
+std::optional<int64_t> PriorObjective::completed_batches() {
+  // As record's: a batch cut in the middle is recomputed whole and only its missing records appended.
+  const auto it = std::upper_bound(first_item_.begin(), first_item_.end(), priors_.next_item());
+  return static_cast<int64_t>(it - first_item_.begin()) - 1;
+}
+
+StepResult PriorObjective::step(Denoiser& model, const Batch& batch) {
+  const uint64_t first = first_item_.at(batch.index) + static_cast<uint64_t>(batch.first);
+  const int64_t b = static_cast<int64_t>(batch.items.size());
+  if (first + b <= priors_.next_item()) return {};
+  const at::Tensor s0 = prior_prediction(model, batch.x_t, batch.sigma, batch.text).cpu();
+  for (int64_t j = 0; j < b; ++j) {
+    if (first + j < priors_.next_item()) continue;
+    DeltaRecord r = store_.read_info(first + j);  // the record it is the prior of: same key, σ, seed, checksums
+    r.delta_c = s0[j];
+    priors_.append(r);
+  }
+  return {};
+}
+
+StepResult PriorObjective::warm_up(Denoiser& model, const Batch& batch) {
+  prior_prediction(model, batch.x_t, batch.sigma, batch.text);
+  return {};
+}
+
 LearnObjective::LearnObjective(std::shared_ptr<const DeltaStore> store, const LearnPlan& plan, SampleSource& source,
-                               double guidance, LossFunction loss)
-    : store_(std::move(store)), plan_(plan), source_(source), guidance_(guidance), loss_(loss) {}
+                               double guidance, LossFunction loss, std::shared_ptr<const DeltaStore> priors)
+    : store_(std::move(store)), priors_(std::move(priors)), plan_(plan), source_(source), guidance_(guidance), loss_(loss) {
+  if (priors_ && priors_->size() != store_->size())
+    throw file_error(priors_->dir(), "holds " + std::to_string(priors_->size()) + " priors for " +
+                                         std::to_string(store_->size()) + " records of " + store_->dir());
+}
 
 void LearnObjective::check_caption(const DeltaRecord& r, const PlanItem& item) {
   if (const std::string caption = source_.caption(item.sample, item.caption); r.caption_hash != caption_hash(caption))
@@ -158,7 +218,7 @@ at::Tensor LearnObjective::target(Denoiser& model, const Batch& batch) { return 
 std::pair<at::Tensor, at::Tensor> LearnObjective::prior_and_target(Denoiser& model, const Batch& batch) {
   const auto& records = plan_.records.at(batch.index);
   const at::Tensor x0 = batch.x0.cpu();
-  std::vector<at::Tensor> dc, du;
+  std::vector<at::Tensor> dc, du, kept;
   std::vector<bool> empty_caption;
   for (size_t j = 0; j < batch.items.size(); ++j) {
     DeltaRecord r = store_->read(records.at(batch.first + j));
@@ -176,8 +236,18 @@ std::pair<at::Tensor, at::Tensor> LearnObjective::prior_and_target(Denoiser& mod
     dc.push_back(r.delta_c);
     if (r.delta_u.defined()) du.push_back(r.delta_u);
     empty_caption.push_back(r.caption_index == kEmptyCaption);
+    if (priors_) {
+      const DeltaRecord p = priors_->read(r.item);
+      if (p.sample_key != r.sample_key || p.caption_hash != r.caption_hash || p.sigma != r.sigma ||
+          p.noise_seed != r.noise_seed || p.latent_checksum != r.latent_checksum || p.delta_c.sizes() != r.delta_c.sizes())
+        throw file_error(priors_->dir(), "prior " + std::to_string(r.item) + " is not of " + what +
+                                             " of the delta store (the priors of another store; a new learn run recomputes them)");
+      kept.push_back(p.delta_c);
+    }
   }
-  const at::Tensor s0 = prior_prediction(model, batch.x_t, batch.sigma, batch.text);
+  // S0 as kept (float32 holding the student's dtype's values exactly) or computed now.
+  const at::Tensor s0 = priors_ ? torch::stack(kept).to(batch.x_t.device())
+                                : prior_prediction(model, batch.x_t, batch.sigma, batch.text);
   const at::Tensor delta_u = du.empty() ? at::Tensor() : torch::stack(du);
   return {s0, transfer_target(s0, torch::stack(dc), delta_u, guidance_, empty_caption)};
 }

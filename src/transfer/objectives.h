@@ -51,11 +51,38 @@ struct LearnPlan {
 LearnPlan make_learn_plan(const DeltaStore& store, std::vector<PlanSample> samples, const std::string& manifest_hash,
                           int64_t batch_size, int64_t passes, const std::string& order, uint64_t seed);
 
+// The store's records in record order, in batches of at most `batch_size` consecutive records of
+// one bucket size: the plan of learn's prior pass, whose item i is record i.
+Plan prior_plan(const DeltaStore& store, std::vector<PlanSample> samples, const std::string& manifest_hash,
+                int64_t batch_size);
+
+// Learn's kept priors (transfer.keep_prior): the student's LoRA-off prediction S0(c) of every
+// record, computed once before learn's first pass and appended to a store of its own (a delta
+// store whose δc holds S0, record i for record i, in the student's dtype), so that no pass
+// computes it again. Runs on prior_plan().
+class PriorObjective : public Objective {
+ public:
+  PriorObjective(DeltaStoreWriter& priors, const DeltaStore& store, const Plan& plan);
+  std::string name() const override { return "transfer-prior"; }
+  bool trains() const override { return false; }
+  StepResult step(Denoiser& model, const Batch& batch) override;
+  StepResult warm_up(Denoiser& model, const Batch& batch) override;  // S0, not stored
+  void flush() override { priors_.sync(); }
+  std::optional<int64_t> completed_batches() override;
+  void end() override { flush(); }
+
+ private:
+  DeltaStoreWriter& priors_;
+  const DeltaStore& store_;
+  std::vector<uint64_t> first_item_;  // record number of each batch's first item; one past the end last
+};
+
 class LearnObjective : public Objective {
  public:
   // `source` gives the student's caption texts, checked against the ones each record was made for.
+  // `priors` (optional): S0 of every record, kept by PriorObjective, read instead of computed.
   LearnObjective(std::shared_ptr<const DeltaStore> store, const LearnPlan& plan, SampleSource& source, double guidance,
-                 LossFunction loss = {});
+                 LossFunction loss = {}, std::shared_ptr<const DeltaStore> priors = nullptr);
   std::string name() const override { return "transfer-learn"; }
   void begin(Denoiser& model, const Plan& plan) override;  // checks every record's caption
   StepResult step(Denoiser& model, const Batch& batch) override;
@@ -69,7 +96,7 @@ class LearnObjective : public Objective {
   // Refuses a record whose caption text is not the student's caption of its item.
   void check_caption(const DeltaRecord& r, const PlanItem& item);
 
-  std::shared_ptr<const DeltaStore> store_;
+  std::shared_ptr<const DeltaStore> store_, priors_;
   const LearnPlan& plan_;
   SampleSource& source_;
   double guidance_;

@@ -21,6 +21,7 @@ struct TransferConfig {
   int64_t learn_batch_size = 0;
   int64_t learn_passes = 1;
   std::string learn_order = "shuffled";
+  bool keep_prior = true;
 
   template <class V>
   void fields(V& v) {
@@ -37,6 +38,7 @@ struct TransferConfig {
     v("learn_batch_size", learn_batch_size, "records per learn micro-batch; 0 = train.batch_size");
     v("learn_passes", learn_passes, "passes over the store's records in learn");
     v("learn_order", learn_order, "order of the records in learn: \"recorded\" (plan order) or \"shuffled\" (seeded by train.seed, new each pass)");
+    v("keep_prior", keep_prior, "with learn_passes > 1: compute the student's LoRA-off prediction S0 of every record once, before the first pass, into <run_dir>/priors (as many bytes as the store's δc in the student's dtype), and read it in every pass instead of a forward per step");
   }
 };
 

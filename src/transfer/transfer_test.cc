@@ -16,6 +16,7 @@
 #include "models/zimage/config.h"
 #include "models/zimage/weights.h"
 #include "run/train_run.h"
+#include "testing/support.h"
 #include "testing/tiny_models.h"
 #include "transfer/delta.h"
 #include "transfer/objectives.h"
@@ -436,6 +437,63 @@ TEST(Transfer, InterruptedRecordAndLearnResumeIdentically) {
   const auto resumed = lora_of(run);
   ASSERT_EQ(resumed.size(), uninterrupted.size());
   for (const auto& [name, t] : uninterrupted) EXPECT_TRUE(torch::equal(t, resumed.at(name))) << name;
+}
+
+// Learn's kept priors (transfer.keep_prior): the prior pass runs the store's records in record
+// order in batches of consecutive records of one bucket; learn reading them gives the targets it
+// computes itself (to fp32 rounding: S0 came from other batches), and a prior that is not of its
+// record is refused, naming it.
+TEST(Transfer, KeptPriorsGiveTheComputedTargetsAndAreChecked) {
+  Recorded r("priors", "zimage", record_plan(2, 2), /*exact=*/false);
+  LoadedModel student = r.w.student("turbo", true);
+  const Plan plan = prior_plan(*r.store, r.plan.samples, "fixed", 3);
+  ASSERT_EQ(static_cast<uint64_t>(plan.item_count()), r.store->size());
+  uint64_t item = 0;
+  for (const PlanBatch& b : plan.batches) {
+    EXPECT_LE(b.items.size(), 3u);
+    for (const PlanItem& it : b.items) {
+      const DeltaRecord info = r.store->read_info(item++);
+      EXPECT_EQ(plan.samples[it.sample].key, info.sample_key);
+      EXPECT_EQ(it.noise_seed, info.noise_seed);
+    }
+  }
+  StoreManifest m = r.store->manifest();
+  m.teacher_model = "turbo";
+  const std::string dir = (r.w.dir / "priors").string();
+  {
+    DeltaStoreWriter writer(dir, m, false);
+    PriorObjective objective(writer, *r.store, plan);
+    run_loop(r.w.run, student, plan, r.source, objective, false);
+  }
+  const auto priors = DeltaStore::open(dir);
+  ASSERT_EQ(priors->size(), r.store->size());
+
+  const LearnPlan learn = make_learn_plan(*r.store, r.plan.samples, "fixed", 2, 2, "shuffled", 3);
+  LearnObjective computed(r.store, learn, r.source, 2.5), kept(r.store, learn, r.source, 2.5, {}, priors);
+  for (size_t i = 0; i < learn.plan.batches.size(); ++i) {
+    const Batch b = batch_of(learn.plan, static_cast<int64_t>(i), r.source);
+    EXPECT_LT(relative_difference(kept.target(*student.denoiser, b), computed.target(*student.denoiser, b)), 1e-5) << "batch " << i;
+  }
+
+  // Priors whose record 1 has another σ.
+  const std::string wrong_dir = (r.w.dir / "wrong_priors").string();
+  {
+    DeltaStoreWriter wrong(wrong_dir, m, false);
+    for (uint64_t k = 0; k < r.store->size(); ++k) {
+      DeltaRecord p = priors->read(k);
+      if (k == 1) p.sigma += 0.125;
+      wrong.append(p);
+    }
+  }
+  LearnObjective misled(r.store, learn, r.source, 2.5, {}, DeltaStore::open(wrong_dir));
+  for (size_t i = 0; i < learn.plan.batches.size(); ++i) {
+    const auto& records = learn.records[i];
+    const bool has_record_1 = std::find(records.begin(), records.end(), 1u) != records.end();
+    const std::string why =
+        testing::error_of([&] { misled.target(*student.denoiser, batch_of(learn.plan, static_cast<int64_t>(i), r.source)); });
+    if (has_record_1) EXPECT_NE(why.find("wrong_priors: prior 1 is not of record 1 ("), std::string::npos) << why;
+    else EXPECT_EQ(why, "(no error)") << "batch " << i;
+  }
 }
 
 // (e) Learn's batch size and order leave each item's x_σ bitwise and its target unchanged.
