@@ -53,15 +53,18 @@ cmp "$run/deltas/records.bin" "$dir/reference/deltas/records.bin" || { echo "res
 cmp "$run/deltas/manifest.json" "$dir/reference/deltas/manifest.json" || { echo "resumed manifest differs"; exit 1; }
 echo "record killed and resumed: store identical"
 
+kill_after_step_3() {  # run folder, pid, log: SIGKILL once the run's metrics hold 3 steps
+  until [ -f "$1/metrics.jsonl" ] && [ "$(wc -l < "$1/metrics.jsonl")" -ge 3 ]; do
+    kill -0 "$2" 2> /dev/null || { echo "learn ended before the kill"; cat "$3"; exit 1; }
+    sleep 0.02
+  done
+  kill -9 "$2"
+  wait "$2" 2> /dev/null || true
+}
+
 # Learn (through the one-command transfer, which finds the store complete) killed after step 3.
 "$bin" transfer learn "$cfg" --run-dir "$run" "${settings[@]}" > "$run.learn.log" 2>&1 &
-pid=$!
-until [ -f "$run/metrics.jsonl" ] && [ "$(wc -l < "$run/metrics.jsonl")" -ge 3 ]; do
-  kill -0 "$pid" 2> /dev/null || { echo "learn ended before the kill"; cat "$run.learn.log"; exit 1; }
-  sleep 0.02
-done
-kill -9 "$pid"
-wait "$pid" 2> /dev/null || true
+kill_after_step_3 "$run" $! "$run.learn.log"
 "$bin" transfer "$cfg" --run-dir "$run" "${settings[@]}" --resume > "$run.resume2.log"
 grep -q "is complete" "$run.resume2.log" || { echo "resumed transfer did not skip the complete record"; exit 1; }
 same_tensors "$dir/reference/lora.safetensors" "$run/lora.safetensors" || { echo "resumed learn: LoRA differs"; exit 1; }
@@ -83,13 +86,7 @@ done
 kill -9 "$pid"
 wait "$pid" 2> /dev/null || true
 "$bin" transfer learn "$cfg" --run-dir "$prun" "${settings[@]}" "${passes[@]}" --resume > "$prun.resume.log" 2>&1 &
-pid=$!
-until [ -f "$prun/metrics.jsonl" ] && [ "$(wc -l < "$prun/metrics.jsonl")" -ge 3 ]; do
-  kill -0 "$pid" 2> /dev/null || { echo "resumed learn ended before the kill"; cat "$prun.resume.log"; exit 1; }
-  sleep 0.02
-done
-kill -9 "$pid"
-wait "$pid" 2> /dev/null || true
+kill_after_step_3 "$prun" $! "$prun.resume.log"
 "$bin" transfer learn "$cfg" --run-dir "$prun" "${settings[@]}" "${passes[@]}" --resume > "$prun.resume2.log"
 grep -q "are complete" "$prun.resume2.log" || { echo "resumed learn did not reuse the complete priors"; cat "$prun.resume2.log"; exit 1; }
 same_tensors "$dir/passes/lora.safetensors" "$prun/lora.safetensors" || { echo "learn with kept priors, resumed: LoRA differs"; exit 1; }
