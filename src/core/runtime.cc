@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <climits>
+#include <csignal>
 #include <cstdlib>
 #include <string>
 
@@ -44,6 +45,12 @@ void start_pool_threads() {
   at::parallel_for(0, at::get_num_threads(), 1, [](int64_t, int64_t) { at::get_num_threads(); });
 }
 
+// Gloo writes to its peers with writev(), which raises SIGPIPE when the peer has died; its default
+// action ends this process without a word, where ignored the write fails and the collective's error
+// names the rank that stopped (tests/distributed_test.sh kills one). Python, under which PyTorch
+// usually runs, ignores it from the start.
+void ignore_broken_pipes() { std::signal(SIGPIPE, SIG_IGN); }
+
 }  // namespace
 
 int available_cores() {
@@ -57,6 +64,7 @@ int available_cores() {
 }
 
 void init_runtime() {
+  ignore_broken_pipes();
   keep_freed_memory();
   int threads = available_cores();
   if (const char* env = std::getenv("DT_THREADS")) {
