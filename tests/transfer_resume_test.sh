@@ -91,6 +91,11 @@ kill_after_step_3 "$prun" $! "$prun.resume.log"
 grep -q "are complete" "$prun.resume2.log" || { echo "resumed learn did not reuse the complete priors"; cat "$prun.resume2.log"; exit 1; }
 same_tensors "$dir/passes/lora.safetensors" "$prun/lora.safetensors" || { echo "learn with kept priors, resumed: LoRA differs"; exit 1; }
 echo "learn over 3 passes with kept priors killed twice and resumed: LoRA identical"
+if "$bin" transfer learn "$cfg" --run-dir "$prun" "${settings[@]}" "${passes[@]}" --set transfer.student=base --resume > "$prun.swap.log" 2>&1; then
+  echo "a resumed learn reused priors of another student"; exit 1
+fi
+grep -q "priors/manifest.json: the priors were computed on another student checkpoint" "$prun.swap.log" ||
+  { echo "student swap:"; cat "$prun.swap.log"; exit 1; }
 
 # LoRA → LoRA (no distillation: g = 1) from a fresh LoRA, writing --output, onto two students: the
 # tiny Turbo (an independent random draw, so a rank-4 LoRA can reproduce δc only in part) and the

@@ -10,6 +10,7 @@
 #include "core/hash.h"
 #include "data/dataset.h"
 #include "dist/group.h"
+#include "io/atomic_file.h"
 #include "run/run_samples.h"
 #include "transfer/delta_store.h"
 #include "transfer/objectives.h"
@@ -96,6 +97,12 @@ std::shared_ptr<const DeltaStore> keep_priors(const RunConfig& run, const Family
   if (resume && already_recorded(dir, m)) {
     std::cout << "priors " << dir << " are complete (" << m.count << " records)\n";
     return DeltaStore::open(dir);
+  }
+  if (const fs::path kept = fs::path(dir) / "manifest.json"; resume && fs::exists(kept)) {
+    // Said here in the student's terms (the store's own check speaks of a teacher).
+    if (StoreManifest::from_json(read_file(kept.string()), kept.string()).teacher_model != m.teacher_model)
+      throw file_error(kept.string(), "the priors were computed on another student checkpoint than " + student_config.base +
+                                          ": start the learn run afresh (without --resume)");
   }
   if (!resume && dist::world().is_main()) fs::remove_all(dir);  // before rank 0 creates it anew (write_store)
   const Plan plan = prior_plan(store, data.plan.samples, data.manifest->hash, batch_size);
