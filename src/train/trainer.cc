@@ -253,8 +253,10 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
   if (auto done = objective.completed_batches(); resume && done) next_batch = *done;
   if (!resume && writes) fs::remove_all(fs::path(run_dir) / "checkpoints");
 
+  // An objective that does not train (record, learn's prior pass) logs no steps and leaves the
+  // run folder's metrics as they are.
   std::optional<MetricsLog> metrics;
-  if (writes) metrics.emplace(run_dir, t.tensorboard, resume ? step : 0);
+  if (writes && trains) metrics.emplace(run_dir, t.tensorboard, resume ? step : 0);
   model.set_gradient_checkpointing(t.gradient_checkpointing && trains);
   if (trains) model.module().train();
   else model.module().eval();

@@ -237,7 +237,13 @@ std::pair<at::Tensor, at::Tensor> LearnObjective::prior_and_target(Denoiser& mod
     if (r.delta_u.defined()) du.push_back(r.delta_u);
     empty_caption.push_back(r.caption_index == kEmptyCaption);
     if (priors_) {
-      const DeltaRecord p = priors_->read(r.item);
+      DeltaRecord p;
+      try {
+        p = priors_->read(r.item);
+      } catch (const Error& e) {  // derived data: nothing is lost by computing it again
+        throw Error(std::string(e.what()) + "; the priors are computed from the store and the student: remove " +
+                    priors_->dir() + " and --resume to compute them again");
+      }
       if (p.sample_key != r.sample_key || p.caption_hash != r.caption_hash || p.sigma != r.sigma ||
           p.noise_seed != r.noise_seed || p.latent_checksum != r.latent_checksum || p.delta_c.sizes() != r.delta_c.sizes())
         throw file_error(priors_->dir(), "prior " + std::to_string(r.item) + " is not of " + what +

@@ -494,6 +494,24 @@ TEST(Transfer, KeptPriorsGiveTheComputedTargetsAndAreChecked) {
     if (has_record_1) EXPECT_NE(why.find("wrong_priors: prior 1 is not of record 1 ("), std::string::npos) << why;
     else EXPECT_EQ(why, "(no error)") << "batch " << i;
   }
+
+  // A damaged prior is refused, saying how to get it back.
+  const std::string damaged_dir = (r.w.dir / "damaged_priors").string();
+  fs::copy(dir, damaged_dir);
+  std::string bytes = read_file(damaged_dir + "/records.bin");
+  bytes[bytes.size() - 8] ^= 1;  // inside the last record's tensor
+  write_file_atomic(damaged_dir + "/records.bin", bytes);
+  LearnObjective damaged(r.store, learn, r.source, 2.5, {}, DeltaStore::open(damaged_dir));
+  std::string refusal;
+  for (size_t i = 0; i < learn.plan.batches.size() && refusal.empty(); ++i) {
+    const std::string why =
+        testing::error_of([&] { damaged.target(*student.denoiser, batch_of(learn.plan, static_cast<int64_t>(i), r.source)); });
+    if (why != "(no error)") refusal = why;
+  }
+  EXPECT_NE(refusal.find("is corrupt (CRC mismatch); the priors are computed from the store and the student: remove " +
+                         damaged_dir + " and --resume"),
+            std::string::npos)
+      << refusal;
 }
 
 // (e) Learn's batch size and order leave each item's x_σ bitwise and its target unchanged.
