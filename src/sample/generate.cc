@@ -71,7 +71,7 @@ void store_and_place(Denoiser& model, WeightFormat weight_format, int64_t offloa
 }
 
 double warm_up_forward(Denoiser& model, const Family& family, const std::vector<SamplePrompt>& prompts,
-                    const PromptFeatures& features, const LoadOptions& options) {
+                       const PromptFeatures& features, const LoadOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   SamplePrompt largest = *std::max_element(prompts.begin(), prompts.end(), [](const SamplePrompt& a, const SamplePrompt& b) {
     return a.width * a.height < b.width * b.height;

@@ -53,7 +53,7 @@ std::vector<Image> decode_latents(const Family& family, const std::string& vae_p
 // does not fit fails before any other is drawn. The training loop's warm-up pass does the same
 // (train/trainer.h). Returns the seconds it took.
 double warm_up_forward(Denoiser& model, const Family& family, const std::vector<SamplePrompt>& prompts,
-                    const PromptFeatures& features, const LoadOptions& options);
+                       const PromptFeatures& features, const LoadOptions& options);
 
 // The whole pipeline for resolved prompts; LoRA files are merged into the transformer's weights
 // at their strengths (any number; their deltas add up). `warm_up`: warm_up_forward() before the first

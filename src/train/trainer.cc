@@ -150,11 +150,23 @@ bool is_out_of_memory(const std::string& what) {
   return what.find("out of memory") != std::string::npos || what.find("not enough memory") != std::string::npos;
 }
 
-// `where`: "at step N" or "in the warm-up pass".
-[[noreturn]] void out_of_memory(const LoopSettings& s, const std::string& where) {
-  throw Error("out of memory " + where + " (" + s.memory_settings + "): lower train.batch_size " +
-              "(raise train.gradient_accumulation to keep the effective batch), set model.gradient_checkpointing = true, " +
-              "or use model.dtype = \"bf16\"");
+// Runs `work` (optimizer step `step`, or 0 for the warm-up pass), turning LibTorch's and the
+// allocator's out-of-memory into one line naming the settings to change.
+template <class Work>
+void naming_out_of_memory(const LoopSettings& s, int64_t step, Work&& work) {
+  const auto out_of_memory = [&] {
+    throw Error("out of memory " + (step > 0 ? "at step " + std::to_string(step) : std::string("in the warm-up pass")) +
+                " (" + s.memory_settings + "): lower train.batch_size (raise train.gradient_accumulation to keep the " +
+                "effective batch), set model.gradient_checkpointing = true, or use model.dtype = \"bf16\"");
+  };
+  try {
+    work();
+  } catch (const c10::Error& e) {
+    if (is_out_of_memory(e.what())) out_of_memory();
+    throw;
+  } catch (const std::bad_alloc&) {
+    out_of_memory();
+  }
 }
 
 // The warm-up pass (LoopSettings::warm_up_pass): the objective's computation on plan batch
@@ -171,7 +183,7 @@ double warm_up_pass(const LoopSettings& t, Denoiser& model, const std::vector<at
   const auto [first, end] = part_of_batch(plan, index, trains, ranks);
   if (first == end) return 0;
   const std::map<std::string, at::Tensor> generators = rng_state();
-  try {
+  naming_out_of_memory(t, 0, [&] {
     const Batch batch = make_batch(plan, index, first, end, source, t.device, t.dtype);
     if (trains) {
       objective.warm_up(model, batch).loss.backward();
@@ -179,12 +191,7 @@ double warm_up_pass(const LoopSettings& t, Denoiser& model, const std::vector<at
       torch::NoGradGuard no_grad;
       objective.warm_up(model, batch);
     }
-  } catch (const c10::Error& e) {
-    if (is_out_of_memory(e.what())) out_of_memory(t, "in the warm-up pass");
-    throw;
-  } catch (const std::bad_alloc&) {
-    out_of_memory(t, "in the warm-up pass");
-  }
+  });
   for (at::Tensor p : params) p.mutable_grad().reset();
   set_rng_state(generators);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -301,7 +308,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
     StepResult r;
     const int64_t batch_items = static_cast<int64_t>(plan.batches[next_batch].items.size());
     const auto [first, end] = part_of_batch(plan, next_batch, trains, ranks);
-    try {
+    naming_out_of_memory(t, step + 1, [&] {
       step_items += end - first;
       if (first == end) {
         // Nothing of this batch falls to this rank: it adds nothing to the step's sums.
@@ -322,12 +329,7 @@ LoopResult run_loop(const LoopSettings& t, Denoiser& model, const NamedTensors& 
         torch::NoGradGuard no_grad;
         r = objective.step(model, make_batch(plan, next_batch, first, end, source, device, dtype));
       }
-    } catch (const c10::Error& e) {
-      if (is_out_of_memory(e.what())) out_of_memory(t, "at step " + std::to_string(step + 1));
-      throw;
-    } catch (const std::bad_alloc&) {
-      out_of_memory(t, "at step " + std::to_string(step + 1));
-    }
+    });
     ++next_batch;
     if (!trains) {
       progress.advance();

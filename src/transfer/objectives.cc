@@ -18,23 +18,31 @@ namespace {
 
 double rms(const at::Tensor& t) { return t.to(torch::kFloat).square().mean().sqrt().item<double>(); }
 
+// The item number of each batch's first item, one past the last item at the end: where a store
+// written batch by batch stands in the plan.
+std::vector<uint64_t> first_items(const Plan& plan) {
+  std::vector<uint64_t> first{0};
+  for (const auto& b : plan.batches) first.push_back(first.back() + b.items.size());
+  return first;
+}
+
+// Batches whose every item is in a store whose next item is `next_item` (or, for a shard, before
+// its last record: the other ranks' batches); a batch cut in the middle is recomputed whole (same
+// batch, same numbers) and only its missing records appended.
+int64_t stored_batches(const std::vector<uint64_t>& first_items, uint64_t next_item) {
+  const auto it = std::upper_bound(first_items.begin(), first_items.end(), next_item);
+  return static_cast<int64_t>(it - first_items.begin()) - 1;
+}
+
 }  // namespace
 
 // ---- record ------------------------------------------------------------------------------------
 
 RecordObjective::RecordObjective(DeltaStoreWriter& store, const Plan& plan, SampleSource& source, bool exact,
                                  bool paired_forward)
-    : store_(store), source_(source), exact_(exact), paired_(paired_forward), plan_(plan), first_item_(1, 0) {
-  for (const auto& b : plan.batches) first_item_.push_back(first_item_.back() + b.items.size());
-}
+    : store_(store), source_(source), exact_(exact), paired_(paired_forward), plan_(plan), first_item_(first_items(plan)) {}
 
-std::optional<int64_t> RecordObjective::completed_batches() {
-  // Batches whose every item is in the store (or, for a shard, before its last record: the other
-  // ranks' batches); a batch cut in the middle is recomputed whole (same batch, same numbers) and
-  // only its missing records appended.
-  const auto it = std::upper_bound(first_item_.begin(), first_item_.end(), store_.next_item());
-  return static_cast<int64_t>(it - first_item_.begin()) - 1;
-}
+std::optional<int64_t> RecordObjective::completed_batches() { return stored_batches(first_item_, store_.next_item()); }
 
 at::Tensor RecordObjective::delta(Denoiser& model, const Batch& batch, const std::vector<TextFeatures>& text) {
   if (paired_) {
@@ -162,15 +170,9 @@ Plan prior_plan(const DeltaStore& store, std::vector<PlanSample> samples, const 
 }
 
 PriorObjective::PriorObjective(DeltaStoreWriter& priors, const DeltaStore& store, const Plan& plan)
-    : priors_(priors), store_(store), first_item_(1, 0) {
-  for (const auto& b : plan.batches) first_item_.push_back(first_item_.back() + b.items.size());
-}
+    : priors_(priors), store_(store), first_item_(first_items(plan)) {}
 
-std::optional<int64_t> PriorObjective::completed_batches() {
-  // As record's: a batch cut in the middle is recomputed whole and only its missing records appended.
-  const auto it = std::upper_bound(first_item_.begin(), first_item_.end(), priors_.next_item());
-  return static_cast<int64_t>(it - first_item_.begin()) - 1;
-}
+std::optional<int64_t> PriorObjective::completed_batches() { return stored_batches(first_item_, priors_.next_item()); }
 
 StepResult PriorObjective::step(Denoiser& model, const Batch& batch) {
   const uint64_t first = first_item_.at(batch.index) + static_cast<uint64_t>(batch.first);
