@@ -32,4 +32,12 @@ inline std::string quoted_name(const std::string& name) {
   return out + "'";
 }
 
+// Whether a LibTorch error message is an allocation that failed: CUDA's "CUDA out of memory", and
+// the CPU allocator's "can't allocate memory" (LibTorch 1.13) or "not enough memory" (2.x).
+inline bool is_out_of_memory(const std::string& what) {
+  for (const char* sign : {"out of memory", "can't allocate memory", "not enough memory"})
+    if (what.find(sign) != std::string::npos) return true;
+  return false;
+}
+
 }  // namespace dt

@@ -146,10 +146,6 @@ int64_t largest_batch(const Plan& plan, int64_t from, int64_t to) {
   return best;
 }
 
-bool is_out_of_memory(const std::string& what) {
-  return what.find("out of memory") != std::string::npos || what.find("not enough memory") != std::string::npos;
-}
-
 // Runs `work` (optimizer step `step`, or 0 for the warm-up pass), turning LibTorch's and the
 // allocator's out-of-memory into one line naming the settings to change.
 template <class Work>

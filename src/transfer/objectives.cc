@@ -49,7 +49,7 @@ at::Tensor RecordObjective::delta(Denoiser& model, const Batch& batch, const std
     try {
       return lora_delta(model, batch.x_t, batch.sigma, text, true).cpu();
     } catch (const c10::Error& e) {
-      if (std::string(e.what()).find("out of memory") == std::string::npos) throw;
+      if (!is_out_of_memory(e.what())) throw;
     } catch (const std::bad_alloc&) {
     }
     std::cerr << "warning: the paired LoRA-on/off forward ran out of memory; recording with two forwards from here on "
