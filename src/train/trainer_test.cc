@@ -105,6 +105,20 @@ class WarmUpWatcher : public FlowObjective {
   bool out_of_memory_;
 };
 
+// The allocator's own failure (whatever LibTorch's wording) is out of memory; other errors are not.
+// (Here rather than beside core/error.h: the sanitizer stage, which builds core, aborts on such a
+// request before LibTorch can throw.)
+TEST(Error, AFailedAllocationIsOutOfMemory) {
+  try {
+    at::empty({int64_t{1} << 50});  // 4 PiB
+    FAIL() << "the allocation succeeded";
+  } catch (const c10::Error& e) {
+    EXPECT_TRUE(is_out_of_memory(e.what())) << e.what();
+  }
+  EXPECT_TRUE(is_out_of_memory("CUDA out of memory. Tried to allocate 20.00 MiB"));
+  EXPECT_FALSE(is_out_of_memory("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"));
+}
+
 std::map<std::string, at::Tensor> read_lora_tensors(const RunConfig& run) {
   return load_safetensors((fs::path(run.resolve(run.output.run_dir)) / "lora.safetensors").string());
 }
